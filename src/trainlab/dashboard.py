@@ -1,0 +1,61 @@
+"""`make ui`: the MLflow dashboard over trainlab's store, on 127.0.0.1 only.
+
+Run twice, it reports the dashboard already serving on that port instead of failing with a
+port error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.error
+import urllib.request
+
+from trainlab import paths
+
+
+def is_serving(host: str, port: int) -> bool:
+    """True when an MLflow server answers /health on host:port."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def server_command(host: str, port: int, store_uri: str) -> list[str]:
+    return [
+        os.path.join(os.path.dirname(sys.executable), "mlflow"),
+        "server",
+        "--backend-store-uri",
+        store_uri,
+        "--default-artifact-root",
+        paths.default_artifact_root().as_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument(
+        "--store", default=None, help="backend store URI (default: the embedded store)"
+    )
+    args = parser.parse_args(argv)
+    url = f"http://{args.host}:{args.port}"
+    if is_serving(args.host, args.port):
+        print(f"The MLflow dashboard is already running at {url}")
+        return
+    store = args.store or paths.tracking_uri()
+    print(f"MLflow dashboard at {url} (store {store}); Ctrl-C stops it", flush=True)
+    command = server_command(args.host, args.port, store)
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    main()

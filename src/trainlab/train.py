@@ -1,0 +1,61 @@
+"""`trainlab-train`: compose the config, build data and model, fit, track, report.
+
+trainlab-train experiment=seed_pipeline optimizer=adam optimizer.lr=0.05
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+import hydra
+from omegaconf import DictConfig
+
+from trainlab.errors import is_user_error, one_line
+from trainlab.paths import CONFIG_DIR
+from trainlab.schema import register_configs
+
+register_configs()
+
+
+# Set by main() from the user's own HYDRA_FULL_ERROR before it sets the variable for Hydra.
+_show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def fail(err: BaseException) -> NoReturn:
+    """Exit 2 with one line on stderr (or re-raise when the user asked for tracebacks)."""
+    if _show_traceback:
+        raise err
+    hint = "" if is_user_error(err) else " (HYDRA_FULL_ERROR=1 shows the traceback)"
+    print(f"trainlab-train: error: {one_line(err)}{hint}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def _hydra_entry(cfg: DictConfig) -> float:
+    # Imported here so that `--help`, `--cfg job` and config errors stay fast.
+    from trainlab.pipeline import run
+
+    try:
+        return run(cfg)
+    except Exception as err:
+        # Handled here, not by Hydra, which would add its own "Error executing job" line.
+        fail(err)
+
+
+def main() -> None:
+    """Console entry: Hydra's CLI, with every error shown as one line and exit status 2."""
+    global _show_traceback
+    _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Hydra prints its own multi-line report of composition errors unless HYDRA_FULL_ERROR is
+    # set; with it set the exception reaches us and becomes one line.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _hydra_entry()
+    except Exception as err:
+        fail(err)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Shared fixtures: a private TRAINLAB_HOME (store, artifacts, outputs) per test, real Hydra
+composition of the project's configs, and real `trainlab-train` subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from trainlab.paths import CONFIG_DIR
+from trainlab.schema import register_configs
+
+TRAIN = str(Path(sys.executable).with_name("trainlab-train"))
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh TRAINLAB_HOME: the embedded store lands in tmp_path/mlflow.db."""
+    monkeypatch.setenv("TRAINLAB_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def client(home: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+
+
+@pytest.fixture
+def composed() -> Iterator:
+    """compose(overrides) -> the DictConfig Hydra builds from conf/ for those overrides."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+
+        def _compose(*overrides: str) -> DictConfig:
+            return compose(
+                config_name="train", overrides=list(overrides), return_hydra_config=False
+            )
+
+        yield _compose
+
+
+def run_cli(
+    *args: str, home: Path, cwd: Path | None = None, timeout: int = 180
+) -> subprocess.CompletedProcess:
+    """Run `trainlab-train ARGS` as a user would, with the store under `home`."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")
+    }
+    env["TRAINLAB_HOME"] = str(home)
+    return subprocess.run(
+        [TRAIN, *args], cwd=cwd or home, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def all_runs(client: MlflowClient) -> list:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments) if experiments else []

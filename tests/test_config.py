@@ -1,0 +1,79 @@
+"""Every config group option composes; bad values stop at the schema with one clear line."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from trainlab.paths import CONFIG_DIR, EXPERIMENTS_DIR
+from trainlab.pipeline import check_config
+from trainlab.schema import SCHEMAS, ConfigError, TrainConfig
+
+GROUPS = ["data", "model", "loss", "optimizer", "scheduler", "device", "engine", "tracking"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
+)
+def test_every_group_option_composes_and_validates(composed, group, option):
+    extra = ["data.path=/tmp/x.csv", "data.target=y"] if (group, option) == ("data", "csv") else []
+    cfg = composed(f"{group}={option}", *extra)
+    settings = check_config(cfg)
+    assert isinstance(settings, TrainConfig)
+    node = getattr(settings, group)
+    schemas = SCHEMAS[group]
+    assert type(node) is schemas.get(option, next(iter(schemas.values())))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")))
+def test_every_experiment_composes(composed, name):
+    settings = check_config(composed(f"experiment={name}"))
+    assert settings.experiment_name  # presets name their MLflow experiment
+
+
+def test_seed_pipeline_is_note_20(composed):
+    s = check_config(composed("experiment=seed_pipeline"))
+    assert (s.data.x, s.data.y, s.x_test) == ([1, 2, 3, 4], [2, 4, 6, 8], [5.0])
+    assert (s.optimizer.lr, s.max_epochs, s.model.bias) == (0.01, 100, True)
+    assert s.optimizer._target_ == "torch.optim.SGD" and s.loss._target_ == "torch.nn.MSELoss"
+
+
+def test_command_line_overrides_win_over_experiment(composed):
+    s = check_config(composed("experiment=seed_pipeline", "optimizer=adam", "optimizer.lr=0.05"))
+    assert s.optimizer._target_ == "torch.optim.Adam" and s.optimizer.lr == 0.05
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 is not allowed: expected a learning rate > 0"),
+        ("optimizer.lr=0", "optimizer.lr=0.0 is not allowed"),
+        ("max_epochs=0", "max_epochs=0 is not allowed: expected an integer > 0"),
+        ("max_steps=0", "max_steps=0 is not allowed"),
+        ("data.val_split=1.5", "data.val_split=1.5 is not allowed: expected 0 <= x < 1"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed"),
+        ("device.precision=8", "device.precision='8' is not allowed: expected one of 64, 32"),
+        ("model.init=ones", "model.init='ones' is not allowed: expected one of default, zeros"),
+        ("loss=huber loss.delta=0", "loss.delta=0.0 is not allowed"),
+        ("optimizer=adam optimizer.betas=[0.9,1.5]", "optimizer.betas=[0.9, 1.5] is not allowed"),
+        ("optimizer.nesterov=true", "optimizer.nesterov=True is not allowed"),
+    ],
+)
+def test_bad_values_stop_with_one_line(composed, override, message):
+    with pytest.raises(ConfigError) as err:
+        check_config(composed(*override.split()))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_key_and_wrong_type_fail_while_composing(composed):
+    with pytest.raises(Exception) as err:
+        composed("optimizer.momentun=0.9")
+    assert isinstance(err.value.__cause__, ConfigKeyError) or "momentun" in str(err.value)
+    with pytest.raises(Exception) as err:
+        composed("max_epochs=many")
+    assert isinstance(err.value.__cause__, ValidationError)
