@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -19,9 +21,19 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab import paths
 from trainlab.console import ConsolePrinter, format_prediction
 from trainlab.data import Dataset, TensorBatches, load_dataset, parse_x_test
+from trainlab.guard import DivergenceGuard
 from trainlab.module import RegressionModule
+from trainlab.resume import LastCheckpoint, ResumePoint, plan_resume, print_resume_hint
 from trainlab.schema import ConfigError, DeviceConfig, TrainConfig
-from trainlab.tracking import MlflowRun, TrackingCallback, flatten, git_commit, open_run
+from trainlab.signals import Interrupts, StopOnSignal, handle_interrupts
+from trainlab.tracking import (
+    MlflowRun,
+    TrackingCallback,
+    check_server,
+    flatten,
+    git_commit,
+    open_run,
+)
 
 log = logging.getLogger("trainlab")
 
@@ -99,10 +111,17 @@ def fit_lightning(
     data: Dataset,
     accelerator: str,
     run: MlflowRun | None,
-) -> None:
+    interrupts: Interrupts | None = None,
+    resume_from: ResumePoint | None = None,
+) -> LastCheckpoint:
+    checkpoint = LastCheckpoint(output_dir() / "checkpoints", run)
     callbacks: list[L.Callback] = [ConsolePrinter(settings.print_every)]
     if run is not None:
         callbacks.append(TrackingCallback(run, settings.tracking.trajectory_limit))
+    # After tracking, so that the bad step's values are in the history before the run stops.
+    callbacks += [DivergenceGuard(settings.guard, run), checkpoint]
+    if interrupts is not None:
+        callbacks.append(StopOnSignal(interrupts))
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=settings.device.devices,
@@ -131,7 +150,9 @@ def fit_lightning(
         val = TensorBatches(
             data.x_val.to(device), data.y_val.to(device), None, False, settings.seed
         )
-    trainer.fit(module, train_dataloaders=batches, val_dataloaders=val)
+    ckpt_path = str(resume_from.checkpoint) if resume_from is not None else None
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=val, ckpt_path=ckpt_path)
+    return checkpoint
 
 
 def final_losses(module: RegressionModule, data: Dataset) -> dict[str, float]:
@@ -147,6 +168,11 @@ def final_losses(module: RegressionModule, data: Dataset) -> dict[str, float]:
 def run(cfg: DictConfig) -> float:
     """One job; returns the objective for sweepers (final val loss, else final train loss)."""
     quiet_libraries()
+    uri = cfg.tracking.uri or paths.tracking_uri()
+    resume_from = None
+    if cfg.get("resume"):
+        check_server(uri)
+        cfg, resume_from = plan_resume(cfg, uri, task_overrides(), output_dir())
     settings = check_config(cfg)
     data = load_dataset(settings.data, settings.seed)
     dtype = torch.float64 if settings.device.precision == "64" else torch.float32
@@ -154,45 +180,83 @@ def run(cfg: DictConfig) -> float:
     x_test = parse_x_test(settings.x_test, data.n_features)
     accelerator = resolve_accelerator(settings.device)
 
-    uri = settings.tracking.uri or paths.tracking_uri()
-    tracked = (
-        open_run(
-            uri,
-            settings.experiment_name,
-            settings.run_name,
-            run_tags(settings, accelerator),
-            settings.tracking.flush_every_seconds,
+    with handle_interrupts() as interrupts:
+        tracked = (
+            open_run(
+                uri,
+                settings.experiment_name,
+                settings.run_name,
+                run_tags(settings, accelerator),
+                settings.tracking.flush_every_seconds,
+                run_id=resume_from.run_id if resume_from else None,
+            )
+            if settings.tracking.enabled
+            else nullcontext()
         )
-        if settings.tracking.enabled
-        else nullcontext()
-    )
-    with tracked as mlflow_run:
-        # Seeded after the run exists: MLflow draws its random run names from `random` too.
-        L.seed_everything(settings.seed, verbose=False)
-        module = build_module(cfg, data).to(dtype)
-        x_model = data.scale(x_test.to(dtype)) if x_test is not None else None
-        before = predict(module, x_model)
-        if x_test is not None:
-            print(f"Prediction before training: {format_prediction(x_test, before)}")
-        if mlflow_run is not None:
-            mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
-            mlflow_run.log_dict(OmegaConf.to_container(cfg, resolve=True), "config/resolved.yaml")
-            mlflow_run.log_dict({"overrides": task_overrides()}, "config/overrides.yaml")
-        fit_lightning(settings, module, data, accelerator, mlflow_run)
-        after = predict(module, x_model)
-        losses = final_losses(module, data)
-        if mlflow_run is not None:
-            metrics = dict(losses)
-            if before is not None and after is not None:
-                metrics.update(prediction_metrics(before, "pred/before"))
-                metrics.update(prediction_metrics(after, "pred/after"))
-            mlflow_run.log_metrics(metrics, step=max(module.global_step - 1, 0))
+        with tracked as mlflow_run, report_interrupt(interrupts) as report:
+            report.run = mlflow_run
+            # Seeded after the run exists: MLflow draws its random run names from `random` too.
+            L.seed_everything(settings.seed, verbose=False)
+            module = build_module(cfg, data).to(dtype)
+            x_model = data.scale(x_test.to(dtype)) if x_test is not None else None
+            # A resumed run has its `pred/before` already; its weights come with the checkpoint.
+            before = predict(module, x_model) if resume_from is None else None
+            if before is not None:
+                print(f"Prediction before training: {format_prediction(x_test, before)}")
+            if mlflow_run is not None and resume_from is None:
+                if before is not None:  # now, so that an interrupted run keeps it
+                    mlflow_run.log_metrics(prediction_metrics(before, "pred/before"), step=0)
+                mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+                mlflow_run.log_dict(
+                    OmegaConf.to_container(cfg, resolve=True), "config/resolved.yaml"
+                )
+                mlflow_run.log_dict({"overrides": task_overrides()}, "config/overrides.yaml")
+            elif mlflow_run is not None and resume_from is not None:
+                print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")
+                mlflow_run.set_tags({"trainlab.resumed_at_step": resume_from.step})
+            report.module = module
+            report.checkpoint = fit_lightning(
+                settings, module, data, accelerator, mlflow_run, interrupts, resume_from
+            )
+            interrupts.raise_if_received()  # the fit stopped early for a signal: KILLED
+            after = predict(module, x_model)
+            losses = final_losses(module, data)
+            if mlflow_run is not None:
+                metrics = dict(losses)
+                if after is not None:
+                    metrics.update(prediction_metrics(after, "pred/after"))
+                mlflow_run.log_metrics(metrics, step=max(module.global_step - 1, 0))
     if x_test is not None:
         print(f"Prediction after training: {format_prediction(x_test, after)}")
     print(f"Final training loss: {losses['final/train_loss']:.6g}")
     if mlflow_run is not None:
         report_run(uri, mlflow_run)
     return losses.get("final/val_loss", losses["final/train_loss"])
+
+
+@dataclass
+class InterruptReport:
+    run: MlflowRun | None = None
+    module: RegressionModule | None = None
+    checkpoint: LastCheckpoint | None = None
+
+
+@contextmanager
+def report_interrupt(interrupts: Interrupts) -> Iterator[InterruptReport]:
+    """On Ctrl-C or SIGTERM: say where the run stopped and how to resume it."""
+    report = InterruptReport()
+    try:
+        yield report
+    except KeyboardInterrupt:
+        if report.run is not None:
+            saved = report.checkpoint is not None and report.checkpoint.saved
+            print_resume_hint(
+                report.run.run_id,
+                report.checkpoint.path if saved else None,
+                report.module.global_step if report.module is not None else 0,
+                interrupts.name or "KeyboardInterrupt",
+            )
+        raise
 
 
 def predict(module: RegressionModule, x: torch.Tensor | None) -> torch.Tensor | None:

@@ -309,6 +309,25 @@ class TrackingConfig:
         )
 
 
+# ---------------------------------------------------------------------------------- guard
+GUARD_MODES = ("stop", "warn")
+
+
+@dataclass
+class GuardConfig:
+    nonfinite: str = "stop"  # stop: a NaN/inf train/loss ends the run FAILED; warn: say it once
+    check_every: int = 50  # steps between host reads of the check on a GPU (the CPU: every step)
+
+    def __post_init__(self) -> None:
+        require(
+            self.nonfinite in GUARD_MODES,
+            "guard.nonfinite",
+            self.nonfinite,
+            f"one of {', '.join(GUARD_MODES)}",
+        )
+        require(self.check_every > 0, "guard.check_every", self.check_every, "an integer > 0")
+
+
 # ------------------------------------------------------------------------------ top level
 @dataclass
 class TrainConfig:
@@ -328,6 +347,8 @@ class TrainConfig:
     experiment_name: str = "trainlab"
     run_name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    resume: str | None = None  # a run id or a checkpoint path: continue that MLflow run
 
     def __post_init__(self) -> None:
         require(self.max_epochs > 0, "max_epochs", self.max_epochs, "an integer > 0")

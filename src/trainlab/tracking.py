@@ -161,14 +161,23 @@ def experiment_id(client: MlflowClient, name: str) -> str:
 
 @contextmanager
 def open_run(
-    uri: str, experiment_name: str, run_name: str | None, tags: dict[str, str], max_seconds: float
+    uri: str,
+    experiment_name: str,
+    run_name: str | None,
+    tags: dict[str, str],
+    max_seconds: float,
+    run_id: str | None = None,
 ) -> Iterator[MlflowRun]:
-    """Create a run; end it FINISHED, FAILED (exception) or KILLED (interrupt), sink flushed."""
+    """Create a run (or re-open `run_id`: RUNNING again, nothing new created); end it FINISHED,
+    FAILED (exception) or KILLED (interrupt), sink flushed."""
     check_server(uri)
     client = MlflowClient(tracking_uri=uri)
-    exp_id = experiment_id(client, experiment_name)
-    run = client.create_run(exp_id, run_name=run_name, tags=tags)
-    tracked = MlflowRun(client, run.info.run_id, max_seconds)
+    if run_id is None:
+        exp_id = experiment_id(client, experiment_name)
+        run_id = client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+    else:
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    tracked = MlflowRun(client, run_id, max_seconds)
     status = RunStatus.FINISHED
     try:
         yield tracked

@@ -53,6 +53,9 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _hydra_entry()
+    except KeyboardInterrupt as err:
+        # The run is already KILLED and the resume hint printed; 130 for Ctrl-C, 143 for SIGTERM.
+        sys.exit(128 + getattr(err, "signum", 2))
     except Exception as err:
         fail(err)
 

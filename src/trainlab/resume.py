@@ -1,0 +1,158 @@
+"""Checkpoints and resume: `trainlab-train resume=<run id | path/to/last.ckpt>` continues a run.
+
+The last checkpoint (Lightning's own format: weights, optimizer and scheduler state, loop
+progress, the batcher's shuffle state) is saved into the job's output folder when the fit ends,
+also when a signal stopped it, and logged as the artifact `checkpoints/last.ckpt` of the run.
+
+Resuming re-opens the same MLflow run (no new run), rebuilds the original config from the run's
+`config/overrides.yaml` and `config/resolved.yaml` artifacts, and hands the checkpoint to
+`trainer.fit(ckpt_path=...)`: Lightning restores the global step, so `train/loss` goes on at the
+next step with no gap and no repeat.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from trainlab.paths import CONFIG_DIR, resolve_user_path
+from trainlab.schema import ConfigError
+from trainlab.tracking import MlflowRun
+
+CHECKPOINT_ARTIFACT = "checkpoints/last.ckpt"
+# What a resumed run may change: how long it trains and how it reports, never what it trains.
+RESUMABLE_KEYS = (
+    "max_epochs",
+    "max_steps",
+    "print_every",
+    "engine.progress_bar",
+    "guard.nonfinite",
+    "guard.check_every",
+    "tracking.uri",
+    "tracking.flush_every_seconds",
+)
+
+
+class LastCheckpoint(L.Callback):
+    """Saves `<folder>/last.ckpt` when the fit ends and logs it as `checkpoints/last.ckpt`."""
+
+    def __init__(self, folder: Path, run: MlflowRun | None) -> None:
+        self.path = folder / "last.ckpt"
+        self.run = run
+        self.saved = False
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # So that `resume=<path>` finds the MLflow run the checkpoint belongs to.
+        checkpoint["trainlab"] = {"run_id": self.run.run_id if self.run else None}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+        self.saved = True
+        if self.run is not None:
+            self.run.client.log_artifact(self.run.run_id, str(self.path), "checkpoints")
+
+
+@dataclass
+class ResumePoint:
+    run_id: str
+    checkpoint: Path
+    step: int  # the first step the resumed fit logs
+
+
+def plan_resume(cfg: DictConfig, uri: str, overrides: list[str], folder: Path) -> tuple:
+    """The original run's config (with the allowed overrides) and where its checkpoint lies."""
+    target = str(cfg.resume)
+    client = MlflowClient(tracking_uri=uri)
+    path = resolve_user_path(target)
+    if target.endswith(".ckpt") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"resume={target!r}: no such checkpoint file ({path})")
+        run_id = _run_id_in(path, target)
+    else:
+        run_id, path = target, None
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(
+            f"resume={target!r}: no run {run_id!r} in the store {uri}; expected a run id "
+            "printed by trainlab-train (or tracking.uri= pointing at its store)"
+        ) from None
+    if path is None:
+        path = _download(client, run_id, CHECKPOINT_ARTIFACT, folder, target)
+    changed = [o for o in overrides if _key(o) != "resume"]
+    for override in changed:
+        if _key(override) not in RESUMABLE_KEYS:
+            raise ConfigError(
+                f"resume={target!r}: {override!r} cannot change when resuming (the run keeps its "
+                f"config); expected only {', '.join(RESUMABLE_KEYS)}"
+            )
+    original = yaml.safe_load(
+        _download(client, run_id, "config/overrides.yaml", folder, target).read_text()
+    )
+    resolved = yaml.safe_load(
+        _download(client, run_id, "config/resolved.yaml", folder, target).read_text()
+    )
+    merged = OmegaConf.merge(_compose(original.get("overrides", [])), resolved)
+    merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(changed))
+    with open_dict(merged):
+        merged.resume = run_id
+        merged.tracking.uri = uri
+    step = int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+    return merged, ResumePoint(run_id, path, step)
+
+
+def print_resume_hint(run_id: str, checkpoint: Path | None, step: int, signal_name: str) -> None:
+    where = f"; checkpoint {checkpoint}" if checkpoint is not None else ""
+    print(f"Interrupted by {signal_name} after step {step - 1}: run {run_id} is KILLED{where}")
+    if checkpoint is not None:
+        print(f"Resume with: trainlab-train resume={run_id}")
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _run_id_in(path: Path, target: str) -> str:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        run_id = state.get("trainlab", {}).get("run_id")
+    except Exception as err:
+        raise ConfigError(f"resume={target!r}: not a readable checkpoint ({err})") from None
+    if not run_id:
+        raise ConfigError(f"resume={target!r}: the checkpoint names no MLflow run to continue")
+    return str(run_id)
+
+
+def _download(client: MlflowClient, run_id: str, artifact: str, folder: Path, target: str) -> Path:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr clean
+    destination = folder / "resume"
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        local = Path(client.download_artifacts(run_id, artifact, str(destination)))
+    except (MlflowException, OSError):
+        raise ConfigError(
+            f"resume={target!r}: run {run_id} has no artifact {artifact}; only runs that "
+            "trainlab-train saved a checkpoint for can be resumed"
+        ) from None
+    return local
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    """The original job's composition (for the config groups' schemas)."""
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="train", overrides=overrides)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
