@@ -235,6 +235,14 @@ class TensorBatches:
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
 
+    # Lightning saves these in checkpoints (a "stateful" loader), so a resumed run shuffles
+    # its next epochs exactly as an uninterrupted one would.
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.shuffle:
             for start in range(0, len(self.x), self.batch_size):

@@ -145,6 +145,8 @@ def fit_lightning(
         settings.data.shuffle,
         settings.seed,
     )
+    if resume_from is not None:
+        resume_from.restore(batches)
     val = None
     if data.x_val is not None:
         val = TensorBatches(

@@ -13,7 +13,7 @@ next step with no gap and no repeat.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,13 @@ class ResumePoint:
     run_id: str
     checkpoint: Path
     step: int  # the first step the resumed fit logs
+    # The batcher's shuffle state. Lightning restores it only when it stopped inside an epoch,
+    # not from a checkpoint taken at the end of one (its "resumed on epoch end" case).
+    loader_states: list[dict[str, Any]] = field(default_factory=list)
+
+    def restore(self, batches: Any) -> None:
+        if self.loader_states:
+            batches.load_state_dict(self.loader_states[0])
 
 
 def plan_resume(cfg: DictConfig, uri: str, overrides: list[str], folder: Path) -> tuple:
@@ -110,8 +117,9 @@ def plan_resume(cfg: DictConfig, uri: str, overrides: list[str], folder: Path) -
     with open_dict(merged):
         merged.resume = run_id
         merged.tracking.uri = uri
-    step = int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
-    return merged, ResumePoint(run_id, path, step)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    loader_states = state["loops"]["fit_loop"]["state_dict"].get("combined_loader", [])
+    return merged, ResumePoint(run_id, path, int(state["global_step"]), loader_states)
 
 
 def print_resume_hint(run_id: str, checkpoint: Path | None, step: int, signal_name: str) -> None:
