@@ -156,7 +156,8 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
             raise ConfigError(
                 f"data: {name} contain NaN or inf (first at row {row}); expected finite numbers"
             )
-    x_train, y_train = torch.from_numpy(x), torch.from_numpy(y)
+    # A copy only where pandas hands out a read-only array (torch warns about those).
+    x_train, y_train = (torch.from_numpy(np.require(a, requirements="W")) for a in (x, y))
     x_val = y_val = None
     if cfg.val_split > 0:
         n_val = math.floor(len(x) * cfg.val_split)

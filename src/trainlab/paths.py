@@ -8,6 +8,7 @@ output folders elsewhere (tests point it at a temporary folder).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -34,6 +35,19 @@ def default_artifact_root() -> Path:
 def resolve_user_path(path: str) -> Path:
     """A path given on the command line: relative to where the user ran the command."""
     return Path(path).expanduser().resolve()
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why files cannot be created in `folder` (made if missing), or None when they can.
+
+    A real write probe, not os.access: root passes access checks on read-only file systems."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    return None
 
 
 # `${trainlab_home:}` in the YAML files (Hydra output dirs, store URIs) resolves to home().

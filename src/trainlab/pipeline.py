@@ -9,7 +9,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import lightning as L
@@ -29,7 +29,7 @@ from trainlab.signals import Interrupts, StopOnSignal, handle_interrupts
 from trainlab.tracking import (
     MlflowRun,
     TrackingCallback,
-    check_server,
+    check_store,
     flatten,
     git_commit,
     open_run,
@@ -48,6 +48,14 @@ def quiet_libraries() -> None:
 
 def check_config(cfg: DictConfig) -> TrainConfig:
     """Build the dataclasses; their __post_init__ checks every value (ConfigError, one line)."""
+    # `+key=value` can add keys at the top level, which the schema would silently drop.
+    known = {f.name for f in fields(TrainConfig)}
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(
+                f"{key}: not a key of the config; expected one of {', '.join(sorted(known))} "
+                "(new keys go under tags: +tags.owner=me)"
+            )
     settings = OmegaConf.to_object(cfg)
     assert isinstance(settings, TrainConfig)
     return settings
@@ -173,7 +181,7 @@ def run(cfg: DictConfig) -> float:
     uri = cfg.tracking.uri or paths.tracking_uri()
     resume_from = None
     if cfg.get("resume"):
-        check_server(uri)
+        check_store(uri)
         cfg, resume_from = plan_resume(cfg, uri, task_overrides(), output_dir())
     settings = check_config(cfg)
     data = load_dataset(settings.data, settings.seed)

@@ -8,6 +8,7 @@ the buffer is full, when `flush_every_seconds` have passed, and whenever the run
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -15,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -22,7 +24,7 @@ import torch
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from trainlab.paths import PROJECT_ROOT, default_artifact_root
+from trainlab.paths import PROJECT_ROOT, default_artifact_root, unwritable_reason
 from trainlab.schema import ConfigError
 
 MAX_METRICS_PER_REQUEST = 1000
@@ -119,6 +121,33 @@ def check_server(uri: str) -> None:
         ) from None
 
 
+# Stores MLflow can open; anything else fails in MLflow with a long message about model registries.
+STORE_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_store(uri: str) -> None:
+    """Fail in seconds, with one line, on a store that cannot work: an unknown scheme, a server
+    that does not answer, or a SQLite file in a folder that cannot be written (MLflow would
+    retry that for about two minutes)."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
+    if scheme not in STORE_SCHEMES:
+        raise ConfigError(
+            f"tracking.uri={uri!r}: not a store MLflow can open; expected sqlite:///<abs path>, "
+            "http(s)://host:port or another of " + ", ".join(STORE_SCHEMES)
+        )
+    check_server(uri)
+    if scheme == "sqlite" and uri.startswith("sqlite:///") and ":memory:" not in uri:
+        database = Path(uri[len("sqlite:///") :])
+        reason = unwritable_reason(database.parent)
+        if reason is None and database.exists() and not os.access(database, os.W_OK):
+            reason = "the file is read-only"
+        if reason is not None:
+            raise ConfigError(
+                f"tracking.uri={uri!r}: cannot write the store {database} ({reason}); expected "
+                "a writable folder (set TRAINLAB_HOME, or tracking.uri=sqlite:////<path>/mlflow.db)"
+            )
+
+
 class MlflowRun:
     """The MLflow run of one job; use `open_run` to get one that always ends with a status."""
 
@@ -170,7 +199,7 @@ def open_run(
 ) -> Iterator[MlflowRun]:
     """Create a run (or re-open `run_id`: RUNNING again, nothing new created); end it FINISHED,
     FAILED (exception) or KILLED (interrupt), sink flushed."""
-    check_server(uri)
+    check_store(uri)
     client = MlflowClient(tracking_uri=uri)
     if run_id is None:
         exp_id = experiment_id(client, experiment_name)

@@ -13,8 +13,8 @@ import hydra
 from omegaconf import DictConfig
 
 from trainlab.errors import is_user_error, one_line
-from trainlab.paths import CONFIG_DIR
-from trainlab.schema import register_configs
+from trainlab.paths import CONFIG_DIR, home, unwritable_reason
+from trainlab.schema import ConfigError, register_configs
 
 register_configs()
 
@@ -52,6 +52,13 @@ def main() -> None:
     # set; with it set the exception reaches us and becomes one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
+        # Hydra writes its job folder under TRAINLAB_HOME first; say so plainly if it cannot.
+        reason = unwritable_reason(home())
+        if reason is not None:
+            raise ConfigError(
+                f"TRAINLAB_HOME={str(home())!r}: cannot write there ({reason}); expected a "
+                "writable folder for mlflow.db, mlartifacts/ and outputs/"
+            )
         _hydra_entry()
     except KeyboardInterrupt as err:
         # The run is already KILLED and the resume hint printed; 130 for Ctrl-C, 143 for SIGTERM.
