@@ -48,13 +48,18 @@ def composed() -> Iterator:
 
 
 def run_cli(
-    *args: str, home: Path, cwd: Path | None = None, timeout: int = 180
+    *args: str,
+    home: Path,
+    cwd: Path | None = None,
+    timeout: int = 180,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run `trainlab-train ARGS` as a user would, with the store under `home`."""
     env = {
         k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")
     }
     env["TRAINLAB_HOME"] = str(home)
+    env.update(extra_env or {})
     return subprocess.run(
         [TRAIN, *args], cwd=cwd or home, env=env, capture_output=True, text=True, timeout=timeout
     )

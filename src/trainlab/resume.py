@@ -82,7 +82,6 @@ class ResumePoint:
 def plan_resume(cfg: DictConfig, uri: str, overrides: list[str], folder: Path) -> tuple:
     """The original run's config (with the allowed overrides) and where its checkpoint lies."""
     target = str(cfg.resume)
-    client = MlflowClient(tracking_uri=uri)
     path = resolve_user_path(target)
     if target.endswith(".ckpt") or path.is_file():
         if not path.is_file():
@@ -90,7 +89,12 @@ def plan_resume(cfg: DictConfig, uri: str, overrides: list[str], folder: Path) -
         run_id = _run_id_in(path, target)
     else:
         run_id, path = target, None
+    # No new empty store (and MLflow's table-creation log lines) for a run that cannot be there.
+    no_store = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists()
     try:
+        if no_store:
+            raise MlflowException(f"no store at {uri}")
+        client = MlflowClient(tracking_uri=uri)
         client.get_run(run_id)
     except MlflowException:
         raise ConfigError(
