@@ -83,7 +83,7 @@ def test_resumed_run_equals_uninterrupted_run(train_in_process, client, tmp_path
     assert resumed.data.metrics["final/train_loss"] == whole.data.metrics["final/train_loss"]
 
 
-def test_resume_refuses_changes_to_what_is_trained(train_in_process, client):
+def test_resume_refuses_changes_to_what_is_trained(train_in_process, client, tmp_path):
     assert train_in_process("max_epochs=3", "print_every=0")[0] == 0
     (run,) = all_runs(client)
     status, _, err = train_in_process(f"resume={run.info.run_id}", "optimizer.lr=0.5")
@@ -94,6 +94,14 @@ def test_resume_refuses_changes_to_what_is_trained(train_in_process, client):
     status, _, err = train_in_process("resume=missing.ckpt")
     assert status == 2 and "resume='missing.ckpt': no such checkpoint file" in err
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    # A checkpoint file names its run: resuming from the file continues that run.
+    path = client.download_artifacts(run.info.run_id, "checkpoints/last.ckpt", str(tmp_path))
+    status, out, err = train_in_process(f"resume={path}", "max_epochs=5", "print_every=0")
+    assert status == 0, err
+    assert f"Resuming run {run.info.run_id} at step 3" in out
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert steps == list(range(5))
+    assert len(all_runs(client)) == 1
 
 
 def start_long_run(home: Path, *args: str) -> subprocess.Popen:
