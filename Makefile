@@ -39,3 +39,10 @@ format: $(STAMP)
 clean:  ## outputs and caches; keeps mlflow.db and mlartifacts/ (your runs)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './.venv/*' -exec rm -rf {} +
+
+.PHONY: bench bench-quick
+bench: $(STAMP)  ## speed against the raw loop and the naive stack (several minutes)
+	$(BIN)/python -m benchmarks.bench
+
+bench-quick: $(STAMP)  ## a smaller, faster version of `make bench`
+	$(BIN)/python -m benchmarks.bench --quick
