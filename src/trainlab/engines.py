@@ -14,7 +14,7 @@ Plus the least-squares reference: the smallest training MSE any linear model can
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ def check_engine(settings: TrainConfig, n_train: int) -> None:
     if engine == "lightning":
         return
 
-    def refuse(choice: str, expected: str) -> None:
+    def refuse(choice: str, expected: str) -> NoReturn:
         raise ConfigError(
             f"engine={engine} does not support {choice}; expected {expected} (or engine=lightning)"
         )
@@ -65,7 +65,6 @@ def check_engine(settings: TrainConfig, n_train: int) -> None:
     opt = settings.optimizer
     if not isinstance(opt, SGDConfig):
         refuse(f"optimizer={option_name('optimizer', opt)}", "optimizer=sgd (plain SGD)")
-    assert isinstance(opt, SGDConfig)
     for key in ("momentum", "weight_decay"):
         if getattr(opt, key) != 0:
             refuse(f"optimizer.{key}={getattr(opt, key)}", f"optimizer.{key}=0 (plain SGD)")
