@@ -6,12 +6,8 @@ composition for speed, and `trainlab-train` subprocesses for the presets and `ma
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
 from tests.conftest import all_runs, run_cli
 from trainlab import pipeline
@@ -23,23 +19,6 @@ ENGINES = ("numpy", "autograd", "lightning")
 # Note 17 and note 20's setup from w = 0 (and b = 0): the agreement check of the issue.
 SEED_ZERO = ("data=seed", "model.init=zeros", "optimizer=sgd", "optimizer.lr=0.01", "loss=mse")
 TOLERANCE = {"64": 1e-6, "32": 1e-5}
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with its tables made once (creating them takes seconds)."""
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store: Path) -> Path:
-    """conftest's `home`, starting from a copy of the empty store: each test its own store."""
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    monkeypatch.setenv("TRAINLAB_HOME", str(tmp_path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
 
 
 def histories(client, run) -> dict[str, list[tuple[int, float]]]:
@@ -191,7 +170,7 @@ def test_seed_numpy_reproduces_note_17_exactly_with_lr_scaled_by_n(composed, cli
     assert [v for _, v in metrics["train/loss"]] == [loss for _, loss in expected]
     for epoch, (w, loss) in enumerate(expected):
         assert f"epoch {epoch}, w = {w:.8g}, loss = {loss:.8g}\n" in printed
-    assert "bias/0" not in metrics and "Prediction before training: f(5) =  0.000" in printed
+    assert "bias/0" not in metrics and "Prediction before training: f(5) =  0\n" in printed
 
 
 def test_seed_numpy_preset_takes_the_true_gradient(composed, client):

@@ -174,6 +174,8 @@ def run(cfg: DictConfig) -> float:
         if settings.tracking.enabled
         else nullcontext()
     )
+    # Each engine prints its note's way: note 20 (Lightning) three decimals, notes 17/18 the float.
+    spec = " .3f" if settings.engine.name == "lightning" else " .7g"
     with tracked as mlflow_run:
         # Seeded after the run exists: MLflow draws its random run names from `random` too.
         L.seed_everything(settings.seed, verbose=False)
@@ -181,7 +183,7 @@ def run(cfg: DictConfig) -> float:
         x_model = data.scale(x_test.to(dtype)) if x_test is not None else None
         before = predict(module, x_model)
         if x_test is not None:
-            print(f"Prediction before training: {format_prediction(x_test, before)}")
+            print(f"Prediction before training: {format_prediction(x_test, before, spec)}")
         if mlflow_run is not None:
             mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
             mlflow_run.log_dict(OmegaConf.to_container(cfg, resolve=True), "config/resolved.yaml")
@@ -200,7 +202,7 @@ def run(cfg: DictConfig) -> float:
                 metrics.update(prediction_metrics(after, "pred/after"))
             mlflow_run.log_metrics(metrics, step=max(steps - 1, 0))
     if x_test is not None:
-        print(f"Prediction after training: {format_prediction(x_test, after)}")
+        print(f"Prediction after training: {format_prediction(x_test, after, spec)}")
     print(f"Final training loss: {losses['final/train_loss']:.6g}")
     if ols_loss is not None:
         print(
