@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, fields
+from contextlib import nullcontext
+from dataclasses import fields
 from pathlib import Path
 
 import lightning as L
@@ -21,9 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab import paths
 from trainlab.console import ConsolePrinter, format_prediction
 from trainlab.data import Dataset, TensorBatches, load_dataset, parse_x_test
+from trainlab.engines import check_engine, fit_autograd, fit_numpy, ols_reference
 from trainlab.guard import DivergenceGuard
 from trainlab.module import RegressionModule
-from trainlab.resume import LastCheckpoint, ResumePoint, plan_resume, print_resume_hint
+from trainlab.resume import LastCheckpoint, ResumePoint, plan_resume, report_interrupt
 from trainlab.schema import ConfigError, DeviceConfig, TrainConfig
 from trainlab.signals import Interrupts, StopOnSignal, handle_interrupts
 from trainlab.tracking import (
@@ -119,15 +119,17 @@ def fit_lightning(
     data: Dataset,
     accelerator: str,
     run: MlflowRun | None,
+    ols_loss: float | None = None,
     interrupts: Interrupts | None = None,
     resume_from: ResumePoint | None = None,
-) -> LastCheckpoint:
-    checkpoint = LastCheckpoint(output_dir() / "checkpoints", run)
+    checkpoint: LastCheckpoint | None = None,
+) -> int:
     callbacks: list[L.Callback] = [ConsolePrinter(settings.print_every)]
     if run is not None:
-        callbacks.append(TrackingCallback(run, settings.tracking.trajectory_limit))
+        callbacks.append(TrackingCallback(run, settings.tracking.trajectory_limit, ols_loss))
     # After tracking, so that the bad step's values are in the history before the run stops.
-    callbacks += [DivergenceGuard(settings.guard, run), checkpoint]
+    callbacks.append(DivergenceGuard(settings.guard, run))
+    callbacks.append(checkpoint or LastCheckpoint(output_dir() / "checkpoints", run))
     if interrupts is not None:
         callbacks.append(StopOnSignal(interrupts))
     trainer = L.Trainer(
@@ -162,7 +164,11 @@ def fit_lightning(
         )
     ckpt_path = str(resume_from.checkpoint) if resume_from is not None else None
     trainer.fit(module, train_dataloaders=batches, val_dataloaders=val, ckpt_path=ckpt_path)
-    return checkpoint
+    return trainer.global_step
+
+
+# engine=NAME -> fit(settings, module, data, accelerator, run, ols_loss) -> optimizer steps taken
+ENGINES = {"lightning": fit_lightning, "autograd": fit_autograd, "numpy": fit_numpy}
 
 
 def final_losses(module: RegressionModule, data: Dataset) -> dict[str, float]:
@@ -187,6 +193,7 @@ def run(cfg: DictConfig) -> float:
     data = load_dataset(settings.data, settings.seed)
     dtype = torch.float64 if settings.device.precision == "64" else torch.float32
     data = data.cast(dtype)
+    check_engine(settings, len(data.x_train))
     x_test = parse_x_test(settings.x_test, data.n_features)
     accelerator = resolve_accelerator(settings.device)
 
@@ -203,6 +210,8 @@ def run(cfg: DictConfig) -> float:
             if settings.tracking.enabled
             else nullcontext()
         )
+        # Each engine prints its note's way: note 20 (Lightning) .3f, notes 17/18 the float.
+        spec = " .3f" if settings.engine.name == "lightning" else " .7g"
         with tracked as mlflow_run, report_interrupt(interrupts) as report:
             report.run = mlflow_run
             # Seeded after the run exists: MLflow draws its random run names from `random` too.
@@ -212,10 +221,14 @@ def run(cfg: DictConfig) -> float:
             # A resumed run has its `pred/before` already; its weights come with the checkpoint.
             before = predict(module, x_model) if resume_from is None else None
             if before is not None:
-                print(f"Prediction before training: {format_prediction(x_test, before)}")
+                print(f"Prediction before training: {format_prediction(x_test, before, spec)}")
+            ols_loss = ols_reference(settings, data)  # the least-squares optimum (MSE runs only)
             if mlflow_run is not None and resume_from is None:
-                if before is not None:  # now, so that an interrupted run keeps it
-                    mlflow_run.log_metrics(prediction_metrics(before, "pred/before"), step=0)
+                # Logged now, not at the end, so that an interrupted run keeps them.
+                first = {"ols/loss": ols_loss} if ols_loss is not None else {}
+                if before is not None:
+                    first.update(prediction_metrics(before, "pred/before"))
+                mlflow_run.log_metrics(first, step=0)
                 mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
                 mlflow_run.log_dict(
                     OmegaConf.to_container(cfg, resolve=True), "config/resolved.yaml"
@@ -225,9 +238,16 @@ def run(cfg: DictConfig) -> float:
                 print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")
                 mlflow_run.set_tags({"trainlab.resumed_at_step": resume_from.step})
             report.module = module
-            report.checkpoint = fit_lightning(
-                settings, module, data, accelerator, mlflow_run, interrupts, resume_from
-            )
+            if settings.engine.name == "lightning":
+                report.checkpoint = LastCheckpoint(output_dir() / "checkpoints", mlflow_run)
+                steps = fit_lightning(
+                    settings, module, data, accelerator, mlflow_run, ols_loss,
+                    interrupts=interrupts, resume_from=resume_from, checkpoint=report.checkpoint,
+                )  # fmt: skip
+            else:
+                fit = ENGINES[settings.engine.name]
+                steps = fit(settings, module, data, accelerator, mlflow_run, ols_loss)
+            report.steps = steps
             interrupts.raise_if_received()  # the fit stopped early for a signal: KILLED
             after = predict(module, x_model)
             losses = final_losses(module, data)
@@ -235,38 +255,17 @@ def run(cfg: DictConfig) -> float:
                 metrics = dict(losses)
                 if after is not None:
                     metrics.update(prediction_metrics(after, "pred/after"))
-                mlflow_run.log_metrics(metrics, step=max(module.global_step - 1, 0))
+                mlflow_run.log_metrics(metrics, step=max(steps - 1, 0))
     if x_test is not None:
-        print(f"Prediction after training: {format_prediction(x_test, after)}")
+        print(f"Prediction after training: {format_prediction(x_test, after, spec)}")
     print(f"Final training loss: {losses['final/train_loss']:.6g}")
+    if ols_loss is not None:
+        print(
+            f"Least-squares optimum: {ols_loss:.6g} (gap {losses['final/train_loss'] - ols_loss:.3g})"
+        )
     if mlflow_run is not None:
         report_run(uri, mlflow_run)
     return losses.get("final/val_loss", losses["final/train_loss"])
-
-
-@dataclass
-class InterruptReport:
-    run: MlflowRun | None = None
-    module: RegressionModule | None = None
-    checkpoint: LastCheckpoint | None = None
-
-
-@contextmanager
-def report_interrupt(interrupts: Interrupts) -> Iterator[InterruptReport]:
-    """On Ctrl-C or SIGTERM: say where the run stopped and how to resume it."""
-    report = InterruptReport()
-    try:
-        yield report
-    except KeyboardInterrupt:
-        if report.run is not None:
-            saved = report.checkpoint is not None and report.checkpoint.saved
-            print_resume_hint(
-                report.run.run_id,
-                report.checkpoint.path if saved else None,
-                report.module.global_step if report.module is not None else 0,
-                interrupts.name or "KeyboardInterrupt",
-            )
-        raise
 
 
 def predict(module: RegressionModule, x: torch.Tensor | None) -> torch.Tensor | None:

@@ -13,6 +13,8 @@ next step with no gap and no repeat.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.paths import CONFIG_DIR, resolve_user_path
 from trainlab.schema import ConfigError
+from trainlab.signals import Interrupts
 from trainlab.tracking import MlflowRun
 
 CHECKPOINT_ARTIFACT = "checkpoints/last.ckpt"
@@ -126,11 +129,34 @@ def plan_resume(cfg: DictConfig, uri: str, overrides: list[str], folder: Path) -
     return merged, ResumePoint(run_id, path, int(state["global_step"]), loader_states)
 
 
-def print_resume_hint(run_id: str, checkpoint: Path | None, step: int, signal_name: str) -> None:
-    where = f"; checkpoint {checkpoint}" if checkpoint is not None else ""
-    print(f"Interrupted by {signal_name} after step {step - 1}: run {run_id} is KILLED{where}")
-    if checkpoint is not None:
-        print(f"Resume with: trainlab-train resume={run_id}")
+@dataclass
+class InterruptReport:
+    """What the pipeline has made so far, for the lines printed when a signal stops it."""
+
+    run: MlflowRun | None = None
+    module: L.LightningModule | None = None
+    checkpoint: LastCheckpoint | None = None
+    steps: int = 0
+
+
+@contextmanager
+def report_interrupt(interrupts: Interrupts) -> Iterator[InterruptReport]:
+    """On Ctrl-C or SIGTERM: say where the run stopped and how to resume it."""
+    report = InterruptReport()
+    try:
+        yield report
+    except KeyboardInterrupt:
+        if report.run is not None:
+            saved = report.checkpoint is not None and report.checkpoint.saved
+            step = report.module.global_step if report.module is not None else report.steps
+            where = f"; checkpoint {report.checkpoint.path}" if saved else ""
+            print(
+                f"Interrupted by {interrupts.name or 'KeyboardInterrupt'} after step {step - 1}: "
+                f"run {report.run.run_id} is KILLED{where}"
+            )
+            if saved:
+                print(f"Resume with: trainlab-train resume={report.run.run_id}")
+        raise
 
 
 def _key(override: str) -> str:
