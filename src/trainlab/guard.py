@@ -3,14 +3,16 @@
 Why a callback of its own: Lightning's EarlyStopping(check_finite=True) needs `train/loss` given
 to `self.log` at every step (the cost tracking avoids) and ends the run as a success.
 
-Cost: the check stays on the device. Each step adds two tiny tensor ops (`ok &= isfinite(loss)`,
-`finite_steps += ok`); the host reads the result every step on the CPU (no sync there, ~µs) and
-every `guard.check_every` steps on an accelerator, where reading is a host-device sync. The
+Cost: on the CPU the loss is read at every step (no sync there; ~1 µs against ~400 µs for a
+Lightning step). On an accelerator the check stays on the device: each step adds three tiny
+tensor ops (`ok &= isfinite(loss)`, `finite_steps += ok`, keep the loss while ok) and the host
+reads the result every `guard.check_every` steps, since each read is a host-device sync. The
 count of finite steps gives the exact first bad step even when it is read later.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -44,13 +46,12 @@ class DivergenceGuard(L.Callback):
         self._finite_steps: torch.Tensor | None = None  # steps before the first bad one
         self._first_value: torch.Tensor | None = None  # the loss at the first bad step
         self._from_step = 0
+        self.read_every_step = False  # True on the CPU, where reading a tensor costs no sync
         self.warned = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        device = pl_module.device
-        if device.type == "cpu":
-            self.check_every = 1  # reading a CPU tensor costs no sync
-        self._reset(device, trainer.global_step)
+        self.read_every_step = pl_module.device.type == "cpu"
+        self._reset(pl_module.device, trainer.global_step)
 
     def _reset(self, device: torch.device, step: int) -> None:
         self._ok = torch.ones((), dtype=torch.bool, device=device)
@@ -68,7 +69,14 @@ class DivergenceGuard(L.Callback):
     ) -> None:
         if self.warned or self._ok is None or self._finite_steps is None:
             return
-        loss = (outputs["loss"] if isinstance(outputs, dict) else outputs).detach().double()
+        loss = (outputs["loss"] if isinstance(outputs, dict) else outputs).detach()
+        if self.read_every_step and loss.numel() == 1:
+            # On the CPU reading the value is no sync and cheaper than the tensor ops below.
+            value = loss.item()
+            if not math.isfinite(value):
+                self._report(trainer, trainer.global_step - 1, value)
+            return
+        loss = loss.double()
         # While every loss so far is finite, remember this one: it is the first bad one if any.
         self._first_value = torch.where(self._ok, loss.reshape(()), self._first_value)
         self._ok &= torch.isfinite(loss).all()
@@ -83,20 +91,13 @@ class DivergenceGuard(L.Callback):
         if self.warned or self._ok is None or bool(self._ok):
             return
         assert self._finite_steps is not None and self._first_value is not None
-        step = self._from_step + int(self._finite_steps)
-        value = float(self._first_value.item())
+        self._report(trainer, self._from_step + int(self._finite_steps), self._first_value.item())
+
+    def _report(self, trainer: L.Trainer, step: int, value: float) -> None:
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        kind = "failure" if self.mode == "stop" else "warning"
         if self.run is not None:
-            self.run.set_tags(
-                {
-                    "trainlab.failure" if self.mode == "stop" else "trainlab.warning": (
-                        "nonfinite_loss"
-                    ),
-                    "trainlab.failure_step" if self.mode == "stop" else "trainlab.warning_step": (
-                        step
-                    ),
-                }
-            )
+            self.run.set_tags({f"trainlab.{kind}": "nonfinite_loss", f"trainlab.{kind}_step": step})
         if self.mode == "stop":
             raise DivergedError(step, value, lr)
         self.warned = True
