@@ -119,8 +119,8 @@ CASES = [
     ("resume unknown run", ["resume=0123456789abcdef"], "no run '0123456789abcdef' in the store"),
     ("resume missing file", ["resume={home}/gone.ckpt"], "no such checkpoint file"),
 ]
-# As real commands: the ones tests/test_cli.py does not already run as subprocesses.
-CLI_SUBSET = {"empty csv", "nan", "server down", "store unwritable", "home unwritable"}
+# As real commands: the environment cases (tests/test_cli.py runs config and data ones).
+CLI_SUBSET = {"server down", "store unwritable", "home unwritable"}
 
 
 def prepare(home: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
