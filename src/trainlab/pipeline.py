@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab import paths
 from trainlab.console import ConsolePrinter, format_prediction
 from trainlab.data import Dataset, TensorBatches, load_dataset, parse_x_test
+from trainlab.model_logging import log_trained_model
 from trainlab.module import RegressionModule
+from trainlab.plots import plots_at_end
 from trainlab.schema import ConfigError, DeviceConfig, TrainConfig
 from trainlab.tracking import MlflowRun, TrackingCallback, flatten, git_commit, open_run
 
@@ -166,10 +168,15 @@ def run(cfg: DictConfig) -> float:
         if settings.tracking.enabled
         else nullcontext()
     )
-    with tracked as mlflow_run:
+    model_uri = None
+    # The plots are drawn when the block ends, also when it fails, before the run's status is set.
+    with (
+        tracked as mlflow_run,
+        plots_at_end(mlflow_run, data, settings.tracking.plots) as plotted,
+    ):
         # Seeded after the run exists: MLflow draws its random run names from `random` too.
         L.seed_everything(settings.seed, verbose=False)
-        module = build_module(cfg, data).to(dtype)
+        module = plotted.network = build_module(cfg, data).to(dtype)
         x_model = data.scale(x_test.to(dtype)) if x_test is not None else None
         before = predict(module, x_model)
         if x_test is not None:
@@ -187,11 +194,15 @@ def run(cfg: DictConfig) -> float:
                 metrics.update(prediction_metrics(before, "pred/before"))
                 metrics.update(prediction_metrics(after, "pred/after"))
             mlflow_run.log_metrics(metrics, step=max(module.global_step - 1, 0))
+            if settings.tracking.log_model:
+                model_uri = log_trained_model(
+                    mlflow_run, module.model, data, settings.tracking, max(module.global_step - 1, 0)
+                )
     if x_test is not None:
         print(f"Prediction after training: {format_prediction(x_test, after)}")
     print(f"Final training loss: {losses['final/train_loss']:.6g}")
     if mlflow_run is not None:
-        report_run(uri, mlflow_run)
+        report_run(uri, mlflow_run, model_uri)
     return losses.get("final/val_loss", losses["final/train_loss"])
 
 
@@ -215,7 +226,7 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def report_run(uri: str, mlflow_run: MlflowRun) -> None:
+def report_run(uri: str, mlflow_run: MlflowRun, model_uri: str | None = None) -> None:
     run = mlflow_run.client.get_run(mlflow_run.run_id)
     print(
         f"MLflow run {run.info.run_id} ({run.info.run_name}) in experiment {run.info.experiment_id}, store {uri}"
@@ -224,3 +235,5 @@ def report_run(uri: str, mlflow_run: MlflowRun) -> None:
         "Dashboard: `make ui`, then open "
         f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     )
+    if model_uri is not None:
+        print(f"Model {model_uri}; predict with: trainlab-predict {run.info.run_id} <x> ...")
