@@ -63,3 +63,14 @@ def run_cli(
 def all_runs(client: MlflowClient) -> list:
     experiments = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(experiments) if experiments else []
+
+
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory) -> Iterator[tuple[Path, str, str]]:
+    """One real dashboard (`python -m trainlab.dashboard`, as `make ui` runs it) for the session:
+    (its TRAINLAB_HOME, its URL, what it printed)."""
+    from tests.dashboard_server import running_dashboard
+
+    home = tmp_path_factory.mktemp("ui-home")
+    with running_dashboard(home) as (url, printed):
+        yield home, url, printed

@@ -1,13 +1,15 @@
 """`make ui`: the MLflow dashboard over trainlab's store, on 127.0.0.1 only.
 
 Run twice, it reports the dashboard already serving on that port instead of failing with a
-port error.
+port error; a port held by another program is reported in one line, with the way out.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -22,6 +24,17 @@ def is_serving(host: str, port: int) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when something (not necessarily MLflow) already listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            return err.errno == errno.EADDRINUSE
+    return False
 
 
 def server_command(host: str, port: int, store_uri: str) -> list[str]:
@@ -51,6 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     if is_serving(args.host, args.port):
         print(f"The MLflow dashboard is already running at {url}")
         return
+    if port_taken(args.host, args.port):
+        print(
+            f"trainlab-ui: error: port {args.port} on {args.host} is taken by another program "
+            f"(not an MLflow dashboard); choose another port: make ui UI_PORT={args.port + 1}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     store = args.store or paths.tracking_uri()
     print(f"MLflow dashboard at {url} (store {store}); Ctrl-C stops it", flush=True)
     command = server_command(args.host, args.port, store)
