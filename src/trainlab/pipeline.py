@@ -195,8 +195,9 @@ def run(cfg: DictConfig) -> float:
                 metrics.update(prediction_metrics(after, "pred/after"))
             mlflow_run.log_metrics(metrics, step=max(module.global_step - 1, 0))
             if settings.tracking.log_model:
+                last_step = max(module.global_step - 1, 0)
                 model_uri = log_trained_model(
-                    mlflow_run, module.model, data, settings.tracking, max(module.global_step - 1, 0)
+                    mlflow_run, module.model, data, settings.tracking, last_step
                 )
     if x_test is not None:
         print(f"Prediction after training: {format_prediction(x_test, after)}")

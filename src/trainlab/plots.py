@@ -88,7 +88,9 @@ def log_run_plots(run: MlflowRun, data: Dataset, network: nn.Module | None) -> l
 def metric_history(run: MlflowRun) -> History:
     """(steps, values) of each recorded curve, from the tracking store."""
     keys = run.client.get_run(run.run_id).data.metrics
-    curves = [k for k in keys if k in ("train/loss", "val/loss") or k.startswith(("weight/", "bias/"))]
+    curves = [
+        k for k in keys if k in ("train/loss", "val/loss") or k.startswith(("weight/", "bias/"))
+    ]
     history: History = {}
     for key in sorted(curves):
         points = sorted(run.client.get_metric_history(run.run_id, key), key=lambda m: m.step)
@@ -183,7 +185,9 @@ def weight_figure(plt: Any, trajectory: History) -> Any:
         steps, values = trajectory[key]
         axes.plot(steps, values, label=key)
     shown = min(len(trajectory), TRAJECTORY_LINES)
-    title = "Parameters" + (f" (first {shown} of {len(trajectory)})" if shown < len(trajectory) else "")
+    title = "Parameters" + (
+        f" (first {shown} of {len(trajectory)})" if shown < len(trajectory) else ""
+    )
     axes.set(xlabel="step", ylabel="value", title=title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", ncol=2 if shown > 8 else 1)

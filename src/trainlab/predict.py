@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> None:
             raise PredictError(f"rows of different lengths {sorted(widths)}; expected one length")
         model = load(uri, args.tracking_uri or paths.tracking_uri())
         rows = (
-            read_csv(paths.resolve_user_path(str(args.csv)), feature_names(model), input_width(model))
+            read_csv(
+                paths.resolve_user_path(str(args.csv)), feature_names(model), input_width(model)
+            )
             if args.csv is not None
             else np.asarray(typed_rows, dtype=np.float64)
         )
@@ -193,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         print(" ".join(f"{v:.8g}" for v in values))
 
 
-def write_csv(path: Path, rows: np.ndarray, predictions: np.ndarray, model: Any, names: list) -> None:
+def write_csv(
+    path: Path, rows: np.ndarray, predictions: np.ndarray, model: Any, names: list
+) -> None:
     import pandas as pd
 
     inputs = feature_names(model)
