@@ -65,7 +65,7 @@ def log_run_plots(run: MlflowRun, data: Dataset, network: nn.Module | None) -> l
     import matplotlib.pyplot as plt
 
     run.sink.flush()  # the history read below must include every buffered step
-    history = metric_history(run)
+    history, n_parameters = metric_history(run)
     figures: dict[str, Any] = {}
     if "train/loss" in history:
         figures["loss.png"] = loss_figure(plt, history)
@@ -75,7 +75,7 @@ def log_run_plots(run: MlflowRun, data: Dataset, network: nn.Module | None) -> l
         figures["residuals.png"] = residual_figure(plt, data, predictions)
     trajectory = {k: v for k, v in history.items() if k.startswith(("weight/", "bias/"))}
     if trajectory:
-        figures["weights.png"] = weight_figure(plt, trajectory)
+        figures["weights.png"] = weight_figure(plt, trajectory, n_parameters)
     with tempfile.TemporaryDirectory(prefix="trainlab-plots-") as folder:
         for name, figure in figures.items():
             figure.savefig(Path(folder) / name, dpi=100)
@@ -85,17 +85,20 @@ def log_run_plots(run: MlflowRun, data: Dataset, network: nn.Module | None) -> l
     return sorted(figures)
 
 
-def metric_history(run: MlflowRun) -> History:
-    """(steps, values) of each recorded curve, from the tracking store."""
+def metric_history(run: MlflowRun) -> tuple[History, int]:
+    """(steps, values) of each curve to draw, from the tracking store; how many parameter curves.
+
+    Only the parameter curves that fit in one plot are read: each key is one request that
+    returns every step.
+    """
     keys = run.client.get_run(run.run_id).data.metrics
-    curves = [
-        k for k in keys if k in ("train/loss", "val/loss") or k.startswith(("weight/", "bias/"))
-    ]
+    losses = [k for k in ("train/loss", "val/loss") if k in keys]
+    parameters = sorted(k for k in keys if k.startswith(("weight/", "bias/")))
     history: History = {}
-    for key in sorted(curves):
+    for key in losses + parameters[:TRAJECTORY_LINES]:
         points = sorted(run.client.get_metric_history(run.run_id, key), key=lambda m: m.step)
         history[key] = ([m.step for m in points], [m.value for m in points])
-    return history
+    return history, len(parameters)
 
 
 def predict_all(network: nn.Module, data: Dataset) -> dict[str, torch.Tensor]:
@@ -179,15 +182,13 @@ def residual_figure(plt: Any, data: Dataset, predictions: dict[str, torch.Tensor
     return figure
 
 
-def weight_figure(plt: Any, trajectory: History) -> Any:
+def weight_figure(plt: Any, trajectory: History, total: int) -> Any:
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for key in sorted(trajectory)[:TRAJECTORY_LINES]:
+    for key in sorted(trajectory):
         steps, values = trajectory[key]
         axes.plot(steps, values, label=key)
-    shown = min(len(trajectory), TRAJECTORY_LINES)
-    title = "Parameters" + (
-        f" (first {shown} of {len(trajectory)})" if shown < len(trajectory) else ""
-    )
+    shown = len(trajectory)
+    title = "Parameters" + (f" (first {shown} of {total})" if shown < total else "")
     axes.set(xlabel="step", ylabel="value", title=title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", ncol=2 if shown > 8 else 1)
