@@ -25,6 +25,10 @@ train: $(STAMP)  ## the seed pipeline (note 20), tracked in the embedded store; 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+.PHONY: compare
+compare: $(STAMP)  ## numpy, autograd and lightning engines on the seed data, one MLflow experiment
+	$(BIN)/trainlab-train -m experiment=compare_engines $(ARGS)
+
 ui: $(STAMP)  ## the MLflow dashboard over the embedded store, on 127.0.0.1:$(UI_PORT)
 	$(BIN)/python -m trainlab.dashboard --port $(UI_PORT)
 
@@ -39,3 +43,10 @@ format: $(STAMP)
 clean:  ## outputs and caches; keeps mlflow.db and mlartifacts/ (your runs)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './.venv/*' -exec rm -rf {} +
+
+.PHONY: bench bench-quick
+bench: $(STAMP)  ## speed against the raw loop and the naive stack (several minutes)
+	$(BIN)/python -m benchmarks.bench
+
+bench-quick: $(STAMP)  ## a smaller, faster version of `make bench`
+	$(BIN)/python -m benchmarks.bench --quick

@@ -4,6 +4,7 @@ composition of the project's configs, and real `trainlab-train` subprocesses."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,12 +21,27 @@ from trainlab.schema import register_configs
 TRAIN = str(Path(sys.executable).with_name("trainlab-train"))
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its tables made once (creating them takes seconds)."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh TRAINLAB_HOME: the embedded store lands in tmp_path/mlflow.db."""
+def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TRAINLAB_HOME with no store yet: the first job creates mlflow.db itself."""
     monkeypatch.setenv("TRAINLAB_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def home(fresh_home: Path, empty_store: Path) -> Path:
+    """A private TRAINLAB_HOME whose mlflow.db starts as a copy of an empty store."""
+    shutil.copy(empty_store, fresh_home / "mlflow.db")
+    return fresh_home
 
 
 @pytest.fixture

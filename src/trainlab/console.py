@@ -8,14 +8,19 @@ import lightning as L
 import torch
 
 
-def format_prediction(x: torch.Tensor, pred: torch.Tensor | None) -> str:
-    """`f(5) =  9.998` for one row of one feature, as the seed prints it; rows listed otherwise."""
+def format_prediction(x: torch.Tensor, pred: torch.Tensor | None, spec: str = " .3f") -> str:
+    """`f(5) =  9.433` for one row of one feature, as note 20 prints it; rows listed otherwise.
+
+    `spec` is the number format: note 20 prints " .3f"; notes 17 and 18 print the whole float.
+    """
     assert pred is not None
     parts = []
     for row, out in zip(x.tolist(), pred.tolist(), strict=True):
         arg = f"{row[0]:g}" if len(row) == 1 else ", ".join(f"{v:g}" for v in row)
         value = (
-            f"{out[0]: .3f}" if len(out) == 1 else "[" + ", ".join(f"{v:.3f}" for v in out) + "]"
+            f"{out[0]:{spec}}"
+            if len(out) == 1
+            else "[" + ", ".join(f"{v:{spec.strip()}}" for v in out) + "]"
         )
         parts.append(f"f({arg}) = {value}")
     return "; ".join(parts)

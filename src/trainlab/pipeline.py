@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab import paths
 from trainlab.console import ConsolePrinter, format_prediction
 from trainlab.data import Dataset, TensorBatches, load_dataset, parse_x_test
+from trainlab.engines import check_engine, fit_autograd, fit_numpy, ols_reference
 from trainlab.model_logging import log_trained_model
 from trainlab.module import RegressionModule
 from trainlab.plots import plots_at_end
@@ -101,10 +102,11 @@ def fit_lightning(
     data: Dataset,
     accelerator: str,
     run: MlflowRun | None,
-) -> None:
+    ols_loss: float | None = None,
+) -> int:
     callbacks: list[L.Callback] = [ConsolePrinter(settings.print_every)]
     if run is not None:
-        callbacks.append(TrackingCallback(run, settings.tracking.trajectory_limit))
+        callbacks.append(TrackingCallback(run, settings.tracking.trajectory_limit, ols_loss))
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=settings.device.devices,
@@ -134,6 +136,11 @@ def fit_lightning(
             data.x_val.to(device), data.y_val.to(device), None, False, settings.seed
         )
     trainer.fit(module, train_dataloaders=batches, val_dataloaders=val)
+    return trainer.global_step
+
+
+# engine=NAME -> fit(settings, module, data, accelerator, run, ols_loss) -> optimizer steps taken
+ENGINES = {"lightning": fit_lightning, "autograd": fit_autograd, "numpy": fit_numpy}
 
 
 def final_losses(module: RegressionModule, data: Dataset) -> dict[str, float]:
@@ -153,6 +160,7 @@ def run(cfg: DictConfig) -> float:
     data = load_dataset(settings.data, settings.seed)
     dtype = torch.float64 if settings.device.precision == "64" else torch.float32
     data = data.cast(dtype)
+    check_engine(settings, len(data.x_train))
     x_test = parse_x_test(settings.x_test, data.n_features)
     accelerator = resolve_accelerator(settings.device)
 
@@ -168,6 +176,8 @@ def run(cfg: DictConfig) -> float:
         if settings.tracking.enabled
         else nullcontext()
     )
+    # Each engine prints its note's way: note 20 (Lightning) three decimals, notes 17/18 the float.
+    spec = " .3f" if settings.engine.name == "lightning" else " .7g"
     model_uri = None
     # The plots are drawn when the block ends, also when it fails, before the run's status is set.
     with (
@@ -180,12 +190,16 @@ def run(cfg: DictConfig) -> float:
         x_model = data.scale(x_test.to(dtype)) if x_test is not None else None
         before = predict(module, x_model)
         if x_test is not None:
-            print(f"Prediction before training: {format_prediction(x_test, before)}")
+            print(f"Prediction before training: {format_prediction(x_test, before, spec)}")
         if mlflow_run is not None:
             mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
             mlflow_run.log_dict(OmegaConf.to_container(cfg, resolve=True), "config/resolved.yaml")
             mlflow_run.log_dict({"overrides": task_overrides()}, "config/overrides.yaml")
-        fit_lightning(settings, module, data, accelerator, mlflow_run)
+        ols_loss = ols_reference(settings, data)  # the least-squares optimum (MSE runs only)
+        if mlflow_run is not None and ols_loss is not None:
+            mlflow_run.log_metrics({"ols/loss": ols_loss}, step=0)
+        fit = ENGINES[settings.engine.name]
+        steps = fit(settings, module, data, accelerator, mlflow_run, ols_loss)
         after = predict(module, x_model)
         losses = final_losses(module, data)
         if mlflow_run is not None:
@@ -193,15 +207,18 @@ def run(cfg: DictConfig) -> float:
             if before is not None and after is not None:
                 metrics.update(prediction_metrics(before, "pred/before"))
                 metrics.update(prediction_metrics(after, "pred/after"))
-            mlflow_run.log_metrics(metrics, step=max(module.global_step - 1, 0))
+            mlflow_run.log_metrics(metrics, step=max(steps - 1, 0))
             if settings.tracking.log_model:
-                last_step = max(module.global_step - 1, 0)
                 model_uri = log_trained_model(
-                    mlflow_run, module.model, data, settings.tracking, last_step
+                    mlflow_run, module.model, data, settings.tracking, max(steps - 1, 0)
                 )
     if x_test is not None:
-        print(f"Prediction after training: {format_prediction(x_test, after)}")
+        print(f"Prediction after training: {format_prediction(x_test, after, spec)}")
     print(f"Final training loss: {losses['final/train_loss']:.6g}")
+    if ols_loss is not None:
+        print(
+            f"Least-squares optimum: {ols_loss:.6g} (gap {losses['final/train_loss'] - ols_loss:.3g})"
+        )
     if mlflow_run is not None:
         report_run(uri, mlflow_run, model_uri)
     return losses.get("final/val_loss", losses["final/train_loss"])

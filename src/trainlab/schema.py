@@ -284,10 +284,30 @@ class DeviceConfig:
 
 
 # --------------------------------------------------------------------------------- engine
+ENGINES = ("lightning", "autograd", "numpy")
+
+
 @dataclass
 class EngineConfig:
     name: str = "lightning"
     progress_bar: bool = False  # Lightning's bar; the console printer prints the seed's lines
+
+    def __post_init__(self) -> None:
+        require(self.name in ENGINES, "engine.name", self.name, f"one of {', '.join(ENGINES)}")
+
+
+@dataclass
+class AutogradEngineConfig(EngineConfig):
+    """Note 18's loop: tensors with requires_grad, backward(), update under no_grad, zero_()."""
+
+    name: str = "autograd"
+
+
+@dataclass
+class NumpyEngineConfig(EngineConfig):
+    """Note 17's loop: NumPy arrays and the analytic gradient of the loss, no torch."""
+
+    name: str = "numpy"
 
 
 # ------------------------------------------------------------------------------- tracking
@@ -388,7 +408,11 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "plateau": PlateauConfig,
     },
     "device": {"device": DeviceConfig},
-    "engine": {"engine": EngineConfig},
+    "engine": {
+        "engine": EngineConfig,
+        "autograd": AutogradEngineConfig,
+        "numpy": NumpyEngineConfig,
+    },
     "tracking": {"tracking": TrackingConfig},
 }
 

@@ -188,13 +188,18 @@ def open_run(
 class TrackingCallback(L.Callback):
     """Sends train/loss and the parameter trajectory at every optimizer step, val/loss per epoch."""
 
-    def __init__(self, run: MlflowRun, trajectory_limit: int) -> None:
+    def __init__(
+        self, run: MlflowRun, trajectory_limit: int, ols_loss: float | None = None
+    ) -> None:
         self.run = run
         self.trajectory_limit = trajectory_limit
+        self.ols_loss = ols_loss  # the least-squares optimum: adds ols/gap = train/loss - it
         self.keys: list[str] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.keys = ["train/loss", *parameter_keys(pl_module, self.trajectory_limit)]
+        if self.ols_loss is not None:
+            self.keys.append("ols/gap")
 
     def on_train_batch_end(
         self,
@@ -206,6 +211,8 @@ class TrackingCallback(L.Callback):
     ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         values = parameter_values(pl_module, self.trajectory_limit, loss)
+        if self.ols_loss is not None:
+            values = torch.cat([values, values[:1] - self.ols_loss])  # on the device, no sync
         self.run.sink.add(self.keys, values, trainer.global_step - 1)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

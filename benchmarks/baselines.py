@@ -1,0 +1,152 @@
+"""The loops trainlab is measured against, written here so the benchmark owns its baselines.
+
+- `raw_seed_loop`: note 20 of the seed notes, verbatim minus the prints.
+- `raw_big_data_epoch`: one epoch over in-memory tensors, shuffled, sliced in batches.
+- `naive_stack`: what most people write first: Lightning + DataLoader(TensorDataset) +
+  `self.log` every step + Lightning's MLFlowLogger on SQLite.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def seed_tensors() -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.tensor([[1], [2], [3], [4]], dtype=torch.float32)
+    return x, 2 * x
+
+
+def raw_seed_loop(steps: int) -> float:
+    """Seconds for `steps` iterations of note 20's loop (forward, loss, backward, step, zero_grad)."""
+    x, y = seed_tensors()
+    model = nn.Linear(1, 1)
+    loss = nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    start = time.perf_counter()
+    for _ in range(steps):
+        y_pred = model(x)
+        value = loss(y, y_pred)
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return time.perf_counter() - start
+
+
+def raw_big_data_epoch(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0) -> float:
+    """Seconds for one shuffled epoch of a linear model over (x, y), batches sliced from tensors."""
+    model = nn.Linear(x.shape[1], y.shape[1]).to(x.device)
+    loss = nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    _sync(x)
+    start = time.perf_counter()
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    for begin in range(0, len(x), batch_size):
+        index = order[begin : begin + batch_size]
+        value = loss(model(x[index]), y[index])
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    _sync(x)
+    return time.perf_counter() - start
+
+
+def _sync(t: torch.Tensor) -> None:
+    if t.is_cuda:
+        torch.cuda.synchronize()
+
+
+class _NaiveModule(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(1, 1)
+        self.loss = nn.MSELoss()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        value = self.loss(self.lin(x), y)
+        self.log("train/loss", value)
+        self.log("weight", self.lin.weight.reshape(()))
+        self.log("bias", self.lin.bias.reshape(()))
+        return value
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def naive_stack(steps: int, store: Path) -> float:
+    """Seconds for `steps` one-batch epochs of the naive stack, tracked in a SQLite store."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    x, y = seed_tensors()
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    logger = MLFlowLogger(experiment_name="naive", tracking_uri=f"sqlite:///{store}")
+    trainer = L.Trainer(
+        max_epochs=steps,
+        logger=logger,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    start = time.perf_counter()
+    trainer.fit(_NaiveModule(), loader)
+    return time.perf_counter() - start
+
+
+class _BareModule(L.LightningModule):
+    """The least a LightningModule can be: the floor under any Trainer-based tool."""
+
+    def __init__(self, n_features: int, n_targets: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(n_features, n_targets)
+        self.loss = nn.MSELoss()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self.loss(self.lin(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def lightning_floor(batches, epochs: int, n_features: int, n_targets: int, device: str) -> float:
+    """Seconds for Lightning's Trainer (barebones=True) to fit a bare module over `batches`."""
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        barebones=True,
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+    )
+    module = _BareModule(n_features, n_targets)
+    start = time.perf_counter()
+    trainer.fit(module, batches)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def mlflow_floor(store: Path, steps: int, keys: int) -> float:
+    """Seconds for MLflow alone to store `steps` x `keys` metrics in log_batch requests of 1000."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")
+    experiment = client.get_experiment_by_name("floor") or client.get_experiment(
+        client.create_experiment("floor")
+    )
+    run = client.create_run(experiment.experiment_id)
+    metrics = [Metric(f"k{k}", float(s), 0, s) for s in range(steps) for k in range(keys)]
+    start = time.perf_counter()
+    for begin in range(0, len(metrics), 1000):
+        client.log_batch(run.info.run_id, metrics=metrics[begin : begin + 1000])
+    elapsed = time.perf_counter() - start
+    client.set_terminated(run.info.run_id)
+    return elapsed
