@@ -110,3 +110,14 @@ def train_in_process(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest
         return status, out, err
 
     return _train
+
+
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory) -> Iterator[tuple[Path, str, str]]:
+    """One real dashboard (`python -m trainlab.dashboard`, as `make ui` runs it) for the session:
+    (its TRAINLAB_HOME, its URL, what it printed)."""
+    from tests.dashboard_server import running_dashboard
+
+    home = tmp_path_factory.mktemp("ui-home")
+    with running_dashboard(home) as (url, printed):
+        yield home, url, printed

@@ -22,7 +22,9 @@ from trainlab.console import ConsolePrinter, format_prediction
 from trainlab.data import Dataset, TensorBatches, load_dataset, parse_x_test
 from trainlab.engines import check_engine, fit_autograd, fit_numpy, ols_reference
 from trainlab.guard import DivergenceGuard
+from trainlab.model_logging import log_trained_model
 from trainlab.module import RegressionModule
+from trainlab.plots import plots_at_end
 from trainlab.resume import LastCheckpoint, ResumePoint, plan_resume, report_interrupt
 from trainlab.schema import ConfigError, DeviceConfig, TrainConfig
 from trainlab.signals import Interrupts, StopOnSignal, handle_interrupts
@@ -212,31 +214,26 @@ def run(cfg: DictConfig) -> float:
         )
         # Each engine prints its note's way: note 20 (Lightning) .3f, notes 17/18 the float.
         spec = " .3f" if settings.engine.name == "lightning" else " .7g"
-        with tracked as mlflow_run, report_interrupt(interrupts) as report:
+        model_uri = None
+        # The plots are drawn when the block ends, also when it fails, before the run's status
+        # is set.
+        with (
+            tracked as mlflow_run,
+            plots_at_end(mlflow_run, data, settings.tracking.plots) as plotted,
+            report_interrupt(interrupts) as report,
+        ):
             report.run = mlflow_run
             # Seeded after the run exists: MLflow draws its random run names from `random` too.
             L.seed_everything(settings.seed, verbose=False)
-            module = build_module(cfg, data).to(dtype)
+            module = plotted.network = build_module(cfg, data).to(dtype)
             x_model = data.scale(x_test.to(dtype)) if x_test is not None else None
             # A resumed run has its `pred/before` already; its weights come with the checkpoint.
             before = predict(module, x_model) if resume_from is None else None
             if before is not None:
                 print(f"Prediction before training: {format_prediction(x_test, before, spec)}")
             ols_loss = ols_reference(settings, data)  # the least-squares optimum (MSE runs only)
-            if mlflow_run is not None and resume_from is None:
-                # Logged now, not at the end, so that an interrupted run keeps them.
-                first = {"ols/loss": ols_loss} if ols_loss is not None else {}
-                if before is not None:
-                    first.update(prediction_metrics(before, "pred/before"))
-                mlflow_run.log_metrics(first, step=0)
-                mlflow_run.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
-                mlflow_run.log_dict(
-                    OmegaConf.to_container(cfg, resolve=True), "config/resolved.yaml"
-                )
-                mlflow_run.log_dict({"overrides": task_overrides()}, "config/overrides.yaml")
-            elif mlflow_run is not None and resume_from is not None:
-                print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")
-                mlflow_run.set_tags({"trainlab.resumed_at_step": resume_from.step})
+            if mlflow_run is not None:
+                record_start(mlflow_run, cfg, before, ols_loss, resume_from)
             report.module = module
             if settings.engine.name == "lightning":
                 report.checkpoint = LastCheckpoint(output_dir() / "checkpoints", mlflow_run)
@@ -256,6 +253,10 @@ def run(cfg: DictConfig) -> float:
                 if after is not None:
                     metrics.update(prediction_metrics(after, "pred/after"))
                 mlflow_run.log_metrics(metrics, step=max(steps - 1, 0))
+                if settings.tracking.log_model:
+                    model_uri = log_trained_model(
+                        mlflow_run, module.model, data, settings.tracking, max(steps - 1, 0)
+                    )
     if x_test is not None:
         print(f"Prediction after training: {format_prediction(x_test, after, spec)}")
     print(f"Final training loss: {losses['final/train_loss']:.6g}")
@@ -264,8 +265,30 @@ def run(cfg: DictConfig) -> float:
             f"Least-squares optimum: {ols_loss:.6g} (gap {losses['final/train_loss'] - ols_loss:.3g})"
         )
     if mlflow_run is not None:
-        report_run(uri, mlflow_run)
+        report_run(uri, mlflow_run, model_uri)
     return losses.get("final/val_loss", losses["final/train_loss"])
+
+
+def record_start(
+    run: MlflowRun,
+    cfg: DictConfig,
+    before: torch.Tensor | None,
+    ols_loss: float | None,
+    resume_from: ResumePoint | None,
+) -> None:
+    """Config and first metrics, logged before training so that an interrupted run keeps them."""
+    if resume_from is not None:  # the run has them already
+        print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")
+        run.set_tags({"trainlab.resumed_at_step": resume_from.step})
+        return
+    first = {"ols/loss": ols_loss} if ols_loss is not None else {}
+    if before is not None:
+        first.update(prediction_metrics(before, "pred/before"))
+    run.log_metrics(first, step=0)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    run.log_params(flatten(resolved))
+    run.log_dict(resolved, "config/resolved.yaml")
+    run.log_dict({"overrides": task_overrides()}, "config/overrides.yaml")
 
 
 def predict(module: RegressionModule, x: torch.Tensor | None) -> torch.Tensor | None:
@@ -288,7 +311,7 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def report_run(uri: str, mlflow_run: MlflowRun) -> None:
+def report_run(uri: str, mlflow_run: MlflowRun, model_uri: str | None = None) -> None:
     run = mlflow_run.client.get_run(mlflow_run.run_id)
     print(
         f"MLflow run {run.info.run_id} ({run.info.run_name}) in experiment {run.info.experiment_id}, store {uri}"
@@ -297,3 +320,5 @@ def report_run(uri: str, mlflow_run: MlflowRun) -> None:
         "Dashboard: `make ui`, then open "
         f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     )
+    if model_uri is not None:
+        print(f"Model {model_uri}; predict with: trainlab-predict {run.info.run_id} <x> ...")

@@ -8,6 +8,7 @@ the dataclasses, before any data is read or any MLflow run exists.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -316,8 +317,24 @@ class TrackingConfig:
     uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///<home>/mlflow.db
     trajectory_limit: int = 64  # models with more parameters log norms, not every weight
     flush_every_seconds: float = 10.0  # buffered metrics also go out when the buffer is full
+    plots: bool = True  # loss, fit, residual and weight plots as artifacts under plots/
+    log_model: bool = True  # the trained model (with its standardization) as an MLflow model
+    register: str | None = None  # a registered model name for each trained model; None: no
+    alias: str = "current"  # the alias the newest registered version gets (never stages)
 
     def __post_init__(self) -> None:
+        if self.register is not None:
+            ok = bool(self.register.strip()) and not any(c in self.register for c in "/:")
+            require(ok, "tracking.register", self.register, "a model name without '/' or ':'")
+        alias_ok = bool(re.fullmatch(r"[\w-]+", self.alias)) and not re.fullmatch(
+            r"latest|v\d+", self.alias, flags=re.IGNORECASE
+        )
+        require(
+            alias_ok,
+            "tracking.alias",
+            self.alias,
+            "letters, digits, _ or - (not 'latest' or 'v<number>', which MLflow reserves)",
+        )
         require(
             self.trajectory_limit >= 0, "tracking.trajectory_limit", self.trajectory_limit, ">= 0"
         )

@@ -1,0 +1,134 @@
+"""`trainlab-predict`: a logged model alone reproduces the run's prediction; bad input is one line."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import all_runs
+from trainlab import pipeline
+from trainlab.paths import CONFIG_DIR
+from trainlab.predict import main
+from trainlab.schema import register_configs
+
+PREDICT = str(Path(sys.executable).with_name("trainlab-predict"))
+
+
+@pytest.fixture(scope="module")
+def seed_store(tmp_path_factory):
+    """One seed pipeline run for the module, its model also registered as `seed` @ `current`."""
+    home = tmp_path_factory.mktemp("predict-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRAINLAB_HOME", str(home))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        register_configs()
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            overrides = ["experiment=seed_pipeline", "print_every=0", "tracking.register=seed"]
+            pipeline.run(compose(config_name="train", overrides=overrides))
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    (run,) = all_runs(client)
+    return home, client, run
+
+
+@pytest.fixture
+def seed_run(seed_store, monkeypatch):
+    """The seed run, with TRAINLAB_HOME pointing at its store (trainlab-predict's default)."""
+    home, _, run = seed_store
+    monkeypatch.setenv("TRAINLAB_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return run
+
+
+def predicted(capsys, *args: str) -> list[list[float]]:
+    main(list(args))
+    return [[float(v) for v in line.split()] for line in capsys.readouterr().out.splitlines()]
+
+
+def test_console_script_reproduces_pred_after_from_the_model_alone(seed_run, seed_store):
+    home = seed_store[0]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["TRAINLAB_HOME"] = str(home)
+    done = subprocess.run(
+        [PREDICT, seed_run.info.run_id, "5"], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(seed_run.data.metrics["pred/after"], rel=1e-6)
+    assert 9 < float(done.stdout) < 11  # "about 10"
+
+
+def test_run_uri_registered_alias_and_several_rows(seed_run, seed_store, capsys):
+    client = seed_store[1]
+    after = seed_run.data.metrics["pred/after"]
+    run_uri = f"runs:/{seed_run.info.run_id}/model"
+    assert predicted(capsys, run_uri, "5") == [[pytest.approx(after, rel=1e-6)]]
+    version = client.get_model_version_by_alias("seed", "current")
+    assert version.run_id == seed_run.info.run_id
+    rows = predicted(capsys, "models:/seed@current", "--row", "5", "--row=-1", "--row", "0")
+    weight = rows[0][0] - rows[2][0]  # f(5) - f(0) = 5 w
+    assert rows[0][0] == pytest.approx(after, rel=1e-6)
+    assert rows[1][0] == pytest.approx(rows[2][0] - weight / 5, rel=1e-5)
+
+
+def test_csv_in_and_out(seed_run, tmp_path, capsys):
+    source = tmp_path / "in.csv"
+    source.write_text("y,x\n0,5\n0,1\n")  # matched by the model's feature name, not position
+    assert predicted(capsys, seed_run.info.run_id, "--csv", str(source)) == [
+        [pytest.approx(seed_run.data.metrics["pred/after"], rel=1e-6)],
+        [pytest.approx(predicted(capsys, seed_run.info.run_id, "1")[0][0])],
+    ]
+    target = tmp_path / "out.csv"
+    main([seed_run.info.run_id, "--csv", str(source), "--out", str(target)])
+    rows = list(csv.DictReader(target.open()))
+    assert [float(r["x"]) for r in rows] == [5.0, 1.0]
+    assert float(rows[0]["predicted_y"]) == pytest.approx(seed_run.data.metrics["pred/after"])
+
+
+def test_standardized_inputs_are_part_of_the_model(home, client, composed, capsys):
+    pipeline.run(
+        composed(
+            "data=seed",
+            "data.x=[10,20,30,40]",  # mean 25, std 11.2: far from the identity
+            "data.y=[1,3,5,7]",
+            "data.standardize=true",
+            "data.x_test=[50]",
+            "optimizer.lr=0.1",
+            "max_epochs=100",
+            "print_every=0",
+        )
+    )
+    (run,) = all_runs(client)
+    capsys.readouterr()  # the training job's own lines
+    # y = 0.2 x - 1: f(50) = 9 when the network sees (50 - 25) / 11.2, not 50.
+    assert run.data.metrics["pred/after"] == pytest.approx(9, abs=0.2)
+    raw = predicted(capsys, run.info.run_id, "50")
+    assert raw == [[pytest.approx(run.data.metrics["pred/after"], rel=1e-5)]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{run}", "5", "6"], "got 2 value(s) per row; the model takes 1 feature(s) (x)"),
+        (["{run}", "five"], "'five' is not a number"),
+        (["{run}", "--row", "1,x"], "'x' is not a number"),
+        (["{run}", "nan"], "'nan' is not a finite number"),
+        (["0123456789abcdef0123456789abcdef", "5"], "no run 0123456789abcdef0123456789abcdef"),
+        (["not-a-run", "5"], "neither a run id"),
+        (["{run}"], "no inputs"),
+        (["{run}", "--csv", "/no/such.csv"], "no such file"),
+        (["{run}", "--row", "1", "--row", "1,2"], "rows of different lengths"),
+    ],
+)
+def test_bad_input_is_one_line_and_a_failure(seed_run, capsys, args, message):
+    with pytest.raises(SystemExit) as stop:
+        main([a.format(run=seed_run.info.run_id) for a in args])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trainlab-predict: error: ") and err.count("\n") == 1, err
+    assert message in err
