@@ -8,6 +8,7 @@ that runs without tracking never pay for it.
 
 from __future__ import annotations
 
+import math
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -97,6 +98,8 @@ def metric_history(run: MlflowRun) -> tuple[History, int]:
     history: History = {}
     for key in losses + parameters[:TRAJECTORY_LINES]:
         points = sorted(run.client.get_metric_history(run.run_id, key), key=lambda m: m.step)
+        # A diverged run (guard.nonfinite=warn) has NaN, and inf stored as +-max: not drawable.
+        points = [m for m in points if math.isfinite(m.value) and abs(m.value) < sys.float_info.max]
         history[key] = ([m.step for m in points], [m.value for m in points])
     return history, len(parameters)
 
