@@ -231,7 +231,7 @@ def check_jobs(config: DictConfig) -> None:
                 del cfg["hydra"]
             check_config(cfg)
         except Exception as err:
-            raise ConfigError(f"sweep job `{' '.join(overrides)}`: {one_line(err)}") from err
+            raise ConfigError(f"sweep job `{' '.join(overrides)}`: {one_line(err)}") from None
 
 
 def start_parent(config: DictConfig) -> Sweep:
@@ -258,7 +258,7 @@ def start_parent(config: DictConfig) -> Sweep:
     if commit:
         tags["mlflow.source.git.commit"] = commit
     run = client.create_run(exp_id, run_name=f"sweep {preset} {sweep_dir.name}", tags=tags)
-    sweeper_params = OmegaConf.to_container(config.hydra.sweeper.get("params") or {})
+    sweeper_params = OmegaConf.to_container(config.hydra.sweeper.params or OmegaConf.create())
     params = {
         "sweep.overrides": " ".join(config.hydra.overrides.task),
         "sweep.dir": str(sweep_dir),

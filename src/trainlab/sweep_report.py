@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,8 @@ def plot(client: MlflowClient, children: list[Child], keys: list[str]) -> Figure
         if all(x > 0 for x, _ in points) and points[-1][0] / points[0][0] >= 10:
             left.set_xscale("log")
     else:
-        left.bar([str(c.job) for c in done], [c.loss for c in done])
+        left.bar(range(len(done)), [c.loss for c in done])
+        left.set_xticks(range(len(done)), [str(c.job) for c in done])
         left.set_xlabel("job (see summary table)")
     left.set_ylabel("final loss")
     left.set_title("final loss per child (failed children left out)")
@@ -131,7 +133,7 @@ def plot(client: MlflowClient, children: list[Child], keys: list[str]) -> Figure
     if all(c.loss > 0 for c in done) and done:
         left.set_yscale("log")
         right.set_yscale("log")
-    if 0 < len(children) <= 12:
+    if 0 < len(right.get_lines()) <= 12:
         right.legend(fontsize="small")
     return fig
 
@@ -179,11 +181,15 @@ def finish_parent(sweep: Sweep, stopped: str | None) -> str | None:
         tags=[RunTag(k, v[:5000]) for k, v in tags.items()],
     )
     ok = bool(done) and not stopped
-    client.set_terminated(parent, RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED))
+    client.set_terminated(
+        parent, RunStatus.to_string(RunStatus.FINISHED if ok else RunStatus.FAILED)
+    )
     print(f"Sweep summary ({len(done)} of {len(children)} children finished):")
     print(to_markdown(rows), end="")
     if done:
-        print(f"Best: job {best.job} ({best.run_name}), final loss {best.loss:.6g}, run {best.run_id}")
+        print(
+            f"Best: job {best.job} ({best.run_name}), final loss {best.loss:.6g}, run {best.run_id}"
+        )
     print(f"Parent MLflow run {parent}: summary/children.md, summary/losses.png")
     if stopped:
         return stopped
@@ -192,6 +198,7 @@ def finish_parent(sweep: Sweep, stopped: str | None) -> str | None:
     if failed:
         print(
             f"trainlab-train: warning: {len(failed)} of {len(children)} jobs failed: "
-            + ", ".join(str(c.job) for c in failed)
+            + ", ".join(str(c.job) for c in failed),
+            file=sys.stderr,
         )
     return None
