@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from tests.conftest import all_runs, run_cli
+from trainlab.paths import CONFIG_DIR
+from trainlab.schema import register_configs
 from trainlab.sweep import sweep_jobs
 
 QUIET = ("print_every=0",)
@@ -237,6 +240,33 @@ def test_bad_sweep_override_fails_before_any_job(home, sweep, expected):
     assert "Launching" not in done.stdout + done.stderr
     assert not (home / "mlflow.db").exists()  # no parent, no child: nothing started
     assert not (home / "multirun").exists()
+
+
+def test_launcher_failure_never_leaves_the_parent_running(home):
+    # Outside a Slurm cluster submitit refuses to submit: the sweep stops after the parent exists.
+    done = run_cli("-m", "hydra/launcher=slurm", "optimizer.lr=0.01,0.02", home=home)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("trainlab-train: error: ") and "slurm" in lines[-1]
+    runs = all_runs(store(home))
+    assert [r.info.status for r in runs] == ["FAILED"]  # the parent, and no child
+    assert "slurm" in runs[0].data.tags["trainlab.error"]
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target", "key", "value"),
+    [
+        ("slurm", "submitit_launcher.SlurmLauncher", "array_parallelism", 32),
+        ("parallel", "joblib_launcher.JoblibLauncher", "n_jobs", 2),
+    ],
+)
+def test_launcher_presets_compose(launcher, target, key, value):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", [f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    assert cfg.hydra.launcher[key] == value
+    assert cfg.hydra.callbacks.mlflow_sweep._target_ == "trainlab.sweep.SweepCallback"
 
 
 def test_sweep_jobs_expands_like_the_basic_sweeper():

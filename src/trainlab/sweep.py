@@ -193,7 +193,11 @@ class SweepCallback(Callback):
 
         stop_file = Path(sweep.sweep_dir, STOP_FILE)
         stopped = stop_file.read_text().strip() if stop_file.is_file() else None
-        _problem = finish_parent(sweep, stopped)
+        try:
+            _problem = finish_parent(sweep, stopped)
+        except Exception as err:  # Hydra would only warn; the command must not exit 0
+            _problem = f"the sweep's summary failed: {one_line(err)}"
+            end_unfinished_parent(err)
         _open_parent = None
 
 
