@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from tests.conftest import all_runs, run_cli
 from trainlab.paths import CONFIG_DIR
 from trainlab.schema import register_configs
-from trainlab.sweep import sweep_jobs
+from trainlab.sweep import check_jobs, sweep_jobs
 
 QUIET = ("print_every=0",)
 
@@ -256,6 +256,21 @@ def test_launcher_presets_compose(launcher, target, key, value):
     assert cfg.hydra.launcher._target_.endswith(target)
     assert cfg.hydra.launcher[key] == value
     assert cfg.hydra.callbacks.mlflow_sweep._target_ == "trainlab.sweep.SweepCallback"
+
+
+@pytest.mark.parametrize(
+    ("preset", "n_jobs"),
+    [("lr_sweep", 5), ("optimizer_shootout", 8), ("loss_shootout", 4), ("optuna_lr", 6)],
+)
+def test_sweep_presets_pass_every_check(preset, n_jobs):
+    """Each preset's jobs compose and pass the value checks (Optuna's interval: both ends)."""
+    if preset == "optuna_lr":
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the [optuna] extra")
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", [f"experiment={preset}"], return_hydra_config=True)
+        assert len(sweep_jobs(cfg)) == n_jobs
+        check_jobs(cfg)  # raises ConfigError naming the job otherwise
 
 
 def test_sweep_jobs_expands_like_the_basic_sweeper():
