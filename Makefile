@@ -10,17 +10,20 @@ export TRAINLAB_HOME
 UI_PORT ?= 5000
 ARGS ?=
 
-.PHONY: install train test ui lint format clean
+.PHONY: install train sweep test ui lint format clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,optuna]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## venv + pinned dependencies + trainlab (editable)
 
 train: $(STAMP)  ## the seed pipeline (note 20), tracked in the embedded store; ARGS="optimizer=adam ..."
 	$(BIN)/trainlab-train experiment=seed_pipeline $(ARGS)
+
+sweep: $(STAMP)  ## a learning-rate sweep of the seed pipeline: one MLflow parent run, 5 children; ARGS="hydra/launcher=joblib"
+	$(BIN)/trainlab-train -m experiment=lr_sweep $(ARGS)
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -200,7 +200,11 @@ def test_compare_engines_sweep_puts_the_three_side_by_side(home, client):
     done = run_cli("-m", "experiment=compare_engines", home=home)
     assert done.returncode == 0, done.stderr
     (experiment,) = [e for e in client.search_experiments() if e.name == "compare_engines"]
-    runs = client.search_runs([experiment.experiment_id])
+    everything = client.search_runs([experiment.experiment_id])
+    # A multirun is one parent run (the sweep's summary) with one child run per engine.
+    (parent,) = [r for r in everything if r.data.tags.get("trainlab.sweep") == "parent"]
+    runs = [r for r in everything if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == len(everything) - 1
     assert sorted(r.info.run_name for r in runs) == sorted(ENGINES)
     assert sorted(r.data.tags["trainlab.engine"] for r in runs) == sorted(ENGINES)
     by_engine = {r.info.run_name: histories(client, r) for r in runs}

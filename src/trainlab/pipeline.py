@@ -28,6 +28,7 @@ from trainlab.plots import plots_at_end
 from trainlab.resume import LastCheckpoint, ResumePoint, plan_resume, report_interrupt
 from trainlab.schema import ConfigError, DeviceConfig, TrainConfig
 from trainlab.signals import Interrupts, StopOnSignal, handle_interrupts
+from trainlab.sweep import SweepJob, current_job
 from trainlab.tracking import (
     MlflowRun,
     TrackingCallback,
@@ -90,7 +91,9 @@ def output_dir() -> Path:
     return folder
 
 
-def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
+def run_tags(
+    settings: TrainConfig, accelerator: str, sweep_job: SweepJob | None = None
+) -> dict[str, str]:
     tags = {"mlflow.source.name": "trainlab-train", "trainlab.engine": settings.engine.name}
     tags["trainlab.device"] = accelerator
     tags["trainlab.precision"] = settings.device.precision
@@ -99,6 +102,8 @@ def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
+    if sweep_job is not None:  # a job of a multirun: a child of the sweep's parent run
+        tags.update(sweep_job.tags())
     tags.update({str(k): str(v) for k, v in settings.tags.items()})
     return tags
 
@@ -199,13 +204,19 @@ def run(cfg: DictConfig) -> float:
     x_test = parse_x_test(settings.x_test, data.n_features)
     accelerator = resolve_accelerator(settings.device)
 
+    experiment_name, run_name = settings.experiment_name, settings.run_name
+    sweep_job = current_job()
+    if sweep_job is not None:  # children live beside their parent, whatever the job's config says
+        uri, experiment_name = sweep_job.sweep.tracking_uri, sweep_job.sweep.experiment_name
+        run_name = run_name or sweep_job.run_name()
+
     with handle_interrupts() as interrupts:
         tracked = (
             open_run(
                 uri,
-                settings.experiment_name,
-                settings.run_name,
-                run_tags(settings, accelerator),
+                experiment_name,
+                run_name,
+                run_tags(settings, accelerator, sweep_job),
                 settings.tracking.flush_every_seconds,
                 run_id=resume_from.run_id if resume_from else None,
             )

@@ -365,6 +365,14 @@ class GuardConfig:
         require(self.check_every > 0, "guard.check_every", self.check_every, "an integer > 0")
 
 
+# ---------------------------------------------------------------------------------- sweep
+@dataclass
+class SweepConfig:
+    # -m: a job that fails is recorded (child run FAILED) and the sweep goes on; true stops it
+    # (jobs not yet started are skipped, the command exits non-zero).
+    stop_on_failure: bool = False
+
+
 # ------------------------------------------------------------------------------ top level
 @dataclass
 class TrainConfig:
@@ -376,6 +384,7 @@ class TrainConfig:
     device: DeviceConfig = MISSING
     engine: EngineConfig = MISSING
     tracking: TrackingConfig = MISSING
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 0
     max_epochs: int = 100
     max_steps: int = -1  # -1: no step limit, max_epochs decides

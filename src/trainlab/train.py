@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from trainlab.errors import is_user_error, one_line
 from trainlab.paths import CONFIG_DIR, home, unwritable_reason
 from trainlab.schema import ConfigError, register_configs
+from trainlab.sweep import end_unfinished_parent, in_multirun, run_job, sweep_problem
 
 register_configs()
 
@@ -37,6 +38,9 @@ def _hydra_entry(cfg: DictConfig) -> float:
     # Imported here so that `--help`, `--cfg job` and config errors stay fast.
     from trainlab.pipeline import run
 
+    if in_multirun():
+        # A failing job is recorded and the sweep goes on (sweep.stop_on_failure stops it).
+        return run_job(run, cfg)
     try:
         return run(cfg)
     except Exception as err:
@@ -60,11 +64,18 @@ def main() -> None:
                 "writable folder for mlflow.db, mlartifacts/ and outputs/"
             )
         _hydra_entry()
-    except KeyboardInterrupt as err:
-        # The run is already KILLED and the resume hint printed; 130 for Ctrl-C, 143 for SIGTERM.
-        sys.exit(128 + getattr(err, "signum", 2))
-    except Exception as err:
+    except BaseException as err:
+        end_unfinished_parent(err)  # a sweep that raised never leaves its parent run RUNNING
+        if isinstance(err, KeyboardInterrupt):
+            # The run is already KILLED and the resume hint printed; 130 for Ctrl-C, 143 for
+            # SIGTERM.
+            sys.exit(128 + getattr(err, "signum", 2))
+        if not isinstance(err, Exception):
+            raise
         fail(err)
+    problem = sweep_problem()
+    if problem:
+        fail(ConfigError(problem))
 
 
 if __name__ == "__main__":
