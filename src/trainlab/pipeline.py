@@ -6,6 +6,8 @@ Read top to bottom, `run` is the recipe; everything it calls lives in one module
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,9 +18,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import paths
+from trainlab import distributed, paths
 from trainlab.console import ConsolePrinter, format_prediction
-from trainlab.data import Dataset, TensorBatches, load_dataset, parse_x_test
+from trainlab.data import Dataset, TensorDataModule, load_dataset, parse_x_test
 from trainlab.engines import check_engine, fit_autograd, fit_numpy, ols_reference
 from trainlab.module import RegressionModule
 from trainlab.schema import ConfigError, DeviceConfig, TrainConfig
@@ -30,9 +32,12 @@ log = logging.getLogger("trainlab")
 def quiet_libraries() -> None:
     """Keep the console to the seed's lines: drop Lightning's banners and harmless warnings."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)  # DDP's "Initializing ..."
     warnings.filterwarnings("ignore", message=".*validation_step.*val_dataloader.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # TensorDataModule's way of saying "no validation data" under DDP.
+    warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
 
 
 def check_config(cfg: DictConfig) -> TrainConfig:
@@ -102,12 +107,14 @@ def fit_lightning(
     run: MlflowRun | None,
     ols_loss: float | None = None,
 ) -> int:
-    callbacks: list[L.Callback] = [ConsolePrinter(settings.print_every)]
+    callbacks = [*distributed.callbacks(settings.device), ConsolePrinter(settings.print_every)]
     if run is not None:
         callbacks.append(TrackingCallback(run, settings.tracking.trajectory_limit, ols_loss))
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=settings.device.devices,
+        num_nodes=settings.device.num_nodes,
+        strategy=distributed.choose_strategy(settings.device),
         precision=settings.device.precision,
         max_epochs=settings.max_epochs,
         max_steps=settings.max_steps,
@@ -119,22 +126,11 @@ def fit_lightning(
         num_sanity_val_steps=0,
         default_root_dir=output_dir(),
     )
-    device = trainer.strategy.root_device
-    # The whole data set moves to the device once; batches are slices of it, never copies.
-    batches = TensorBatches(
-        data.x_train.to(device),
-        data.y_train.to(device),
-        settings.data.batch_size,
-        settings.data.shuffle,
-        settings.seed,
+    data_module = TensorDataModule(
+        data, settings.data.batch_size, settings.data.shuffle, settings.seed
     )
-    val = None
-    if data.x_val is not None:
-        val = TensorBatches(
-            data.x_val.to(device), data.y_val.to(device), None, False, settings.seed
-        )
-    trainer.fit(module, train_dataloaders=batches, val_dataloaders=val)
-    return trainer.global_step
+    trainer.fit(module, datamodule=data_module)
+    return distributed.steps_done(trainer)
 
 
 # engine=NAME -> fit(settings, module, data, accelerator, run, ols_loss) -> optimizer steps taken
@@ -161,6 +157,11 @@ def run(cfg: DictConfig) -> float:
     check_engine(settings, len(data.x_train))
     x_test = parse_x_test(settings.x_test, data.n_features)
     accelerator = resolve_accelerator(settings.device)
+    distributed.check_sharding(settings.device, settings.data.batch_size, len(data.x_train))
+    tracking_process = distributed.is_tracking_process(settings.device)
+    if not tracking_process:
+        # An extra DDP process (rank > 0) of this job: rank 0 prints and tracks for all.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
 
     uri = settings.tracking.uri or paths.tracking_uri()
     tracked = (
@@ -171,7 +172,7 @@ def run(cfg: DictConfig) -> float:
             run_tags(settings, accelerator),
             settings.tracking.flush_every_seconds,
         )
-        if settings.tracking.enabled
+        if settings.tracking.enabled and tracking_process
         else nullcontext()
     )
     # Each engine prints its note's way: note 20 (Lightning) three decimals, notes 17/18 the float.
