@@ -239,7 +239,8 @@ def report_run(uri: str, mlflow_run: MlflowRun) -> None:
     print(
         f"MLflow run {run.info.run_id} ({run.info.run_name}) in experiment {run.info.experiment_id}, store {uri}"
     )
-    print(
-        "Dashboard: `make ui`, then open "
-        f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
-    )
+    page = f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    if uri.startswith(("http://", "https://")):  # a tracking server is its own dashboard
+        print(f"Dashboard: {uri.rstrip('/')}/{page}")
+        return
+    print(f"Dashboard: `make ui`, then open http://127.0.0.1:5000/{page}")
