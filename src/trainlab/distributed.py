@@ -122,6 +122,13 @@ class GlobalLoss(L.Callback):
         # ddp_spawn sends callback_metrics (not the loop's step count) back to the main process.
         trainer.callback_metrics[STEPS_KEY] = torch.tensor(float(trainer.global_step))
 
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # Leave together and close the process group: a rank that exits while another still
+        # holds gloo connections to it can abort that one (spawned ranks skip atexit hooks).
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            trainer.strategy.barrier("trainlab.teardown")
+            torch.distributed.destroy_process_group()
+
 
 def _unpickled_in_spawned_rank() -> GlobalLoss:
     from trainlab.pipeline import quiet_libraries

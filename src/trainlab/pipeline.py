@@ -78,6 +78,8 @@ def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
     tags = {"mlflow.source.name": "trainlab-train", "trainlab.engine": settings.engine.name}
     tags["trainlab.device"] = accelerator
     tags["trainlab.precision"] = settings.device.precision
+    if distributed.world_size(settings.device) > 1:
+        tags["trainlab.strategy"] = distributed.choose_strategy(settings.device)
     if HydraConfig.initialized():
         tags["trainlab.preset"] = str(HydraConfig.get().runtime.choices.get("experiment") or "none")
     commit = git_commit()
