@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from tests.conftest import run_cli
+from tests.conftest import all_runs, run_cli
 from trainlab import server
 
 pytestmark = pytest.mark.slow
@@ -133,7 +133,7 @@ def test_server_refuses_a_database_that_does_not_answer(tmp_path):
     assert "s3cret" not in done.stderr  # the password is masked
 
 
-def test_parallel_sweep_through_the_server_loses_nothing(server_url, home, monkeypatch):
+def test_parallel_sweep_through_the_server_loses_nothing(server_url, home, client, monkeypatch):
     monkeypatch.setenv("TRAINLAB_SERVER_URI", server_url)  # what tracking=server reads
     done = run_cli(
         "-m",
@@ -149,20 +149,20 @@ def test_parallel_sweep_through_the_server_loses_nothing(server_url, home, monke
     )
     assert done.returncode == 0, done.stderr
     assert f"Dashboard: {server_url}/#/experiments/" in done.stdout
-    client = MlflowClient(tracking_uri=server_url)
-    experiment = client.get_experiment_by_name("team_sweep")
-    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    team = MlflowClient(tracking_uri=server_url)
+    experiment = team.get_experiment_by_name("team_sweep")
+    runs = team.search_runs([experiment.experiment_id], max_results=100)
     assert sorted(int(r.data.params["seed"]) for r in runs) == list(range(SWEEP_JOBS))
     assert {r.info.status for r in runs} == {"FINISHED"}
     counted = 0
     for run in runs:
         for key in PER_RUN_KEYS:
-            steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+            steps = [m.step for m in team.get_metric_history(run.info.run_id, key)]
             assert steps == list(range(SWEEP_EPOCHS)), (run.info.run_id, key)
             counted += len(steps)
         assert {"final/train_loss", "pred/before", "pred/after"} <= set(run.data.metrics)
         # artifacts went through the server into its own folder
-        paths = {a.path for a in client.list_artifacts(run.info.run_id, "config")}
-        assert paths == {"config/resolved.yaml", "config/overrides.yaml"}
+        artifacts = {a.path for a in team.list_artifacts(run.info.run_id, "config")}
+        assert artifacts == {"config/resolved.yaml", "config/overrides.yaml"}
     assert counted == SWEEP_JOBS * len(PER_RUN_KEYS) * SWEEP_EPOCHS
-    assert not (home / "mlflow.db").exists()  # nothing went to the embedded store
+    assert all_runs(client) == []  # nothing went to the embedded store (client: sqlite in home)
