@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from tests.conftest import all_runs, run_cli
 from trainlab import distributed, pipeline
 from trainlab.data import TensorBatches
-from trainlab.schema import ConfigError, DeviceConfig
+from trainlab.schema import ConfigError, DeviceConfig, LBFGSConfig
 
 # float64 so that DDP and one process may differ only by the order of a sum.
 COMMON = ("max_epochs=20", "device.precision=64", "print_every=5")
@@ -87,6 +87,9 @@ def test_batch_that_does_not_split_over_the_processes_is_refused():
     with pytest.raises(ConfigError, match="at least one row per process"):
         distributed.check_sharding(DeviceConfig(devices=2, num_nodes=2), None, 3)
     distributed.check_sharding(DeviceConfig(devices=2), 4, 8)
+    with pytest.raises(ConfigError, match="optimizer=lbfgs cannot run under DDP"):
+        distributed.check_sharding(DeviceConfig(devices=2), None, 8, LBFGSConfig())
+    distributed.check_sharding(DeviceConfig(), None, 8, LBFGSConfig())  # one process: fine
 
 
 def assert_matches(ddp: dict, single: dict) -> None:

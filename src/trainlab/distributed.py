@@ -27,7 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
-from trainlab.schema import ConfigError, DeviceConfig
+from trainlab.schema import ConfigError, DeviceConfig, LBFGSConfig
 
 # Set by the launchers Lightning works with: torchrun (RANK), SLURM (SLURM_PROCID) and Lightning's
 # own subprocess launcher (LOCAL_RANK, NODE_RANK / GROUP_RANK). Unset or 0 in the user's process.
@@ -70,11 +70,20 @@ def choose_strategy(device: DeviceConfig) -> str:
     return device.strategy
 
 
-def check_sharding(device: DeviceConfig, batch_size: int | None, n_rows: int) -> None:
+def check_sharding(
+    device: DeviceConfig, batch_size: int | None, n_rows: int, optimizer: object = None
+) -> None:
     """Every rank needs an equal share of every batch; stop before any process starts."""
     processes = world_size(device)
     if processes == 1:
         return
+    if isinstance(optimizer, LBFGSConfig):
+        # Its line search re-evaluates the closure on the rank's own loss: the ranks would take
+        # different numbers of backward passes and wait for each other forever.
+        raise ConfigError(
+            "optimizer=lbfgs cannot run under DDP (each rank's line search would call backward a "
+            "different number of times); expected another optimizer or device.devices=1"
+        )
     if n_rows < processes:
         raise ConfigError(
             f"device.devices * device.num_nodes = {processes} processes for {n_rows} training "

@@ -159,7 +159,9 @@ def run(cfg: DictConfig) -> float:
     check_engine(settings, len(data.x_train))
     x_test = parse_x_test(settings.x_test, data.n_features)
     accelerator = resolve_accelerator(settings.device)
-    distributed.check_sharding(settings.device, settings.data.batch_size, len(data.x_train))
+    distributed.check_sharding(
+        settings.device, settings.data.batch_size, len(data.x_train), settings.optimizer
+    )
     tracking_process = distributed.is_tracking_process(settings.device)
     if not tracking_process:
         # An extra DDP process (rank > 0) of this job: rank 0 prints and tracks for all.
