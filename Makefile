@@ -8,9 +8,10 @@ STAMP := $(VENV)/.installed
 TRAINLAB_HOME ?= $(CURDIR)
 export TRAINLAB_HOME
 UI_PORT ?= 5000
+SERVER_PORT ?= 5001
 ARGS ?=
 
-.PHONY: install train sweep test ui lint format clean
+.PHONY: install train sweep test ui server lint format clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,9 @@ compare: $(STAMP)  ## numpy, autograd and lightning engines on the seed data, on
 
 ui: $(STAMP)  ## the MLflow dashboard over the embedded store, on 127.0.0.1:$(UI_PORT)
 	$(BIN)/python -m trainlab.dashboard --port $(UI_PORT)
+
+server: $(STAMP)  ## the team tracking server (PostgreSQL: TRAINLAB_SERVER_DB_URI) on 127.0.0.1:$(SERVER_PORT)
+	$(BIN)/python -m trainlab.server --port $(SERVER_PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

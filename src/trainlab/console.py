@@ -51,7 +51,7 @@ class ConsolePrinter(L.Callback):
         batch_idx: int,
     ) -> None:
         step = trainer.global_step - 1
-        if not self.every or step % self.every:
+        if not self.every or step % self.every or not trainer.is_global_zero:
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         where = f"epoch {trainer.current_epoch}"

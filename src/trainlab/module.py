@@ -66,12 +66,14 @@ class RegressionModule(L.LightningModule):
         if self.make_scheduler is not None and self.monitor == "train/loss":
             # ReduceLROnPlateau reads its metric from the Trainer's callback metrics; only
             # then is train/loss given to self.log (tracking has its own cheaper path).
-            self.log("train/loss", loss, on_step=False, on_epoch=True, logger=False)
+            # sync_dist: under DDP every rank's scheduler must see the same (global) loss.
+            self.log("train/loss", loss, on_step=False, on_epoch=True, logger=False, sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        self.log("val/loss", self.loss(self(x), y), on_step=False, on_epoch=True, logger=False)
+        loss = self.loss(self(x), y)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, logger=False, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())

@@ -6,6 +6,8 @@ Read top to bottom, `run` is the recipe; everything it calls lives in one module
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 from contextlib import nullcontext
 from dataclasses import fields
@@ -17,9 +19,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab import paths
+from trainlab import distributed, paths
 from trainlab.console import ConsolePrinter, format_prediction
-from trainlab.data import Dataset, TensorBatches, load_dataset, parse_x_test
+from trainlab.data import Dataset, TensorDataModule, load_dataset, parse_x_test
 from trainlab.engines import check_engine, fit_autograd, fit_numpy, ols_reference
 from trainlab.guard import DivergenceGuard
 from trainlab.model_logging import log_trained_model
@@ -44,9 +46,12 @@ log = logging.getLogger("trainlab")
 def quiet_libraries() -> None:
     """Keep the console to the seed's lines: drop Lightning's banners and harmless warnings."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)  # DDP's "Initializing ..."
     warnings.filterwarnings("ignore", message=".*validation_step.*val_dataloader.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    # TensorDataModule's way of saying "no validation data" under DDP.
+    warnings.filterwarnings("ignore", message=".*Total length of `list` across ranks is zero.*")
 
 
 def check_config(cfg: DictConfig) -> TrainConfig:
@@ -97,6 +102,8 @@ def run_tags(
     tags = {"mlflow.source.name": "trainlab-train", "trainlab.engine": settings.engine.name}
     tags["trainlab.device"] = accelerator
     tags["trainlab.precision"] = settings.device.precision
+    if distributed.world_size(settings.device) > 1:
+        tags["trainlab.strategy"] = distributed.choose_strategy(settings.device)
     if HydraConfig.initialized():
         tags["trainlab.preset"] = str(HydraConfig.get().runtime.choices.get("experiment") or "none")
     commit = git_commit()
@@ -131,7 +138,7 @@ def fit_lightning(
     resume_from: ResumePoint | None = None,
     checkpoint: LastCheckpoint | None = None,
 ) -> int:
-    callbacks: list[L.Callback] = [ConsolePrinter(settings.print_every)]
+    callbacks = [*distributed.callbacks(settings.device), ConsolePrinter(settings.print_every)]
     if run is not None:
         callbacks.append(TrackingCallback(run, settings.tracking.trajectory_limit, ols_loss))
     # After tracking, so that the bad step's values are in the history before the run stops.
@@ -142,6 +149,8 @@ def fit_lightning(
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=settings.device.devices,
+        num_nodes=settings.device.num_nodes,
+        strategy=distributed.choose_strategy(settings.device),
         precision=settings.device.precision,
         max_epochs=settings.max_epochs,
         max_steps=settings.max_steps,
@@ -153,25 +162,16 @@ def fit_lightning(
         num_sanity_val_steps=0,
         default_root_dir=output_dir(),
     )
-    device = trainer.strategy.root_device
-    # The whole data set moves to the device once; batches are slices of it, never copies.
-    batches = TensorBatches(
-        data.x_train.to(device),
-        data.y_train.to(device),
+    data_module = TensorDataModule(
+        data,
         settings.data.batch_size,
         settings.data.shuffle,
         settings.seed,
+        restore=resume_from.restore if resume_from is not None else None,
     )
-    if resume_from is not None:
-        resume_from.restore(batches)
-    val = None
-    if data.x_val is not None:
-        val = TensorBatches(
-            data.x_val.to(device), data.y_val.to(device), None, False, settings.seed
-        )
     ckpt_path = str(resume_from.checkpoint) if resume_from is not None else None
-    trainer.fit(module, train_dataloaders=batches, val_dataloaders=val, ckpt_path=ckpt_path)
-    return trainer.global_step
+    trainer.fit(module, datamodule=data_module, ckpt_path=ckpt_path)
+    return distributed.steps_done(trainer)
 
 
 # engine=NAME -> fit(settings, module, data, accelerator, run, ols_loss) -> optimizer steps taken
@@ -203,6 +203,13 @@ def run(cfg: DictConfig) -> float:
     check_engine(settings, len(data.x_train))
     x_test = parse_x_test(settings.x_test, data.n_features)
     accelerator = resolve_accelerator(settings.device)
+    distributed.check_sharding(
+        settings.device, settings.data.batch_size, len(data.x_train), settings.optimizer
+    )
+    tracking_process = distributed.is_tracking_process(settings.device)
+    if not tracking_process:
+        # An extra DDP process (rank > 0) of this job: rank 0 prints and tracks for all.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
 
     experiment_name, run_name = settings.experiment_name, settings.run_name
     sweep_job = current_job()
@@ -220,7 +227,7 @@ def run(cfg: DictConfig) -> float:
                 settings.tracking.flush_every_seconds,
                 run_id=resume_from.run_id if resume_from else None,
             )
-            if settings.tracking.enabled
+            if settings.tracking.enabled and tracking_process
             else nullcontext()
         )
         # Each engine prints its note's way: note 20 (Lightning) .3f, notes 17/18 the float.
@@ -327,9 +334,10 @@ def report_run(uri: str, mlflow_run: MlflowRun, model_uri: str | None = None) ->
     print(
         f"MLflow run {run.info.run_id} ({run.info.run_name}) in experiment {run.info.experiment_id}, store {uri}"
     )
-    print(
-        "Dashboard: `make ui`, then open "
-        f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
-    )
+    page = f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    if uri.startswith(("http://", "https://")):  # a tracking server is its own dashboard
+        print(f"Dashboard: {uri.rstrip('/')}/{page}")
+    else:
+        print(f"Dashboard: `make ui`, then open http://127.0.0.1:5000/{page}")
     if model_uri is not None:
         print(f"Model {model_uri}; predict with: trainlab-predict {run.info.run_id} <x> ...")

@@ -259,13 +259,18 @@ class PlateauConfig(SchedulerConfig):
 # --------------------------------------------------------------------------------- device
 ACCELERATORS = ("cpu", "gpu", "auto")
 PRECISIONS = ("64", "32", "bf16-mixed", "16-mixed")
+# auto: Lightning's single-device strategy for one process; for several, trainlab picks ddp or
+# ddp_spawn by where the job runs (see trainlab.distributed).
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
 
 
 @dataclass
 class DeviceConfig:
     accelerator: str = "cpu"
-    devices: int = 1
+    devices: int = 1  # processes per node: CPU processes (gloo) or GPUs (nccl)
     precision: str = "32"
+    strategy: str = "auto"
+    num_nodes: int = 1
 
     def __post_init__(self) -> None:
         require(
@@ -275,6 +280,13 @@ class DeviceConfig:
             f"one of {', '.join(ACCELERATORS)}",
         )
         require(self.devices > 0, "device.devices", self.devices, "an integer > 0")
+        require(self.num_nodes > 0, "device.num_nodes", self.num_nodes, "an integer > 0")
+        require(
+            self.strategy in STRATEGIES,
+            "device.strategy",
+            self.strategy,
+            f"one of {', '.join(STRATEGIES)}",
+        )
         require(
             self.precision in PRECISIONS,
             "device.precision",

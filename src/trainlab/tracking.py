@@ -22,6 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trainlab.paths import PROJECT_ROOT, default_artifact_root, unwritable_reason
@@ -170,6 +171,14 @@ class MlflowRun:
     def log_dict(self, dictionary: Any, artifact_file: str) -> None:
         self.client.log_dict(self.run_id, dictionary, artifact_file)
 
+    # A ddp_spawn job pickles its callbacks into every rank: the run travels as its URI and id
+    # and gets a client of its own there (a store's connections do not cross processes).
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.client.tracking_uri, "run_id": self.run_id, "s": self.sink.max_seconds}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(MlflowClient(tracking_uri=state["uri"]), state["run_id"], state["s"])
+
 
 def safe_folder_name(name: str) -> str:
     """A user-given name as one folder name that cannot climb out of its parent."""
@@ -185,7 +194,14 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     if client.tracking_uri.startswith("sqlite:"):
         # The embedded store keeps artifacts beside mlflow.db, never under the current folder.
         location = (default_artifact_root() / safe_folder_name(name)).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # Parallel jobs of a sweep race to create it: the loser uses the winner's.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 @contextmanager
@@ -247,6 +263,8 @@ class TrackingCallback(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
+        if not trainer.is_global_zero:  # DDP: the other ranks hold the same weights
+            return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         values = parameter_values(pl_module, self.trajectory_limit, loss)
         if self.ols_loss is not None:
@@ -254,10 +272,24 @@ class TrackingCallback(L.Callback):
         self.run.sink.add(self.keys, values, trainer.global_step - 1)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         if trainer.sanity_checking or "val/loss" not in trainer.callback_metrics:
             return
         value = trainer.callback_metrics["val/loss"].detach().reshape(1)
         self.run.sink.add(["val/loss"], value, max(trainer.global_step - 1, 0))
+
+    # Also sent here because under ddp_spawn this callback is a copy in another process, whose
+    # buffer open_run's final flush cannot reach.
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.run.sink.flush()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if trainer.is_global_zero:
+            self.run.sink.flush()
 
 
 def parameter_keys(module: torch.nn.Module, limit: int) -> list[str]:
