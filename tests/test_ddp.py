@@ -126,7 +126,9 @@ def test_ddp_inside_a_multirun_spawns_and_tracks_once_per_job(home, client, comp
         "-m", "device=ddp", "data=seed,synthetic", *COMMON, "experiment_name=ddp", home=home
     )
     assert done.returncode == 0, done.stderr
-    runs = all_runs(client)
+    every = all_runs(client)
+    runs = [r for r in every if "mlflow.parentRunId" in r.data.tags]
+    assert len(every) == len(runs) + 1  # and the sweep's parent run
     assert sorted(r.data.params["data.name"] for r in runs) == ["seed", "synthetic"]
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags["trainlab.strategy"] for r in runs} == {"ddp_spawn"}
@@ -163,6 +165,9 @@ def test_slurm_recipe_generates_a_multi_node_job(home, tmp_path, monkeypatch):
         "device.num_nodes=3",
         "device.devices=2",
         "seed=1,2",
+        # The sweep's parent run is created before submission: here in the embedded store, on a
+        # cluster on the team server the recipe names (no server runs in this test).
+        f"tracking.uri=sqlite:///{home / 'mlflow.db'}",
         home=home,
     )
     assert done.returncode != 0 and "no SLURM here" in done.stderr

@@ -151,7 +151,11 @@ def test_parallel_sweep_through_the_server_loses_nothing(server_url, home, clien
     assert f"Dashboard: {server_url}/#/experiments/" in done.stdout
     team = MlflowClient(tracking_uri=server_url)
     experiment = team.get_experiment_by_name("team_sweep")
-    runs = team.search_runs([experiment.experiment_id], max_results=100)
+    every = team.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
+    runs = [r for r in every if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the sweep's parent run
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
     assert sorted(int(r.data.params["seed"]) for r in runs) == list(range(SWEEP_JOBS))
     assert {r.info.status for r in runs} == {"FINISHED"}
     counted = 0
