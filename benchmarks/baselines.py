@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -119,6 +120,7 @@ class _BareModule(L.LightningModule):
 
 def lightning_floor(batches, epochs: int, n_features: int, n_targets: int, device: str) -> float:
     """Seconds for Lightning's Trainer (barebones=True) to fit a bare module over `batches`."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # barebones lists its limits
     trainer = L.Trainer(
         max_epochs=epochs,
         barebones=True,
