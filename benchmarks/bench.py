@@ -99,7 +99,8 @@ class Trainlab:
     def big_data_epoch(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
         """One epoch through trainlab's Lightning path (module, batcher, Trainer), untracked."""
         from trainlab.data import Dataset
-        from trainlab.pipeline import build_module, check_config, fit_lightning
+        from trainlab.lightning_fit import build_module, fit_lightning
+        from trainlab.pipeline import check_config
 
         cfg = self.compose(
             "data=synthetic",

@@ -23,6 +23,17 @@ def home() -> Path:
     return Path(os.environ.get("TRAINLAB_HOME", PROJECT_ROOT)).expanduser().resolve()
 
 
+def output_dir() -> Path:
+    """Hydra's output folder for this job (absolute), or one under home() without Hydra's CLI."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    folder = home() / "outputs" / "compose"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI when set, else the embedded SQLite store under home()."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"

@@ -11,29 +11,26 @@ import sys
 import warnings
 from contextlib import nullcontext
 from dataclasses import fields
-from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from trainlab import distributed, paths
-from trainlab.console import ConsolePrinter, format_prediction
-from trainlab.data import Dataset, TensorDataModule, load_dataset, parse_x_test
+from trainlab.console import format_prediction
+from trainlab.data import Dataset, load_dataset, parse_x_test
 from trainlab.engines import check_engine, fit_autograd, fit_numpy, ols_reference
-from trainlab.guard import DivergenceGuard
+from trainlab.lightning_fit import build_module, fit_lightning
 from trainlab.model_logging import log_trained_model
 from trainlab.module import RegressionModule
 from trainlab.plots import plots_at_end
 from trainlab.resume import LastCheckpoint, ResumePoint, plan_resume, report_interrupt
 from trainlab.schema import ConfigError, DeviceConfig, TrainConfig
-from trainlab.signals import Interrupts, StopOnSignal, handle_interrupts
+from trainlab.signals import handle_interrupts
 from trainlab.sweep import SweepJob, current_job
 from trainlab.tracking import (
     MlflowRun,
-    TrackingCallback,
     check_store,
     flatten,
     git_commit,
@@ -87,15 +84,6 @@ def resolve_accelerator(device: DeviceConfig) -> str:
     return device.accelerator
 
 
-def output_dir() -> Path:
-    """Hydra's output folder for this job (absolute), or one under home() without Hydra's CLI."""
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    folder = paths.home() / "outputs" / "compose"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def run_tags(
     settings: TrainConfig, accelerator: str, sweep_job: SweepJob | None = None
 ) -> dict[str, str]:
@@ -113,65 +101,6 @@ def run_tags(
         tags.update(sweep_job.tags())
     tags.update({str(k): str(v) for k, v in settings.tags.items()})
     return tags
-
-
-def build_module(cfg: DictConfig, data: Dataset) -> RegressionModule:
-    model = instantiate(cfg.model, in_features=data.n_features, out_features=data.n_targets)
-    has_scheduler = cfg.scheduler.get("_target_") is not None
-    return RegressionModule(
-        model=model,
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if has_scheduler else None,
-        monitor="val/loss" if data.x_val is not None else "train/loss",
-    )
-
-
-def fit_lightning(
-    settings: TrainConfig,
-    module: RegressionModule,
-    data: Dataset,
-    accelerator: str,
-    run: MlflowRun | None,
-    ols_loss: float | None = None,
-    interrupts: Interrupts | None = None,
-    resume_from: ResumePoint | None = None,
-    checkpoint: LastCheckpoint | None = None,
-) -> int:
-    callbacks = [*distributed.callbacks(settings.device), ConsolePrinter(settings.print_every)]
-    if run is not None:
-        callbacks.append(TrackingCallback(run, settings.tracking.trajectory_limit, ols_loss))
-    # After tracking, so that the bad step's values are in the history before the run stops.
-    callbacks.append(DivergenceGuard(settings.guard, run))
-    callbacks.append(checkpoint or LastCheckpoint(output_dir() / "checkpoints", run))
-    if interrupts is not None:
-        callbacks.append(StopOnSignal(interrupts))
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=settings.device.devices,
-        num_nodes=settings.device.num_nodes,
-        strategy=distributed.choose_strategy(settings.device),
-        precision=settings.device.precision,
-        max_epochs=settings.max_epochs,
-        max_steps=settings.max_steps,
-        logger=False,
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_progress_bar=settings.engine.progress_bar,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=output_dir(),
-    )
-    data_module = TensorDataModule(
-        data,
-        settings.data.batch_size,
-        settings.data.shuffle,
-        settings.seed,
-        restore=resume_from.restore if resume_from is not None else None,
-    )
-    ckpt_path = str(resume_from.checkpoint) if resume_from is not None else None
-    trainer.fit(module, datamodule=data_module, ckpt_path=ckpt_path)
-    return distributed.steps_done(trainer)
 
 
 # engine=NAME -> fit(settings, module, data, accelerator, run, ols_loss) -> optimizer steps taken
@@ -195,7 +124,7 @@ def run(cfg: DictConfig) -> float:
     resume_from = None
     if cfg.get("resume"):
         check_store(uri)
-        cfg, resume_from = plan_resume(cfg, uri, task_overrides(), output_dir())
+        cfg, resume_from = plan_resume(cfg, uri, task_overrides(), paths.output_dir())
     settings = check_config(cfg)
     data = load_dataset(settings.data, settings.seed)
     dtype = torch.float64 if settings.device.precision == "64" else torch.float32
@@ -254,7 +183,7 @@ def run(cfg: DictConfig) -> float:
                 record_start(mlflow_run, cfg, before, ols_loss, resume_from)
             report.module = module
             if settings.engine.name == "lightning":
-                report.checkpoint = LastCheckpoint(output_dir() / "checkpoints", mlflow_run)
+                report.checkpoint = LastCheckpoint(paths.output_dir() / "checkpoints", mlflow_run)
                 steps = fit_lightning(
                     settings, module, data, accelerator, mlflow_run, ols_loss,
                     interrupts=interrupts, resume_from=resume_from, checkpoint=report.checkpoint,
