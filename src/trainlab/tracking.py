@@ -8,6 +8,7 @@ the buffer is full, when `flush_every_seconds` have passed, and whenever the run
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -93,6 +94,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+@functools.cache  # one `git` subprocess per process, not one per sweep job
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
