@@ -136,6 +136,7 @@ def test_manual_engines_refuse_what_they_cannot_express(composed, client):
         ("autograd", "data.batch_size=2", "data.batch_size=2"),
         ("numpy", "device.precision=bf16-mixed", "device.precision='bf16-mixed'"),
         ("numpy", "device=gpu", "device=gpu"),
+        ("autograd", "device.num_nodes=2", "device.num_nodes=2"),
     ]
     for engine, override, named in cases:
         with pytest.raises(ConfigError, match=f"^engine={engine} does not support {named}; "):

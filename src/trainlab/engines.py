@@ -81,6 +81,8 @@ def check_engine(settings: TrainConfig, n_train: int) -> None:
         refuse(f"device.precision={settings.device.precision!r}", "device.precision=32 or 64")
     if settings.device.devices != 1:
         refuse(f"device.devices={settings.device.devices}", "device.devices=1")
+    if settings.device.num_nodes != 1:
+        refuse(f"device.num_nodes={settings.device.num_nodes}", "device.num_nodes=1")
     if engine == "numpy" and settings.device.accelerator != "cpu":
         refuse(f"device={settings.device.accelerator}", "device=cpu (NumPy runs on the CPU)")
 
