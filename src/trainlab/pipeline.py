@@ -37,8 +37,6 @@ from trainlab.tracking import (
     open_run,
 )
 
-log = logging.getLogger("trainlab")
-
 
 def quiet_libraries() -> None:
     """Keep the console to the seed's lines: drop Lightning's banners and harmless warnings."""
