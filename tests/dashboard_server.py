@@ -9,10 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from trainlab.dashboard import is_serving
 
 
 def free_port() -> int:
@@ -31,36 +32,23 @@ def ui_env(home: Path) -> dict[str, str]:
     return env
 
 
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @contextmanager
-def running_dashboard(home: Path, timeout: float = 180) -> Iterator[tuple[str, str]]:
-    """Start the dashboard; yield (url, what it printed first); stop it and its workers."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = home / f"dashboard-{port}.log"
+def serving(
+    command: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 180
+) -> Iterator[str]:
+    """Start an MLflow server command, wait until it answers on `port`, yield its URL; stop it
+    and its workers (its own process group) at the end."""
     with log.open("w") as out:
-        # Its own process group: the server's workers stop with it.
         server = subprocess.Popen(
-            ui_command(port),
-            env=ui_env(home),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         deadline = time.monotonic() + timeout
-        while not healthy(url):
+        while not is_serving("127.0.0.1", port):
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard did not start: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"the server did not start: {log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url, log.read_text()
+        yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -68,3 +56,12 @@ def running_dashboard(home: Path, timeout: float = 180) -> Iterator[tuple[str, s
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+@contextmanager
+def running_dashboard(home: Path, timeout: float = 180) -> Iterator[tuple[str, str]]:
+    """Start the dashboard; yield (url, what it printed first); stop it and its workers."""
+    port = free_port()
+    log = home / f"dashboard-{port}.log"
+    with serving(ui_command(port), ui_env(home), port, log, timeout) as url:
+        yield url, log.read_text()

@@ -8,11 +8,8 @@ tests are skipped, except in CI (CI=true), where that is a failure.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tests.conftest import all_runs, run_cli
+from tests.dashboard_server import free_port, serving
 from trainlab import server
 
 pytestmark = pytest.mark.slow
@@ -33,12 +31,6 @@ SWEEP_JOBS = 16
 SWEEP_EPOCHS = 400  # 3 metrics x 400 steps per run: more than one 1000-metric request each
 PER_RUN_KEYS = ("train/loss", "weight/0_0", "bias/0")
 SERVER = (sys.executable, "-m", "trainlab.server")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -72,29 +64,10 @@ def server_url(database: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     artifacts = tmp_path_factory.mktemp("server-artifacts")
     log = tmp_path_factory.mktemp("server-log") / "server.log"
     env = {**os.environ, "TRAINLAB_SERVER_DB_URI": database}
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            [*SERVER, "--port", str(port), "--artifacts", str(artifacts), "--workers", "2"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its uvicorn workers go down with it
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180  # the first start creates the tables
-        while not server.is_serving("127.0.0.1", port):
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
+    command = [*SERVER, "--port", str(port), "--artifacts", str(artifacts), "--workers", "2"]
+    # The first start creates the tables.
+    with serving(command, env, port, log, timeout=180) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def status_with_host(url: str, host: str) -> int:
