@@ -268,9 +268,7 @@ class TrackingCallback(L.Callback):
         if not trainer.is_global_zero:  # DDP: the other ranks hold the same weights
             return
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        values = parameter_values(pl_module, self.trajectory_limit, loss)
-        if self.ols_loss is not None:
-            values = torch.cat([values, values[:1] - self.ols_loss])  # on the device, no sync
+        values = parameter_values(pl_module, self.trajectory_limit, loss, self.ols_loss)
         self.run.sink.add(self.keys, values, trainer.global_step - 1)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -310,9 +308,13 @@ def parameter_keys(module: torch.nn.Module, limit: int) -> list[str]:
     return keys
 
 
-def parameter_values(module: torch.nn.Module, limit: int, loss: torch.Tensor) -> torch.Tensor:
-    """The loss and the parameters (or their norms) as one detached float64 vector, on device."""
-    parts = [loss.detach().reshape(1).double()]
+def parameter_values(
+    module: torch.nn.Module, limit: int, loss: torch.Tensor, ols_loss: float | None = None
+) -> torch.Tensor:
+    """The loss, the parameters (or their norms) and, with `ols_loss`, the gap to it: one
+    detached float64 vector built on the device (no host sync), in `parameter_keys`' order."""
+    loss = loss.detach().reshape(1).double()
+    parts = [loss]
     for param in module.parameters():
         value = param.detach()
         parts.append(
@@ -320,4 +322,6 @@ def parameter_values(module: torch.nn.Module, limit: int, loss: torch.Tensor) ->
             if value.numel() > limit
             else value.reshape(-1).double()
         )
+    if ols_loss is not None:
+        parts.append(loss - ols_loss)
     return torch.cat(parts)
