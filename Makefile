@@ -34,10 +34,10 @@ compare: $(STAMP)  ## numpy, autograd and lightning engines on the seed data, on
 	$(BIN)/trainlab-train -m experiment=compare_engines $(ARGS)
 
 ui: $(STAMP)  ## the MLflow dashboard over the embedded store, on 127.0.0.1:$(UI_PORT)
-	$(BIN)/python -m trainlab.dashboard --port $(UI_PORT)
+	$(BIN)/python -m trainlab.serve.dashboard --port $(UI_PORT)
 
 server: $(STAMP)  ## the team tracking server (PostgreSQL: TRAINLAB_SERVER_DB_URI) on 127.0.0.1:$(SERVER_PORT)
-	$(BIN)/python -m trainlab.server --port $(SERVER_PORT)
+	$(BIN)/python -m trainlab.serve.server --port $(SERVER_PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

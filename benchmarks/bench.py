@@ -69,10 +69,10 @@ class Trainlab:
         os.environ["TRAINLAB_HOME"] = str(home)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         from hydra import initialize_config_dir
+        from trainlab.schema import register_configs
 
         from trainlab.paths import CONFIG_DIR
         from trainlab.pipeline import quiet_libraries
-        from trainlab.schema import register_configs
 
         register_configs()
         quiet_libraries()
@@ -98,8 +98,9 @@ class Trainlab:
 
     def big_data_epoch(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
         """One epoch through trainlab's Lightning path (module, batcher, Trainer), untracked."""
-        from trainlab.data import Dataset
         from trainlab.lightning_fit import build_module, fit_lightning
+
+        from trainlab.data import Dataset
         from trainlab.pipeline import check_config
 
         cfg = self.compose(

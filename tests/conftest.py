@@ -1,11 +1,9 @@
 """Shared fixtures: a private TRAINLAB_HOME (store, artifacts, outputs) per test, real Hydra
-composition of the project's configs, and real `trainlab-train` subprocesses."""
+composition of the project's configs, and the real entry point in-process."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +13,9 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from trainlab import train
+from trainlab.config.schema import register_configs
 from trainlab.paths import CONFIG_DIR
-from trainlab.schema import register_configs
-
-TRAIN = str(Path(sys.executable).with_name("trainlab-train"))
 
 
 @pytest.fixture(scope="session")
@@ -63,35 +60,11 @@ def composed() -> Iterator:
         yield _compose
 
 
-def run_cli(
-    *args: str,
-    home: Path,
-    cwd: Path | None = None,
-    timeout: int = 180,
-    extra_env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess:
-    """Run `trainlab-train ARGS` as a user would, with the store under `home`."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")
-    }
-    env["TRAINLAB_HOME"] = str(home)
-    env.update(extra_env or {})
-    return subprocess.run(
-        [TRAIN, *args], cwd=cwd or home, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def all_runs(client: MlflowClient) -> list:
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiments) if experiments else []
-
-
 @pytest.fixture
 def train_in_process(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
     """train(*args) -> (exit status, stdout, stderr): `trainlab-train ARGS` through its real
     entry point (Hydra's CLI, error lines, exit codes) inside the test process, ~1 s faster
     than a subprocess."""
-    from trainlab import train
 
     def _train(*args: str, full_error: bool = False) -> tuple[int, str, str]:
         # main() sets HYDRA_FULL_ERROR for Hydra; each call starts from the user's value.
@@ -101,11 +74,7 @@ def train_in_process(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest
             monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
         monkeypatch.setattr(sys, "argv", ["trainlab-train", *args])
         capsys.readouterr()
-        try:
-            train.main()
-            status = 0
-        except SystemExit as done:
-            status = done.code if isinstance(done.code, int) else 1
+        status = train.main()
         out, err = capsys.readouterr()
         return status, out, err
 
@@ -114,8 +83,8 @@ def train_in_process(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest
 
 @pytest.fixture(scope="session")
 def dashboard(tmp_path_factory) -> Iterator[tuple[Path, str, str]]:
-    """One real dashboard (`python -m trainlab.dashboard`, as `make ui` runs it) for the session:
-    (its TRAINLAB_HOME, its URL, what it printed)."""
+    """One real dashboard (`python -m trainlab.serve.dashboard`, as `make ui` runs it) for the
+    session: (its TRAINLAB_HOME, its URL, what it printed)."""
     from tests.dashboard_server import running_dashboard
 
     home = tmp_path_factory.mktemp("ui-home")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainlab.engines import autograd_step, numpy_loss, numpy_step
-from trainlab.schema import MSELossConfig
+from trainlab.config.training import MSELossConfig
+from trainlab.engines.manual import autograd_step, numpy_loss, numpy_step
 
 MSE = numpy_loss(MSELossConfig())
 
@@ -25,20 +25,6 @@ def test_note_14_gradient_of_a_mean_is_8_times_a_plus_2_over_3():
     value, grad = MSE(a.detach().numpy(), np.full(3, -2.0, dtype=np.float32))
     assert 4 * value == pytest.approx(d.item(), rel=1e-6)
     np.testing.assert_allclose(4 * grad, expected.numpy(), rtol=1e-6)
-
-
-def test_note_15_gradients_accumulate_until_zeroed():
-    weights = torch.ones(4, requires_grad=True)
-    seen = []
-    for _ in range(3):
-        (weights * 3).sum().backward()
-        seen.append(weights.grad.clone())
-    assert [g.tolist() for g in seen] == [[3.0] * 4, [6.0] * 4, [9.0] * 4]  # not zeroed: adds up
-    weights.grad.zero_()
-    for _ in range(3):
-        (weights * 3).sum().backward()
-        assert weights.grad.tolist() == [3.0] * 4  # the note's loop: zero_() after each step
-        weights.grad.zero_()
 
 
 def test_note_15_the_autograd_engine_zeroes_its_gradients_every_step():
@@ -57,12 +43,8 @@ def test_note_15_the_autograd_engine_zeroes_its_gradients_every_step():
 
 
 def test_note_16_one_backprop_step():
-    x, y = torch.tensor(1.0), torch.tensor(2.0)
-    w = torch.tensor(1.0, requires_grad=True)
-    loss = (w * x - y) ** 2
-    loss.backward()
-    assert loss.item() == 1.0 and w.grad.item() == -2.0
-    # The engines' building blocks on the same numbers: loss 1, dloss/dw = -2, w -= lr * -2.
+    """The note's numbers (x 1, y 2, w 1: loss 1, dloss/dw = -2) through the engines' building
+    blocks: w -= lr * -2."""
     value, dpred = MSE(np.array([[1.0]]), np.array([[2.0]]))
     assert value == 1.0 and (dpred.T @ np.array([[1.0]])).item() == -2.0
     weight = [torch.tensor([[1.0]], requires_grad=True)]

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import all_runs, run_cli
+from tests.helpers import all_runs, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import all_runs, run_cli
+from tests.helpers import all_runs, run_cli
 
 
 def the_run(client):

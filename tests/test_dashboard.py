@@ -1,4 +1,4 @@
-"""`make ui` (python -m trainlab.dashboard): a real `mlflow server` over the embedded store."""
+"""`make ui` (python -m trainlab.serve.dashboard): a real `mlflow server` over the embedded store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import urllib.request
 from mlflow.tracking import MlflowClient
 
 from tests.dashboard_server import free_port, ui_command, ui_env
-from trainlab.tracking import experiment_id
+from trainlab.tracking.writer import experiment_id
 
 
 def test_prints_its_address_and_serves_the_store_with_artifacts(dashboard, monkeypatch):

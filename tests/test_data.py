@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainlab.data import TensorBatches, load_dataset, parse_x_test
-from trainlab.schema import ConfigError, SeedDataConfig, SyntheticDataConfig
+from trainlab.config.checks import parse_x_test
+from trainlab.config.data import SeedDataConfig, SyntheticDataConfig
+from trainlab.data.batches import TensorBatches
+from trainlab.data.sources import load_dataset
+from trainlab.errors import ConfigError
 
 
 def test_batcher_yields_every_row_once_per_epoch_and_repeats_with_seed():
@@ -41,8 +44,13 @@ def test_single_row_with_validation_split_is_refused():
         load_dataset(SeedDataConfig(x=[1.0], y=[2.0], val_split=0.5), seed=0)
 
 
-def test_x_test_shapes():
-    assert parse_x_test([5.0], 1).shape == (1, 1)
-    assert parse_x_test([[1, 2], [3, 4]], 2).shape == (2, 2)
+def test_x_test_rows():
+    assert parse_x_test([5.0], 1) == [[5.0]]
+    assert parse_x_test(5, None) == [[5.0]]
+    assert parse_x_test([[1, 2], [3, 4]], 2) == [[1.0, 2.0], [3.0, 4.0]]
     with pytest.raises(ConfigError, match="has 3 values per row"):
         parse_x_test([1, 2, 3], 2)
+    with pytest.raises(ConfigError, match="expected finite numbers"):
+        parse_x_test([float("nan")], 1)
+    with pytest.raises(ConfigError, match="rows of the same, non-zero length"):
+        parse_x_test([[1, 2], [3]], 2)

@@ -11,10 +11,13 @@ import torch
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 
-from tests.conftest import all_runs, run_cli
-from trainlab import distributed, pipeline
-from trainlab.data import TensorBatches
-from trainlab.schema import ConfigError, DeviceConfig, LBFGSConfig
+from tests.helpers import all_runs, run_cli, run_composed
+from trainlab.config.checks import check_config, check_sharding
+from trainlab.config.runtime import DeviceConfig
+from trainlab.config.training import LBFGSConfig
+from trainlab.data.batches import TensorBatches
+from trainlab.engines import distributed, ranks
+from trainlab.errors import ConfigError
 
 # float64 so that DDP and one process may differ only by the order of a sum.
 COMMON = ("max_epochs=20", "device.precision=64", "print_every=5")
@@ -26,7 +29,7 @@ def one_process_runs(composed, client, *datasets: str) -> dict[str, dict]:
     results = {}
     for data in datasets:
         cfg = composed(f"data={data}", *COMMON, "experiment_name=baseline", "print_every=0")
-        pipeline.run(cfg)
+        run_composed(cfg)
         experiment = client.get_experiment_by_name("baseline")
         run = client.search_runs([experiment.experiment_id], max_results=1)[0]
         results[data] = history_and_final(client, run)
@@ -73,23 +76,23 @@ def test_strategy_by_where_the_job_runs(composed, monkeypatch):
         assert distributed.choose_strategy(ddp) == "ddp"
     finally:
         HydraConfig.instance().cfg = None
-    for name in distributed.RANK_VARIABLES:
+    for name in ranks.RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    assert distributed.is_tracking_process(ddp)
+    assert ranks.is_tracking_process(ddp)
     monkeypatch.setenv("SLURM_PROCID", "1")
-    assert not distributed.is_tracking_process(ddp)
-    assert distributed.is_tracking_process(DeviceConfig())  # one process always tracks
+    assert not ranks.is_tracking_process(ddp)
+    assert ranks.is_tracking_process(DeviceConfig())  # one process always tracks
 
 
-def test_batch_that_does_not_split_over_the_processes_is_refused():
+def test_batch_that_does_not_split_over_the_processes_is_refused(composed):
     with pytest.raises(ConfigError, match=r"data.batch_size=3 .* multiple of 2"):
-        distributed.check_sharding(DeviceConfig(devices=2), 3, 8)
+        check_sharding(DeviceConfig(devices=2), 3, 8)
     with pytest.raises(ConfigError, match="at least one row per process"):
-        distributed.check_sharding(DeviceConfig(devices=2, num_nodes=2), None, 3)
-    distributed.check_sharding(DeviceConfig(devices=2), 4, 8)
+        check_sharding(DeviceConfig(devices=2, num_nodes=2), None, 3)
+    check_sharding(DeviceConfig(devices=2), 4, 8)
     with pytest.raises(ConfigError, match="optimizer=lbfgs cannot run under DDP"):
-        distributed.check_sharding(DeviceConfig(devices=2), None, 8, LBFGSConfig())
-    distributed.check_sharding(DeviceConfig(), None, 8, LBFGSConfig())  # one process: fine
+        check_config(composed("device=ddp", "optimizer=lbfgs"))
+    assert isinstance(check_config(composed("optimizer=lbfgs")).optimizer, LBFGSConfig)
 
 
 def assert_matches(ddp: dict, single: dict) -> None:

@@ -4,14 +4,13 @@ the step in its tags and every metric logged before it kept; `guard.nonfinite=wa
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from tests.conftest import all_runs
-from trainlab.guard import DivergedError, DivergenceGuard
-from trainlab.schema import GuardConfig
+from tests.helpers import all_runs
+from trainlab.config.runtime import GuardConfig
+from trainlab.engines.guard import DivergedError, DivergenceGuard
 
 # Unscaled synthetic data and SGD with lr 10: the loss grows ~1000x a step, inf at step 13.
 DIVERGING = ("data=synthetic", "data.n_samples=64", "optimizer.lr=10", "max_epochs=50")
@@ -72,14 +71,15 @@ def test_finite_run_has_no_failure_tag(train_in_process, client):
 def test_guard_finds_the_exact_step_when_reading_late(check_every):
     """On a GPU the host reads the on-device check every N steps; the step found is exact."""
     guard = DivergenceGuard(GuardConfig(nonfinite="stop", check_every=check_every), None)
-    guard._reset(torch.device("cpu"), step=20)
-    trainer = SimpleNamespace(global_step=20, optimizers=[])
+    guard.start(torch.device("cpu"), step=20)
+    guard.read_every_step = False  # the accelerator's way, here on the CPU
     losses = [1.0, 2.0, 3.0, float("nan"), 5.0, float("inf"), 7.0]
+    steps_taken = 0
     with pytest.raises(DivergedError) as raised:
-        for loss in losses:
-            trainer.global_step += 1
-            guard.on_train_batch_end(trainer, None, torch.tensor(loss), None, 0)
-        guard.on_train_end(trainer, None)
+        for step, loss in enumerate(losses, start=20):
+            steps_taken += 1
+            guard.after_step(step, torch.tensor(loss), lambda: 0.1)
+        guard.check(lambda: 0.1)
     assert raised.value.step == 23 and math.isnan(raised.value.value)
     if check_every == 1:
-        assert trainer.global_step == 24  # stopped right at the bad step
+        assert steps_taken == 4  # stopped right at the bad step

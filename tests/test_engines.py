@@ -9,11 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import all_runs, run_cli
-from trainlab import pipeline
-from trainlab.data import Dataset
-from trainlab.engines import least_squares_loss
-from trainlab.schema import ConfigError
+from tests.helpers import all_runs, run_cli, run_composed
+from trainlab.data.dataset import Dataset
+from trainlab.engines.reference import least_squares_loss
+from trainlab.errors import ConfigError
 
 ENGINES = ("numpy", "autograd", "lightning")
 # Note 17 and note 20's setup from w = 0 (and b = 0): the agreement check of the issue.
@@ -33,7 +32,7 @@ def histories(client, run) -> dict[str, list[tuple[int, float]]]:
 def run_engines(composed, client, *overrides: str) -> dict[str, dict]:
     """One in-process run per engine with the same overrides; their metric histories."""
     for engine in ENGINES:
-        pipeline.run(
+        run_composed(
             composed(f"engine={engine}", f"run_name={engine}", "print_every=0", *overrides)
         )
     runs = {r.info.run_name: r for r in all_runs(client)}
@@ -99,8 +98,8 @@ def test_engines_agree_on_multi_feature_data(composed, client, loss):
 
 def synthetic_dataset(n_samples: int, **config) -> Dataset:
     """The synthetic data as pipeline.run loads it (seed 0, float64)."""
-    from trainlab.data import load_dataset
-    from trainlab.schema import SyntheticDataConfig
+    from trainlab.config.data import SyntheticDataConfig
+    from trainlab.data.sources import load_dataset
 
     return load_dataset(SyntheticDataConfig(n_samples=n_samples, **config), seed=0)
 
@@ -117,7 +116,7 @@ def test_least_squares_loss_is_the_optimum_scikit_learn_finds(bias):
 
 
 def test_diabetes_with_lbfgs_reaches_the_least_squares_optimum(composed, client):
-    pipeline.run(composed("experiment=diabetes", "print_every=0"))
+    run_composed(composed("experiment=diabetes", "print_every=0"))
     (run,) = all_runs(client)
     final, ols = run.data.metrics["final/train_loss"], run.data.metrics["ols/loss"]
     gap = (final - ols) / ols
@@ -140,7 +139,7 @@ def test_manual_engines_refuse_what_they_cannot_express(composed, client):
     ]
     for engine, override, named in cases:
         with pytest.raises(ConfigError, match=f"^engine={engine} does not support {named}; "):
-            pipeline.run(composed(f"engine={engine}", override))
+            run_composed(composed(f"engine={engine}", override))
     assert all_runs(client) == []  # refused before any MLflow run exists
 
 
@@ -161,7 +160,7 @@ def note_17(learning_rate: float = 0.01, n_iters: int = 10) -> list[tuple[float,
 
 
 def test_seed_numpy_reproduces_note_17_exactly_with_lr_scaled_by_n(composed, client, capsys):
-    pipeline.run(composed("experiment=seed_numpy", "optimizer.lr=0.04"))  # 0.01 x N=4
+    run_composed(composed("experiment=seed_numpy", "optimizer.lr=0.04"))  # 0.01 x N=4
     printed = capsys.readouterr().out
     (run,) = all_runs(client)
     assert run.data.tags["trainlab.engine"] == "numpy"
@@ -176,7 +175,7 @@ def test_seed_numpy_reproduces_note_17_exactly_with_lr_scaled_by_n(composed, cli
 
 def test_seed_numpy_preset_takes_the_true_gradient(composed, client):
     """At lr 0.01 the first step is a quarter of the note's: its gradient is N = 4 times dMSE/dw."""
-    pipeline.run(composed("experiment=seed_numpy"))
+    run_composed(composed("experiment=seed_numpy"))
     (run,) = all_runs(client)
     weights = [v for _, v in histories(client, run)["weight/0_0"]]
     assert len(weights) == 10

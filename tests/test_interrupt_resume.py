@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TRAIN, all_runs, run_cli
+from tests.helpers import TRAIN, all_runs, run_cli
 
 
 def history(client, run_id: str, key: str = "train/loss") -> list[tuple[int, float]]:

@@ -12,11 +12,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import all_runs
-from trainlab import pipeline
+from tests.helpers import all_runs, run_composed
+from trainlab.config.schema import register_configs
 from trainlab.paths import CONFIG_DIR
-from trainlab.predict import main
-from trainlab.schema import register_configs
+from trainlab.serve.predict import main
 
 PREDICT = str(Path(sys.executable).with_name("trainlab-predict"))
 
@@ -31,7 +30,7 @@ def seed_store(tmp_path_factory):
         register_configs()
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             overrides = ["experiment=seed_pipeline", "print_every=0", "tracking.register=seed"]
-            pipeline.run(compose(config_name="train", overrides=overrides))
+            run_composed(compose(config_name="train", overrides=overrides))
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     (run,) = all_runs(client)
     return home, client, run
@@ -91,7 +90,7 @@ def test_csv_in_and_out(seed_run, tmp_path, capsys):
 
 
 def test_standardized_inputs_are_part_of_the_model(home, client, composed, capsys):
-    pipeline.run(
+    run_composed(
         composed(
             "data=seed",
             "data.x=[10,20,30,40]",  # mean 25, std 11.2: far from the identity

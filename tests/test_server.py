@@ -21,16 +21,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from tests.conftest import all_runs, run_cli
 from tests.dashboard_server import free_port, serving
-from trainlab import server
+from tests.helpers import all_runs, run_cli
+from trainlab.serve import server
 
 pytestmark = pytest.mark.slow
 
 SWEEP_JOBS = 16
 SWEEP_EPOCHS = 400  # 3 metrics x 400 steps per run: more than one 1000-metric request each
 PER_RUN_KEYS = ("train/loss", "weight/0_0", "bias/0")
-SERVER = (sys.executable, "-m", "trainlab.server")
+SERVER = (sys.executable, "-m", "trainlab.serve.server")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def database() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def server_url(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m trainlab.server` (what `make server` runs) on a free port."""
+    """`python -m trainlab.serve.server` (what `make server` runs) on a free port."""
     port = free_port()
     artifacts = tmp_path_factory.mktemp("server-artifacts")
     log = tmp_path_factory.mktemp("server-log") / "server.log"

@@ -15,10 +15,11 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from tests.conftest import all_runs, run_cli
+from tests.helpers import all_runs, run_cli
+from trainlab.config.schema import register_configs
 from trainlab.paths import CONFIG_DIR
-from trainlab.schema import register_configs
-from trainlab.sweep import check_jobs, sweep_jobs
+from trainlab.sweeps.callback import check_jobs
+from trainlab.sweeps.state import sweep_jobs
 
 QUIET = ("print_every=0",)
 
@@ -172,33 +173,51 @@ def test_optuna_search_records_the_best_parameters(home):
     assert best.data.metrics["final/val_loss"] == pytest.approx(results["best_value"])
 
 
+# Two ways a job fails after every check passed: its loss diverges (its run exists), or its data
+# cannot be used (it fails before its run would exist; it gets one anyway, for the summary).
+DIVERGES = ("data=synthetic", "data.n_samples=64", "max_epochs=30")
+
+
 def test_failed_child_is_listed_and_the_sweep_goes_on(home):
-    done = run_cli(
-        "-m", "optimizer=lbfgs", "optimizer.line_search_fn=strong_wolfe,bogus", "max_epochs=5",
-        *QUIET, home=home,
-    )  # fmt: skip
+    done = run_cli("-m", *DIVERGES, "optimizer.lr=0.01,10", *QUIET, home=home)
     assert done.returncode == 0, done.stderr
     client = store(home)
     errors = [line for line in done.stderr.splitlines() if line.startswith("trainlab-train:")]
-    assert errors[0].startswith("trainlab-train: error: job 1 (") and "strong_wolfe" in errors[0]
+    assert (
+        errors[0].startswith("trainlab-train: error: job 1 (") and "train/loss became" in errors[0]
+    )
     assert errors[1] == "trainlab-train: warning: 1 of 2 jobs failed: 1"
     assert "Traceback" not in done.stderr
     parent, children = read_sweep(client, 2)
     assert [c.info.status for c in children] == ["FINISHED", "FAILED"]
-    assert "strong_wolfe" in children[1].data.tags["trainlab.error"]
+    assert "train/loss became" in children[1].data.tags["trainlab.error"]
     trace = Path(client.download_artifacts(children[1].info.run_id, "error.txt")).read_text()
-    assert "Traceback" in trace
+    assert "Traceback" in trace and "DivergedError" in trace
     assert parent.info.status == "FINISHED"
-    rows = check_summary(client, parent, children, steps=None, swept=["optimizer.line_search_fn"])
-    assert rows[1]["status"] == "FAILED" and "strong_wolfe" in rows[1]["error"]
+    rows = check_summary(client, parent, children, steps=None, swept=["optimizer.lr"])
+    assert rows[1]["status"] == "FAILED" and "train/loss became" in rows[1]["error"]
     assert client.get_run(parent.info.run_id).data.metrics["sweep/failed"] == 1
+
+
+def test_a_job_that_fails_before_its_run_exists_is_listed(home):
+    (home / "good.csv").write_text("x,y\n1,2\n2,4\n3,6\n")
+    (home / "holes.csv").write_text("x,y\n1,2\n,4\n3,6\n")
+    paths = f"{home / 'good.csv'},{home / 'holes.csv'}"
+    done = run_cli("-m", "data=csv", "data.target=y", f"data.path={paths}", *QUIET, home=home)
+    assert done.returncode == 0, done.stderr
+    client = store(home)
+    parent, children = read_sweep(client, 2)
+    assert [c.info.status for c in children] == ["FINISHED", "FAILED"]
+    assert "contain NaN or inf (first at row 1)" in children[1].data.tags["trainlab.error"]
+    assert children[1].data.tags["trainlab.sweep.job"] == "1"
+    rows = check_summary(client, parent, children, steps=None, swept=["data.path"])
+    assert rows[1]["status"] == "FAILED"
 
 
 def test_stop_on_failure_skips_the_remaining_jobs(home):
     done = run_cli(
-        "-m", "sweep.stop_on_failure=true", "optimizer=lbfgs",
-        "optimizer.line_search_fn=bogus,strong_wolfe", "max_epochs=5", *QUIET, home=home,
-    )  # fmt: skip
+        "-m", "sweep.stop_on_failure=true", *DIVERGES, "optimizer.lr=10,0.01", *QUIET, home=home
+    )
     assert done.returncode == 2
     client = store(home)
     last = done.stderr.strip().splitlines()[-1]
@@ -255,7 +274,7 @@ def test_launcher_presets_compose(launcher, target, key, value):
         cfg = compose("train", [f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
     assert cfg.hydra.launcher[key] == value
-    assert cfg.hydra.callbacks.mlflow_sweep._target_ == "trainlab.sweep.SweepCallback"
+    assert cfg.hydra.callbacks.mlflow_sweep._target_ == "trainlab.sweeps.callback.SweepCallback"
 
 
 @pytest.mark.parametrize(

@@ -1,50 +1,103 @@
-"""The buffered metric sink and run lifecycle, against a real SQLite store."""
+"""The recorder process and the run handle, against a real SQLite store: every row handed over
+arrives once and in order, however the run ends; a recorder that dies is reported; a trainer
+that dies leaves its run KILLED with everything it handed over."""
 
 from __future__ import annotations
 
-import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 import torch
 
-from trainlab.tracking import flatten, open_run
+from tests.helpers import history
+from trainlab.tracking.client import RecorderError, TrackedRun, start_recorder
+from trainlab.tracking.protocol import FinalReport, RunSpec, flatten
 
 
-def history(client, run_id, key):
-    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+def spec(client, experiment: str) -> RunSpec:
+    return RunSpec(client.tracking_uri, experiment, None, {"owner": "test"})
 
 
-@pytest.mark.parametrize("ending", ["normal", "exception", "interrupt"])
-def test_sink_delivers_every_step_once_in_order(home, client, ending):
-    uri = client.tracking_uri
-    raised = {"normal": None, "exception": RuntimeError("boom"), "interrupt": KeyboardInterrupt()}[
-        ending
-    ]
-    expectation = pytest.raises(type(raised)) if raised else contextlib.nullcontext()
-    with expectation, open_run(uri, "sink", None, {}, max_seconds=60) as run:
-        run.sink.max_metrics = 250  # several size-triggered flushes, and a partial tail
-        for step in range(1234):
-            run.sink.add(
-                ["train/loss", "weight/0_0"], torch.tensor([step * 1.0, -step * 0.5]), step
-            )
-        if raised:
-            raise raised
-    (record,) = client.search_runs([client.get_experiment_by_name("sink").experiment_id])
-    assert (
-        record.info.status
-        == {"normal": "FINISHED", "exception": "FAILED", "interrupt": "KILLED"}[ending]
-    )
-    assert history(client, record.info.run_id, "train/loss") == [(s, float(s)) for s in range(1234)]
-    assert history(client, record.info.run_id, "weight/0_0") == [(s, -s * 0.5) for s in range(1234)]
+@pytest.mark.parametrize("status", ["FINISHED", "FAILED", "KILLED"])
+def test_every_row_arrives_once_in_order(home, client, status):
+    recorder = start_recorder(client.tracking_uri)
+    run = TrackedRun(recorder, spec(client, "sink"), flush_seconds=60)
+    for step in range(1234):  # several hand-overs by size, and a partial tail
+        values = torch.tensor([step * 1.0, -step * 0.5]) if step % 2 else [step * 1.0, -step * 0.5]
+        run.add(["train/loss", "weight/0_0"], values, step)
+    info = run.finish(FinalReport(status, 1233, {"final/train_loss": 1.0}))
+    assert info.run_id == run.run_id
+    record = client.get_run(run.run_id)
+    assert record.info.status == status and record.data.tags["owner"] == "test"
+    assert history(client, run.run_id) == [(s, float(s)) for s in range(1234)]
+    assert history(client, run.run_id, "weight/0_0") == [(s, -s * 0.5) for s in range(1234)]
+    assert record.data.metrics["final/train_loss"] == 1.0
 
 
-def test_sink_mixes_rows_of_different_widths(home, client):
-    with open_run(client.tracking_uri, "mixed", None, {}, max_seconds=60) as run:
-        run.sink.add(["a", "b", "c"], torch.tensor([1.0, 2.0, 3.0]), 0)
-        run.sink.add(["val/loss"], torch.tensor([4.0]), 0)
-        run.sink.add(["x"], [5.0], 1)
-    (record,) = client.search_runs([client.get_experiment_by_name("mixed").experiment_id])
+def test_rows_of_different_widths_and_tags(home, client):
+    recorder = start_recorder(client.tracking_uri)
+    run = TrackedRun(recorder, spec(client, "mixed"), flush_seconds=60)
+    run.add(["a", "b", "c"], torch.tensor([1.0, 2.0, 3.0]), 0)
+    run.add(["val/loss"], torch.tensor([4.0]), 0)
+    run.add(["x"], [5.0], 1)
+    run.set_tags({"stage": 2})
+    run.finish(FinalReport("FINISHED", 1))
+    record = client.get_run(run.run_id)
     assert record.data.metrics == {"a": 1.0, "b": 2.0, "c": 3.0, "val/loss": 4.0, "x": 5.0}
+    assert record.data.tags["stage"] == "2"
+
+
+def test_a_recorder_that_dies_is_reported(home, client):
+    recorder = start_recorder(client.tracking_uri)
+    run = TrackedRun(recorder, spec(client, "dies"), flush_seconds=60)
+    run.add(["train/loss"], [1.0], 0)
+    run.flush()
+    assert run.run_id  # it exists and has answered
+    recorder.process.kill()
+    recorder.process.wait()
+    with pytest.raises(RecorderError, match=r"the recorder process stopped \(exit status -9\)"):
+        for step in range(1, 100):
+            run.add(["train/loss"], [1.0], step)
+            run.flush()
+        run.finish(FinalReport("FINISHED", 99))
+
+
+TRAINER = textwrap.dedent(
+    """
+    import os, sys
+    from trainlab.tracking.client import TrackedRun, start_recorder
+    from trainlab.tracking.protocol import RunSpec
+    recorder = start_recorder(sys.argv[1])
+    run = TrackedRun(recorder, RunSpec(sys.argv[1], "killed", None, {}), flush_seconds=60)
+    for step in range(500):
+        run.add(["train/loss"], [float(step)], step)
+    run.flush()
+    print(run.run_id, flush=True)
+    os.kill(os.getpid(), 9)
+    """
+)
+
+
+def test_a_trainer_killed_hard_leaves_its_run_killed_with_every_row(home, client):
+    done = subprocess.run(
+        [sys.executable, "-c", TRAINER, client.tracking_uri],
+        capture_output=True, text=True, timeout=120, env={**os.environ},
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    run_id = done.stdout.strip()
+    for _ in range(100):  # the recorder notices its trainer is gone and ends the run
+        record = client.get_run(run_id)
+        if record.info.status != "RUNNING":
+            break
+        time.sleep(0.1)
+    assert record.info.status == "KILLED"
+    assert record.data.tags["trainlab.failure"] == "process_ended"
+    assert history(client, run_id) == [(s, float(s)) for s in range(500)]
 
 
 def test_flatten_nested_config():

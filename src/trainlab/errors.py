@@ -1,13 +1,27 @@
-"""Turn any configuration or input error into the one line a person reads."""
+"""The lowest layer: the one-line errors a person reads, and how any exception becomes one.
+
+Every layer raises `ConfigError` (or a subclass) for what the user asked for that cannot work; the
+entry points turn it, and any other exception, into `<prog>: error: <one line>` and exit status 2.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
-from trainlab.schema import ConfigError
+
+class ConfigError(ValueError):
+    """A config value, input or environment that cannot work; the message is the line shown."""
+
+
+def require(ok: bool, key: str, value: Any, expected: str) -> None:
+    """Raise `key=value is not allowed: expected ...` unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: expected {expected}")
+
 
 # Lines of OmegaConf's multi-line reports that repeat what the first line says.
 _NOISE = re.compile(r"^\s*(full_key|reference_type|object_type|value|msg)\s*[:=]")
@@ -33,8 +47,7 @@ def one_line(err: BaseException) -> str:
 
 
 def _missing_option(err: MissingConfigException) -> str:
-    # Hydra lists the ConfigStore schemas beside the YAML options; only the YAML ones are choices.
-    options = sorted(o for o in err.options or [] if not o.endswith("_schema"))
+    options = sorted(err.options or [])
     group, _, option = (err.missing_cfg_file or "").rpartition("/")
     return f"{group}={option}: no such option; expected one of {', '.join(options)}"
 

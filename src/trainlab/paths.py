@@ -1,8 +1,11 @@
-"""Where trainlab finds its configs and keeps its records.
+"""Where trainlab finds its configs and keeps its records; every path is absolute.
 
-Every path is absolute: the project root comes from this file's location (the package is
-installed editable from ``src/``), and ``TRAINLAB_HOME`` moves the store, artifacts and Hydra
-output folders elsewhere (tests point it at a temporary folder).
+The configs ship inside the package (`trainlab/conf`, a link to the repository's `conf/` in a
+source checkout, a real folder in a wheel). Records live under `home()`:
+
+- `TRAINLAB_HOME` when set (tests point it at a temporary folder);
+- else the source checkout the package runs from (`pip install -e .`, `make install`);
+- else `$XDG_DATA_HOME/trainlab` (`~/.local/share/trainlab`) for an installed wheel.
 """
 
 from __future__ import annotations
@@ -11,27 +14,52 @@ import os
 import tempfile
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = PROJECT_ROOT / "conf"
-EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = PACKAGE_DIR / "conf"
+EXPERIMENTS_DIR = CONFIG_DIR / "experiment"
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package is imported from (an editable install), else None."""
+    root = PACKAGE_DIR.parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "conf").is_dir():
+        return root
+    return None
 
 
 def home() -> Path:
     """The folder that holds mlflow.db, mlartifacts/, outputs/ and multirun/."""
-    return Path(os.environ.get("TRAINLAB_HOME", PROJECT_ROOT)).expanduser().resolve()
+    chosen = os.environ.get("TRAINLAB_HOME")
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    root = checkout_root()
+    if root is not None:
+        return root
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home).expanduser().resolve() / "trainlab"
 
 
 def output_dir() -> Path:
     """Hydra's output folder for this job (absolute), or one under home() without Hydra's CLI."""
-    from hydra.core.hydra_config import HydraConfig
-
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     folder = home() / "outputs" / "compose"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def in_multirun() -> bool:
+    """True inside one job of a Hydra multirun (`-m`)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def task_overrides() -> list[str]:
+    """The overrides this job was given on the command line (or by its sweep)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def tracking_uri() -> str:
@@ -61,6 +89,6 @@ def unwritable_reason(folder: Path) -> str | None:
     return None
 
 
-# `${trainlab_home:}` in the YAML files (Hydra output dirs, store URIs) resolves to home().
+# `${trainlab_home:}` in the YAML files (Hydra output dirs) resolves to home().
 if not OmegaConf.has_resolver("trainlab_home"):
     OmegaConf.register_new_resolver("trainlab_home", lambda: str(home()))

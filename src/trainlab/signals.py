@@ -3,7 +3,7 @@
 Why not Lightning's own handling: on Ctrl-C it raises KeyboardInterrupt wherever the program is
 (possibly between an optimizer step and the callback that logs it, or inside a store write) and
 then ignores further Ctrl-C; on SIGTERM it raises SystemExit from inside the epoch. Here the
-first signal only sets a flag while the Trainer runs; `StopOnSignal` turns it into
+first signal only sets a flag while the Trainer runs; the engines' step callback turns it into
 `trainer.should_stop` after the step's metrics are buffered, so the fit ends as cleanly as at
 `max_steps` (checkpoint included), and the pipeline then ends the run KILLED. Outside the fit the
 first signal raises KeyboardInterrupt at once. A second signal exits the process immediately.
@@ -14,12 +14,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
-from typing import Any
-
-import lightning as L
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
@@ -27,9 +26,12 @@ HANDLED = (signal.SIGINT, signal.SIGTERM)
 class Interrupted(KeyboardInterrupt):
     """The run stopped for a signal; the process exits 128 + its number (130, 143)."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(
+        self, signum: int, steps: int | None = None, checkpoint: Path | None = None
+    ) -> None:
         super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+        self.signum, self.name = signum, signal.Signals(signum).name
+        self.steps, self.checkpoint = steps, checkpoint  # where the fit stopped, when it did
 
 
 class Interrupts:
@@ -65,17 +67,17 @@ class Interrupts:
         for signum in HANDLED:
             signal.signal(signum, self.handle)
 
-    def raise_if_received(self) -> None:
+    def raise_if_received(self, steps: int | None = None, checkpoint: Path | None = None) -> None:
         """After a fit that stopped early for a signal: end the run as interrupted."""
         if self.received is not None:
-            raise Interrupted(self.received)
+            raise Interrupted(self.received, steps, checkpoint)
 
 
 @contextmanager
 def handle_interrupts() -> Iterator[Interrupts]:
     """Install the handlers for the block (main thread only), restore the previous ones after."""
     interrupts = Interrupts()
-    if not _in_main_thread():
+    if not in_main_thread():
         yield interrupts
         return
     previous = {signum: signal.getsignal(signum) for signum in HANDLED}
@@ -87,41 +89,5 @@ def handle_interrupts() -> Iterator[Interrupts]:
             signal.signal(signum, handler)
 
 
-def _in_main_thread() -> bool:
-    import threading
-
+def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
-
-
-class StopOnSignal(L.Callback):
-    """Defers signals during the fit and stops the Trainer at the first step boundary after one."""
-
-    def __init__(self, interrupts: Interrupts) -> None:
-        self.interrupts = interrupts
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # The Trainer has just put its own SIGTERM handler in place; ours takes over again.
-        if _in_main_thread():
-            self.interrupts.install()
-        self.interrupts.deferred = True
-
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        if self.interrupts.received is not None:
-            trainer.should_stop = True
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.interrupts.deferred = False
-
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        self.interrupts.deferred = False
-        if _in_main_thread():
-            self.interrupts.install()  # Lightning ignores Ctrl-C during its shutdown; not us

@@ -1,10 +1,18 @@
-"""`trainlab-train`: compose the config, build data and model, fit, track, report.
+"""`trainlab-train`: compose the config, check it, decide where the run goes, run the pipeline.
 
 trainlab-train experiment=seed_pipeline optimizer=adam optimizer.lr=0.05
+
+The order is the user's wait: composition and every check need no torch, so a wrong value fails
+within a second; the recorder process starts next (it imports MLflow and opens the store while
+this process imports torch and Lightning); the pipeline comes last. The console script ends the
+process with os._exit once everything it owes is durable: unloading torch, Lightning and friends
+costs Python 1.5-2 s of shutdown that nobody waits for (measured; FACTS.md).
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 import sys
 from typing import NoReturn
@@ -12,13 +20,27 @@ from typing import NoReturn
 import hydra
 from omegaconf import DictConfig
 
-from trainlab.errors import is_user_error, one_line
-from trainlab.paths import CONFIG_DIR, home, unwritable_reason
-from trainlab.schema import ConfigError, register_configs
-from trainlab.sweep import end_unfinished_parent, in_multirun, run_job, sweep_problem
+from trainlab.config.checks import check_config
+from trainlab.config.schema import TrainConfig, register_configs
+from trainlab.data.checks import check_source
+from trainlab.engines.ranks import is_tracking_process
+from trainlab.errors import ConfigError, is_user_error, one_line
+from trainlab.paths import (
+    CONFIG_DIR,
+    default_artifact_root,
+    home,
+    in_multirun,
+    output_dir,
+    task_overrides,
+    tracking_uri,
+    unwritable_reason,
+)
+from trainlab.sweeps.callback import end_unfinished_sweep, run_job, sweep_problem
+from trainlab.sweeps.state import SweepJob, current_job
+from trainlab.tracking.client import TrackingTarget, private_recorder, warm_for
+from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
 register_configs()
-
 
 # Set by main() from the user's own HYDRA_FULL_ERROR before it sets the variable for Hydra.
 _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -30,26 +52,61 @@ def fail(err: BaseException) -> NoReturn:
         raise err
     hint = "" if is_user_error(err) else " (HYDRA_FULL_ERROR=1 shows the traceback)"
     print(f"trainlab-train: error: {one_line(err)}{hint}", file=sys.stderr)
-    sys.exit(2)
+    # SystemExit, not an Exception: Hydra would log its own "Error executing job" line.
+    raise SystemExit(2)
+
+
+def train(cfg: DictConfig, job: SweepJob | None) -> float:
+    """One job: checks, then the recorder, then the heavy imports and the pipeline."""
+    resume_from = None
+    if cfg.get("resume"):
+        cfg, resume_from = plan_resume(cfg)
+    settings = check_config(cfg)
+    check_source(settings.data)
+    target = tracking_target(settings, job)
+    # Imported now, not at the top: torch and Lightning take seconds, the checks above do not.
+    pipeline = importlib.import_module("trainlab.pipeline")
+    return pipeline.run(settings, target, resume_from)
+
+
+def tracking_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarget | None:
+    """Where this job's run goes; None when untracked (or a DDP rank that does not track)."""
+    if not settings.tracking.enabled or not is_tracking_process(settings.device):
+        return None
+    if job is not None:
+        return job.target(settings.run_name)
+    uri = absolute_uri(settings.tracking.uri or tracking_uri())
+    check_store(uri)
+    recorder = private_recorder(uri, warm_for(settings.tracking))
+    root = str(default_artifact_root()) if sqlite_path(uri) else None
+    return TrackingTarget(recorder, uri, settings.experiment_name, settings.run_name, {}, root)
+
+
+def plan_resume(cfg: DictConfig) -> tuple:
+    # Imported only to resume: reading a checkpoint needs torch.
+    from trainlab.tracking.resume import plan_resume as plan
+
+    uri = absolute_uri(cfg.tracking.uri or tracking_uri())
+    check_store(uri)
+    recorder = private_recorder(uri)
+    return plan(str(cfg.resume), uri, task_overrides(), recorder, output_dir())
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _hydra_entry(cfg: DictConfig) -> float:
-    # Imported here so that `--help`, `--cfg job` and config errors stay fast.
-    from trainlab.pipeline import run
-
     if in_multirun():
         # A failing job is recorded and the sweep goes on (sweep.stop_on_failure stops it).
-        return run_job(run, cfg)
+        job = current_job()
+        return run_job(lambda c: train(c, job), cfg)
     try:
-        return run(cfg)
+        return train(cfg, None)
     except Exception as err:
         # Handled here, not by Hydra, which would add its own "Error executing job" line.
         fail(err)
 
 
-def main() -> None:
-    """Console entry: Hydra's CLI, with every error shown as one line and exit status 2."""
+def main() -> int:
+    """Hydra's CLI, with every error shown as one line; returns the exit status."""
     global _show_traceback
     _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Hydra prints its own multi-line report of composition errors unless HYDRA_FULL_ERROR is
@@ -65,18 +122,39 @@ def main() -> None:
             )
         _hydra_entry()
     except BaseException as err:
-        end_unfinished_parent(err)  # a sweep that raised never leaves its parent run RUNNING
+        end_unfinished_sweep(err)  # a sweep that raised never leaves its parent run RUNNING
         if isinstance(err, KeyboardInterrupt):
             # The run is already KILLED and the resume hint printed; 130 for Ctrl-C, 143 for
             # SIGTERM.
-            sys.exit(128 + getattr(err, "signum", 2))
-        if not isinstance(err, Exception):
-            raise
-        fail(err)
+            return 128 + getattr(err, "signum", 2)
+        if isinstance(err, SystemExit):
+            return err.code if isinstance(err.code, int) else 1
+        return exit_status(err)
     problem = sweep_problem()
-    if problem:
-        fail(ConfigError(problem))
+    return exit_status(ConfigError(problem)) if problem else 0
+
+
+def exit_status(err: BaseException) -> int:
+    """Report `err` as fail() does; its exit status."""
+    try:
+        fail(err)
+    except SystemExit as done:
+        return int(done.code or 0)
+
+
+def cli() -> NoReturn:
+    """The console script: main(), then exit without unloading the libraries (everything the
+    run owes is durable once main() returns: the recorder answered for it)."""
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()  # the job's log file
+    if "joblib.externals.loky" in sys.modules:
+        # A parallel sweep's main process (light: no torch, no MLflow): exit normally, so that
+        # joblib's exit handler stops its idle worker processes instead of orphaning them.
+        sys.exit(status)
+    os._exit(status)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

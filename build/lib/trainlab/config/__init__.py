@@ -1,0 +1,1 @@
+"""Config schemas and checks: composed by Hydra, checked before torch is imported."""

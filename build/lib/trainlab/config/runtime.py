@@ -1,0 +1,119 @@
+"""Schemas of where and how a run executes and what it records: device, engine, tracking,
+the divergence guard and sweep behaviour."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from trainlab.errors import ConfigError, require
+
+ACCELERATORS = ("cpu", "gpu", "auto")
+PRECISIONS = ("64", "32", "bf16-mixed", "16-mixed")
+# auto: Lightning's single-device strategy for one process; for several, trainlab picks ddp or
+# ddp_spawn by where the job runs (see trainlab.engines.distributed).
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    require(value in allowed, key, value, f"one of {', '.join(allowed)}")
+
+
+@dataclass
+class DeviceConfig:
+    accelerator: str = "cpu"
+    devices: int = 1  # processes per node: CPU processes (gloo) or GPUs (nccl)
+    precision: str = "32"  # 64 | 32 | bf16-mixed | 16-mixed (GPU only)
+    strategy: str = "auto"
+    num_nodes: int = 1
+
+    def __post_init__(self) -> None:
+        _one_of("device.accelerator", self.accelerator, ACCELERATORS)
+        require(self.devices > 0, "device.devices", self.devices, "an integer > 0")
+        require(self.num_nodes > 0, "device.num_nodes", self.num_nodes, "an integer > 0")
+        _one_of("device.strategy", self.strategy, STRATEGIES)
+        _one_of("device.precision", self.precision, PRECISIONS)
+        if self.accelerator == "cpu" and self.precision == "16-mixed":
+            raise ConfigError(
+                "device.precision='16-mixed' needs a GPU; expected bf16-mixed, 32 or 64 on the CPU"
+            )
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+
+ENGINES = ("lightning", "autograd", "numpy")
+
+
+@dataclass
+class EngineConfig:
+    name: str = "lightning"
+    # A one-line progress bar (step, epoch, loss, speed, time left) on a terminal. None: for runs
+    # long enough to need one, when the seed's lines are not printed every few steps.
+    progress_bar: bool | None = None
+
+    def __post_init__(self) -> None:
+        _one_of("engine.name", self.name, ENGINES)
+
+
+@dataclass
+class AutogradEngineConfig(EngineConfig):
+    """Note 18's loop: tensors with requires_grad, backward(), update under no_grad, zero_()."""
+
+    name: str = "autograd"
+
+
+@dataclass
+class NumpyEngineConfig(EngineConfig):
+    """Note 17's loop: NumPy arrays and the analytic gradient of the loss, no torch."""
+
+    name: str = "numpy"
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///<home>/mlflow.db
+    trajectory_limit: int = 64  # models with more parameters log norms, not every weight
+    flush_every_seconds: float = 1.0  # how often the trainer hands buffered metrics over
+    plots: bool = True  # loss, fit, residual and weight plots as artifacts under plots/
+    log_model: bool = True  # the trained model (with its standardization) as an MLflow model
+    register: str | None = None  # a registered model name for each trained model; None: no
+    alias: str = "current"  # the alias the newest registered version gets (never stages)
+
+    def __post_init__(self) -> None:
+        if self.register is not None:
+            ok = bool(self.register.strip()) and not any(c in self.register for c in "/:")
+            require(ok, "tracking.register", self.register, "a model name without '/' or ':'")
+        reserved = re.fullmatch(r"latest|v\d+", self.alias, flags=re.IGNORECASE)
+        require(
+            bool(re.fullmatch(r"[\w-]+", self.alias)) and not reserved,
+            "tracking.alias",
+            self.alias,
+            "letters, digits, _ or - (not 'latest' or 'v<number>', which MLflow reserves)",
+        )
+        limit = self.trajectory_limit
+        require(limit >= 0, "tracking.trajectory_limit", limit, "an integer >= 0")
+        every = self.flush_every_seconds
+        require(every > 0, "tracking.flush_every_seconds", every, "a number of seconds > 0")
+
+
+GUARD_MODES = ("stop", "warn")
+
+
+@dataclass
+class GuardConfig:
+    nonfinite: str = "stop"  # stop: a NaN/inf train/loss ends the run FAILED; warn: say it once
+    check_every: int = 50  # steps between host reads of the check on a GPU (the CPU: every step)
+
+    def __post_init__(self) -> None:
+        _one_of("guard.nonfinite", self.nonfinite, GUARD_MODES)
+        require(self.check_every > 0, "guard.check_every", self.check_every, "an integer > 0")
+
+
+@dataclass
+class SweepConfig:
+    # -m: a job that fails is recorded (child run FAILED) and the sweep goes on; true stops it
+    # (jobs not yet started are skipped, the command exits non-zero).
+    stop_on_failure: bool = False

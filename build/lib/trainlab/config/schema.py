@@ -1,0 +1,165 @@
+"""The whole run's schema (TrainConfig) and its registration in Hydra's ConfigStore.
+
+Every option of a config group (conf/<group>/<option>.yaml) pulls in one schema dataclass and sets
+only what differs from it, so each default has one home: the dataclass. The schemas are stored at
+the ConfigStore's root as `schema_<group>_<option>`, not inside the groups, so that they never show
+up as choices (`trainlab-train --help`, "no such option" errors). Hydra checks keys and types while
+composing; the value checks run in `__post_init__` when `OmegaConf.to_object` builds the
+dataclasses (config/checks.py), before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from trainlab.config.data import (
+    CsvDataConfig,
+    DataConfig,
+    DiabetesDataConfig,
+    SeedDataConfig,
+    SyntheticDataConfig,
+)
+from trainlab.config.runtime import (
+    AutogradEngineConfig,
+    DeviceConfig,
+    EngineConfig,
+    GuardConfig,
+    NumpyEngineConfig,
+    SweepConfig,
+    TrackingConfig,
+)
+from trainlab.config.training import (
+    AdamConfig,
+    AdamWConfig,
+    CosineConfig,
+    HuberLossConfig,
+    L1LossConfig,
+    LBFGSConfig,
+    LinearModelConfig,
+    LossConfig,
+    MSELossConfig,
+    OptimizerConfig,
+    PlateauConfig,
+    RMSpropConfig,
+    SchedulerConfig,
+    SGDConfig,
+    SmoothL1LossConfig,
+    StepLRConfig,
+)
+from trainlab.errors import require
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = MISSING
+    model: LinearModelConfig = MISSING
+    loss: LossConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    scheduler: SchedulerConfig = MISSING
+    device: DeviceConfig = MISSING
+    engine: EngineConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    seed: int = 0  # seeds the weights, the split and the shuffling (0 is a seed like any other)
+    max_epochs: int = 100
+    max_steps: int = -1  # -1: no step limit, max_epochs decides
+    x_test: Any = "${data.x_test}"  # rows to predict before and after training
+    # The seed's `epoch i, w = ..., loss = ...` line every N optimizer steps; 0: never; None:
+    # every 10 steps for runs of up to 1000 steps, else a progress bar on a terminal (about 20
+    # lines elsewhere).
+    print_every: int | None = None
+    experiment_name: str = "trainlab"
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    resume: str | None = None  # a run id or a checkpoint path: continue that MLflow run
+
+    def __post_init__(self) -> None:
+        require(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
+        require(self.max_epochs > 0, "max_epochs", self.max_epochs, "an integer > 0")
+        require(
+            self.max_steps == -1 or self.max_steps > 0,
+            "max_steps",
+            self.max_steps,
+            "-1 (no limit) or an integer > 0",
+        )
+        if self.print_every is not None:
+            require(self.print_every >= 0, "print_every", self.print_every, ">= 0 (0: silent)")
+        require(
+            bool(self.experiment_name.strip()), "experiment_name", self.experiment_name, "a name"
+        )
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "data": {
+        "seed": SeedDataConfig,
+        "synthetic": SyntheticDataConfig,
+        "csv": CsvDataConfig,
+        "diabetes": DiabetesDataConfig,
+    },
+    "model": {"linear": LinearModelConfig},
+    "loss": {
+        "mse": MSELossConfig,
+        "l1": L1LossConfig,
+        "huber": HuberLossConfig,
+        "smooth_l1": SmoothL1LossConfig,
+    },
+    "optimizer": {
+        "sgd": SGDConfig,
+        "adam": AdamConfig,
+        "adamw": AdamWConfig,
+        "rmsprop": RMSpropConfig,
+        "lbfgs": LBFGSConfig,
+    },
+    "scheduler": {
+        "none": SchedulerConfig,
+        "step": StepLRConfig,
+        "cosine": CosineConfig,
+        "plateau": PlateauConfig,
+    },
+    "device": {"device": DeviceConfig},
+    "engine": {
+        "lightning": EngineConfig,
+        "autograd": AutogradEngineConfig,
+        "numpy": NumpyEngineConfig,
+    },
+    "tracking": {"tracking": TrackingConfig},
+}
+
+
+def schema_name(group: str, option: str) -> str:
+    """The ConfigStore name of a schema: what an option file's defaults list pulls in."""
+    return f"schema_{group}_{option}"
+
+
+def register_configs() -> None:
+    """Put every schema in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    store.store(name="schema_train", node=TrainConfig)
+    for group, options in SCHEMAS.items():
+        for option, node in options.items():
+            store.store(name=schema_name(group, option), node=node)
+
+
+def option_name(group: str, node: Any) -> str:
+    """The option a checked config node came from (`optimizer=adam`), for messages."""
+    names = [name for name, schema in SCHEMAS[group].items() if type(node) is schema]
+    return names[0] if names else type(node).__name__
+
+
+def schema_for(group: str, recorded: dict[str, Any]) -> type:
+    """The schema a recorded group (a run's config/resolved.yaml) was built from: by `name` for
+    data and engine, by `_target_` for the others, by the group's only schema otherwise."""
+    options = SCHEMAS[group]
+    if len(options) == 1:
+        return next(iter(options.values()))
+    field_name = "name" if group in ("data", "engine") else "_target_"
+    value = recorded.get(field_name)
+    for schema in options.values():
+        if schema.__dataclass_fields__[field_name].default == value:
+            return schema
+    raise ValueError(f"{group}: no schema has {field_name}={value!r}")

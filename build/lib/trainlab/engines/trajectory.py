@@ -1,0 +1,66 @@
+"""What every step records: `train/loss`, the parameters (`weight/<out>_<in>`, `bias/<out>`, or
+their norms for large models) and `ols/gap`, in one row per optimizer step.
+
+Cost matters here, once per step: on the CPU a row is built from Python floats (reading a CPU
+tensor is no sync; ~5 us for the seed's model against ~30 us for concatenating tensors); on an
+accelerator it is one small tensor built on the device, read back with the others when the rows
+are handed over (no per-step host sync).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+LOSS_KEY = "train/loss"
+GAP_KEY = "ols/gap"
+
+
+def parameter_keys(module: nn.Module, limit: int) -> list[str]:
+    """`weight/<out>_<in>` and `bias/<out>` for small tensors, `<name>/norm` for larger ones."""
+    keys: list[str] = []
+    for name, param in module.named_parameters():
+        short = name.rsplit(".", 1)[-1]
+        if param.numel() > limit:
+            keys.append(f"{short}/norm")
+        elif param.dim() == 2:
+            keys += [
+                f"{short}/{o}_{i}" for o in range(param.shape[0]) for i in range(param.shape[1])
+            ]
+        else:
+            keys += [f"{short}/{o}" for o in range(param.numel())]
+    return keys
+
+
+def row_keys(module: nn.Module, limit: int, ols_loss: float | None) -> list[str]:
+    gap = [GAP_KEY] if ols_loss is not None else []
+    return [LOSS_KEY, *parameter_keys(module, limit), *gap]
+
+
+def step_row(
+    loss: torch.Tensor, params: Iterable[torch.Tensor], limit: int, ols_loss: float | None
+) -> torch.Tensor | list[float]:
+    """The row of `row_keys`: Python floats for CPU tensors, a float64 device tensor otherwise."""
+    params = list(params)
+    if loss.device.type == "cpu":
+        value = loss.item()
+        row = [value]
+        for p in params:
+            p = p.detach()
+            if p.numel() > limit:
+                row.append(p.norm().item())
+            else:
+                row += p.reshape(-1).tolist()
+        if ols_loss is not None:
+            row.append(value - ols_loss)
+        return row
+    loss = loss.detach().reshape(1).double()
+    parts = [loss]
+    for p in params:
+        p = p.detach()
+        parts.append(p.norm().reshape(1).double() if p.numel() > limit else p.reshape(-1).double())
+    if ols_loss is not None:
+        parts.append(loss - ols_loss)
+    return torch.cat(parts)

@@ -1,0 +1,33 @@
+"""A quiet console: the seed's lines, the run id, the summary and warnings that matter.
+
+Hydra's `job_logging` (conf/hydra/job_logging/trainlab.yaml) sends INFO to the job's log file and
+only warnings to the console; this module silences what libraries print outside logging (their
+harmless warnings) and pins the loggers that Lightning and MLflow configure themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+# Lightning's INFO lines ("GPU available: False", "💡 Tip: ...") and MLflow's ("Creating initial
+# MLflow database tables...") belong in the job's log file, not on the console.
+LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic")
+HARMLESS_WARNINGS = (
+    ".*validation_step.*val_dataloader.*",
+    ".*LeafSpec.*is deprecated.*",
+    ".*does not have many workers.*",
+    # The data module's way of saying "no validation data" under DDP.
+    ".*Total length of `list` across ranks is zero.*",
+    ".*`isinstance.treespec, LeafSpec.` is deprecated.*",
+)
+
+
+def quiet_libraries() -> None:
+    """Library loggers at WARNING, harmless library warnings off (idempotent, cheap)."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)

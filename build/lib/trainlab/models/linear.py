@@ -1,0 +1,43 @@
+"""The model of note 20 and the form it is served in."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LinearRegression(nn.Module):
+    """`nn.Linear(in_features, out_features)`, as in note 20, with a choice of starting weights."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: str = "default",
+        init_value: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.lin = nn.Linear(in_features, out_features, bias=bias)
+        if init != "default":
+            value = 0.0 if init == "zeros" else init_value
+            with torch.no_grad():
+                for param in self.lin.parameters():
+                    param.fill_(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x)
+
+
+class StandardizedModel(nn.Module):
+    """`model((x - mean) / std)`: the trained network behind the scaling it was trained with, so
+    that a logged model takes the raw numbers a person types."""
+
+    def __init__(self, model: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)

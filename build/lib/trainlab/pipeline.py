@@ -1,0 +1,164 @@
+"""The path of one run: checked config -> data -> model -> fit (recorded) -> report.
+
+`run` reads top to bottom as the recipe; each step is a call into the layer that owns it. It
+takes the checked config (`settings`) and where its run goes (`target`, decided by the caller:
+a single run or a sweep job); it imports torch and Lightning, so the entry imports it only once
+the config has passed its checks.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from trainlab.config.checks import check_with_data, parse_x_test
+from trainlab.config.runtime import DeviceConfig
+from trainlab.config.schema import TrainConfig
+from trainlab.data.dataset import Dataset
+from trainlab.data.sources import load_dataset
+from trainlab.engines.base import Engine, FitContext, ResumePoint
+from trainlab.engines.console import format_prediction
+from trainlab.engines.lightning import fit_lightning
+from trainlab.engines.manual import fit_autograd, fit_numpy
+from trainlab.engines.reference import ols_reference
+from trainlab.errors import ConfigError
+from trainlab.logs import quiet_libraries
+from trainlab.models.module import RegressionModule, build_module
+from trainlab.paths import output_dir
+from trainlab.recording import Ending, run_session
+from trainlab.signals import handle_interrupts
+from trainlab.tracking.client import TrackingTarget
+from trainlab.tracking.protocol import RunInfo
+
+# engine=NAME -> fit(context) -> FitResult; every engine is called the same way.
+ENGINES: dict[str, Engine] = {
+    "lightning": fit_lightning,
+    "autograd": fit_autograd,
+    "numpy": fit_numpy,
+}
+
+
+def run(
+    settings: TrainConfig, target: TrackingTarget | None, resume_from: ResumePoint | None = None
+) -> float:
+    """One job; returns the objective for sweepers (final val loss, else final train loss)."""
+    quiet_libraries()
+    dtype = torch.float64 if settings.device.precision == "64" else torch.float32
+    with handle_interrupts() as interrupts, run_session(target, settings) as session:
+        data = load_dataset(settings.data, settings.seed).cast(dtype)
+        check_with_data(settings, len(data.x_train), data.n_features)
+        accelerator = resolve_accelerator(settings.device)
+        L.seed_everything(settings.seed, verbose=False)
+        module = build_module(settings, data.n_features, data.n_targets, data.x_val is not None)
+        module = module.to(dtype)
+        x_test = test_rows(settings, data, dtype)
+        before = predict(module, data, x_test) if resume_from is None else None
+        ols_loss = ols_reference(settings, data)
+        run = session.open(accelerator, data, module, first_metrics(before, ols_loss), resume_from)
+        context = FitContext(
+            settings, data, module, accelerator, run, ols_loss, interrupts,
+            output_dir() / "checkpoints", resume_from,
+        )  # fmt: skip
+        if before is not None:
+            print(
+                f"Prediction before training: {format_prediction(x_test, before, spec(settings))}"
+            )
+        result = ENGINES[settings.engine.name](context)
+        interrupts.raise_if_received(result.steps, result.checkpoint)  # the run ends KILLED
+        after = predict(module, data, x_test)
+        losses = final_losses(module, data)
+        metrics = {
+            **losses,
+            **(prediction_metrics(after, "pred/after") if after is not None else {}),
+        }
+        info = session.finish(Ending(result.steps, metrics, module))
+    print_outcome(settings, x_test, after, losses, ols_loss, info)
+    return losses.get("final/val_loss", losses["final/train_loss"])
+
+
+def resolve_accelerator(device: DeviceConfig) -> str:
+    if device.accelerator == "gpu" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device=gpu: CUDA is not available on this machine (torch {torch.__version__}); "
+            "expected device=cpu or device=auto"
+        )
+    if device.accelerator == "auto":
+        if torch.cuda.is_available():
+            return "gpu"
+        print("device=auto: no GPU found, training on the CPU")
+        return "cpu"
+    return device.accelerator
+
+
+def test_rows(settings: TrainConfig, data: Dataset, dtype: torch.dtype) -> torch.Tensor | None:
+    """`x_test` as an (n, n_features) tensor of raw inputs."""
+    if settings.x_test is None:
+        return None
+    return torch.tensor(parse_x_test(settings.x_test, data.n_features), dtype=dtype)
+
+
+def predict(module: RegressionModule, data: Dataset, x: torch.Tensor | None) -> torch.Tensor | None:
+    """The model's output for raw input rows (scaled as the training rows were)."""
+    if x is None:
+        return None
+    with torch.no_grad():
+        return module.to("cpu")(data.scale(x))
+
+
+def first_metrics(before: torch.Tensor | None, ols_loss: float | None) -> dict[str, float]:
+    metrics = {"ols/loss": ols_loss} if ols_loss is not None else {}
+    return {**metrics, **(prediction_metrics(before, "pred/before") if before is not None else {})}
+
+
+def prediction_metrics(pred: torch.Tensor, prefix: str) -> dict[str, float]:
+    """`pred/after` for one prediction, `pred/after/<row>_<target>` for several."""
+    if pred.numel() == 1:
+        return {prefix: pred.item()}
+    return {
+        f"{prefix}/{r}_{t}": v for r, row in enumerate(pred.tolist()) for t, v in enumerate(row)
+    }
+
+
+def final_losses(module: RegressionModule, data: Dataset) -> dict[str, float]:
+    """Loss over the whole training (and validation) set with the trained weights."""
+    module = module.to("cpu")
+    with torch.no_grad():
+        losses = {"final/train_loss": module.loss(module(data.x_train), data.y_train).item()}
+        if data.x_val is not None:
+            losses["final/val_loss"] = module.loss(module(data.x_val), data.y_val).item()
+    return losses
+
+
+def spec(settings: TrainConfig) -> str:
+    """Each engine prints its note's way: note 20 (Lightning) .3f, notes 17/18 the whole float."""
+    return " .3f" if settings.engine.name == "lightning" else " .7g"
+
+
+def print_outcome(
+    settings: TrainConfig,
+    x_test: torch.Tensor | None,
+    after: torch.Tensor | None,
+    losses: dict[str, float],
+    ols_loss: float | None,
+    info: RunInfo | None,
+) -> None:
+    if x_test is not None and after is not None:
+        print(f"Prediction after training: {format_prediction(x_test, after, spec(settings))}")
+    print(f"Final training loss: {losses['final/train_loss']:.6g}")
+    if ols_loss is not None:
+        gap = losses["final/train_loss"] - ols_loss
+        print(f"Least-squares optimum: {ols_loss:.6g} (gap {gap:.3g})")
+    if info is None:
+        return
+    print(
+        f"MLflow run {info.run_id} ({info.run_name}) in experiment {info.experiment_id}, store {info.uri}"
+    )
+    page = f"#/experiments/{info.experiment_id}/runs/{info.run_id}"
+    if info.uri.startswith(("http://", "https://")):  # a tracking server is its own dashboard
+        print(f"Dashboard: {info.uri.rstrip('/')}/{page}")
+    else:
+        print(f"Dashboard: `make ui`, then open http://127.0.0.1:5000/{page}")
+    if info.model_uri is not None:
+        print(f"Model {info.model_uri}; predict with: trainlab-predict {info.run_id} <x> ...")
+    for warning in info.warnings:
+        print(f"trainlab-train: warning: {warning}")

@@ -1,0 +1,1 @@
+"""Using what runs recorded: predictions, the dashboard, the team tracking server."""

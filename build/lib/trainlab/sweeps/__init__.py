@@ -1,0 +1,1 @@
+"""Hydra multirun sweeps: one MLflow parent run, one child run per job."""

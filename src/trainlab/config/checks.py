@@ -1,0 +1,172 @@
+"""Checks that need no data and no torch: a composed config becomes a checked TrainConfig or
+one line. What depends on the data's shape is checked as soon as the rows are loaded
+(`check_with_data`), still before any MLflow run exists.
+
+`cfg` (a DictConfig from Hydra) and `settings` (the checked dataclasses) are kept apart by name
+everywhere: everything after this module works from `settings`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import Any, NoReturn
+
+from omegaconf import DictConfig, OmegaConf
+
+from trainlab.config.runtime import DeviceConfig
+from trainlab.config.schema import TrainConfig, option_name, schema_for
+from trainlab.config.training import (
+    HuberLossConfig,
+    L1LossConfig,
+    LBFGSConfig,
+    MSELossConfig,
+    SGDConfig,
+)
+from trainlab.errors import ConfigError
+
+MANUAL_LOSSES = (MSELossConfig, L1LossConfig, HuberLossConfig)
+
+
+def check_config(cfg: DictConfig) -> TrainConfig:
+    """Build the dataclasses (their __post_init__ checks every value), then the combinations."""
+    # `+key=value` can add keys at the top level, which the schema would silently drop.
+    known = {f.name for f in fields(TrainConfig)}
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(
+                f"{key}: not a key of the config; expected one of {', '.join(sorted(known))} "
+                "(new keys go under tags: +tags.owner=me)"
+            )
+    settings = OmegaConf.to_object(cfg)
+    assert isinstance(settings, TrainConfig)
+    check_engine(settings)
+    check_distributed(settings)
+    if settings.x_test is not None:
+        parse_x_test(settings.x_test, None)
+    return settings
+
+
+def check_engine(settings: TrainConfig) -> None:
+    """Refuse what a hand-written loop (engine=numpy|autograd) cannot express."""
+    engine = settings.engine.name
+    if engine == "lightning":
+        return
+
+    def refuse(choice: str, expected: str) -> NoReturn:
+        raise ConfigError(
+            f"engine={engine} does not support {choice}; expected {expected} (or engine=lightning)"
+        )
+
+    if not isinstance(settings.loss, MANUAL_LOSSES):
+        refuse(f"loss={option_name('loss', settings.loss)}", "loss=mse, loss=l1 or loss=huber")
+    opt = settings.optimizer
+    if not isinstance(opt, SGDConfig):
+        refuse(f"optimizer={option_name('optimizer', opt)}", "optimizer=sgd (plain SGD)")
+    for key in ("momentum", "weight_decay"):
+        if getattr(opt, key) != 0:
+            refuse(f"optimizer.{key}={getattr(opt, key)}", f"optimizer.{key}=0 (plain SGD)")
+    if opt.nesterov:
+        refuse("optimizer.nesterov=true", "optimizer.nesterov=false (plain SGD)")
+    if settings.scheduler._target_ is not None:
+        refuse(f"scheduler={option_name('scheduler', settings.scheduler)}", "scheduler=none")
+    device = settings.device
+    if device.precision not in ("32", "64"):
+        refuse(f"device.precision={device.precision!r}", "device.precision=32 or 64")
+    if device.devices != 1:
+        refuse(f"device.devices={device.devices}", "device.devices=1")
+    if device.num_nodes != 1:
+        refuse(f"device.num_nodes={device.num_nodes}", "device.num_nodes=1")
+    if engine == "numpy" and device.accelerator != "cpu":
+        refuse(f"device={device.accelerator}", "device=cpu (NumPy runs on the CPU)")
+
+
+def check_distributed(settings: TrainConfig) -> None:
+    if settings.device.world_size > 1 and isinstance(settings.optimizer, LBFGSConfig):
+        # Its line search re-evaluates the closure on the rank's own loss: the ranks would take
+        # different numbers of backward passes and wait for each other forever.
+        raise ConfigError(
+            "optimizer=lbfgs cannot run under DDP (each rank's line search would call backward a "
+            "different number of times); expected another optimizer or device.devices=1"
+        )
+
+
+def check_with_data(settings: TrainConfig, n_train: int, n_features: int) -> None:
+    """What depends on the loaded rows: manual engines' full batch, DDP shares, x_test width."""
+    batch_size = settings.data.batch_size
+    if settings.engine.name != "lightning" and batch_size not in (None, n_train):
+        raise ConfigError(
+            f"engine={settings.engine.name} does not support data.batch_size={batch_size}; "
+            f"expected data.batch_size=null (the full batch of {n_train} rows, as in the seed) "
+            "(or engine=lightning)"
+        )
+    check_sharding(settings.device, batch_size, n_train)
+    if settings.x_test is not None:
+        parse_x_test(settings.x_test, n_features)
+
+
+def check_sharding(device: DeviceConfig, batch_size: int | None, n_rows: int) -> None:
+    """Every DDP rank needs an equal share of every batch; stop before any process starts."""
+    processes = device.world_size
+    if processes == 1:
+        return
+    if n_rows < processes:
+        raise ConfigError(
+            f"device.devices * device.num_nodes = {processes} processes for {n_rows} training "
+            "rows; expected at least one row per process"
+        )
+    if batch_size is not None and batch_size % processes:
+        raise ConfigError(
+            f"data.batch_size={batch_size} is the global batch and must split evenly over "
+            f"{processes} processes; expected a multiple of {processes}"
+        )
+
+
+def parse_x_test(x_test: Any, n_features: int | None) -> list[list[float]]:
+    """`x_test` as rows of finite numbers: one row [..] or several [[..], [..]]; with
+    `n_features`, each row must have that many values."""
+    rows = x_test if isinstance(x_test, list | tuple) else [x_test]
+    if rows and not any(isinstance(r, list | tuple) for r in rows):
+        rows = [rows]
+    try:
+        parsed = [[float(v) for v in row] for row in rows]
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"x_test={x_test!r}: expected a list of numbers or a list of rows"
+        ) from None
+    if not parsed or any(not row for row in parsed) or len({len(r) for r in parsed}) > 1:
+        raise ConfigError(f"x_test={x_test!r}: expected rows of the same, non-zero length")
+    if not all(math.isfinite(v) for row in parsed for v in row):
+        raise ConfigError(f"x_test={x_test!r}: expected finite numbers (no nan or inf)")
+    if n_features is not None and len(parsed[0]) != n_features:
+        raise ConfigError(
+            f"x_test={x_test!r} has {len(parsed[0])} values per row; the data has "
+            f"{n_features} features"
+        )
+    return parsed
+
+
+def override_key(override: str) -> str:
+    """The key an override sets: `+tags.x=1` -> `tags.x`; `optimizer=adam` -> `optimizer`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def config_from_record(resolved: dict[str, Any]) -> DictConfig:
+    """A run's recorded config (config/resolved.yaml) as a typed config, whatever the option
+    files say today: each group gets the schema it was built from."""
+    typed = OmegaConf.structured(TrainConfig)
+    for group in RECORDED_GROUPS:
+        typed[group] = OmegaConf.structured(schema_for(group, resolved.get(group) or {}))
+    return OmegaConf.merge(typed, resolved)
+
+
+RECORDED_GROUPS = (
+    "data",
+    "model",
+    "loss",
+    "optimizer",
+    "scheduler",
+    "device",
+    "engine",
+    "tracking",
+)

@@ -1,0 +1,1 @@
+"""Data: sources (seed, synthetic, csv, diabetes) -> a split, standardized Dataset -> batches."""

@@ -1,0 +1,116 @@
+"""Mini-batches sliced from in-memory tensors, and the LightningDataModule that serves them.
+
+Why not DataLoader(TensorDataset(X, Y)): it collates sample by sample, and a 1M x 64 epoch runs
+15x slower than slicing the tensors in batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import lightning as L
+import torch
+
+from trainlab.data.dataset import Dataset
+
+
+class TensorBatches:
+    """Mini-batches sliced from in-memory tensors: no per-sample collation.
+
+    A fresh permutation each epoch (from its own seeded generator, so runs repeat), every row
+    exactly once per epoch; the last batch may be short. `batch_size` is the global batch, what
+    one optimizer step sees: with `world_size` DDP processes, rank r takes the r-th of
+    `world_size` equal, disjoint shares of every batch (every rank draws the same permutation),
+    and the `len(x) % world_size` rows left over sit that epoch out (other rows each epoch when
+    shuffled), as DistributedSampler(drop_last=True) does.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int | None,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.x, self.y = x, y
+        self.rank, self.world_size = rank, world_size
+        self.rows = len(x) - len(x) % world_size  # rows used per epoch
+        self.batch_size = batch_size or self.rows
+        if self.rows == 0 or self.batch_size % world_size:
+            raise ValueError(
+                f"{len(x)} rows in batches of {self.batch_size} cannot be shared by {world_size}"
+            )
+        self.shuffle = shuffle and self.batch_size < len(x)  # a full batch has no order
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(self.rows / self.batch_size)
+
+    # Lightning saves these in checkpoints (a "stateful" loader), so a resumed run shuffles
+    # its next epochs exactly as an uninterrupted one would.
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = None
+        if self.shuffle:
+            order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+        for start in range(0, self.rows, self.batch_size):
+            share = (min(start + self.batch_size, self.rows) - start) // self.world_size
+            first = start + self.rank * share
+            if order is None:
+                yield self.x[first : first + share], self.y[first : first + share]
+            else:
+                index = order[first : first + share]
+                yield self.x[index], self.y[index]
+
+
+class TensorDataModule(L.LightningDataModule):
+    """The data for the Trainer, set up in each DDP process: its rank's share, on its device.
+
+    Lightning calls the *_dataloader hooks in every process once the strategy knows the rank and
+    the device; the whole data set moves to the device once, batches are slices of it.
+    """
+
+    def __init__(
+        self,
+        data: Dataset,
+        batch_size: int | None,
+        shuffle: bool,
+        seed: int,
+        loader_state: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        self.data, self.batch_size, self.shuffle, self.seed = data, batch_size, shuffle, seed
+        self.loader_state = loader_state  # a resumed run's shuffle state, from its checkpoint
+
+    def train_dataloader(self) -> TensorBatches:
+        device = self.trainer.strategy.root_device
+        batches = TensorBatches(
+            self.data.x_train.to(device),
+            self.data.y_train.to(device),
+            self.batch_size,
+            self.shuffle,
+            self.seed,
+            rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size,
+        )
+        if self.loader_state is not None:
+            batches.load_state_dict(self.loader_state)
+        return batches
+
+    def val_dataloader(self) -> TensorBatches | list:
+        if self.data.x_val is None or self.data.y_val is None:
+            return []  # no validation loop
+        # Every rank scores the whole validation set: val/loss is exact on any number of ranks.
+        device = self.trainer.strategy.root_device
+        return TensorBatches(
+            self.data.x_val.to(device), self.data.y_val.to(device), None, False, self.seed
+        )

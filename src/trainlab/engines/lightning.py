@@ -1,0 +1,49 @@
+"""The Lightning engine (note 20): the Trainer runs the loop over the in-memory data module.
+
+The LightningModule (models/module.py) holds the math; the Trainer holds forward, backward, step
+and zero_grad; one callback (monitor.py) holds what cuts across: tracking, printing, the
+divergence guard, the checkpoint and signals.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+
+from trainlab.data.batches import TensorDataModule
+from trainlab.engines import distributed
+from trainlab.engines.base import FitContext, FitResult
+from trainlab.engines.checkpoints import CheckpointSaver
+from trainlab.engines.monitor import TrainingMonitor
+
+
+def fit_lightning(context: FitContext) -> FitResult:
+    settings, resume = context.settings, context.resume_from
+    checkpoints = CheckpointSaver(context.checkpoint_dir, context.run)
+    callbacks = [*distributed.callbacks(settings.device), TrainingMonitor(context, checkpoints)]
+    trainer = L.Trainer(
+        accelerator=context.accelerator,
+        devices=settings.device.devices,
+        num_nodes=settings.device.num_nodes,
+        strategy=distributed.choose_strategy(settings.device),
+        precision=settings.device.precision,
+        max_epochs=settings.max_epochs,
+        max_steps=settings.max_steps,
+        logger=False,
+        log_every_n_steps=0,  # no Lightning logger: skip its per-step bookkeeping
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,  # the monitor draws its own, over all steps, not per epoch
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=context.checkpoint_dir.parent,
+    )
+    data_module = TensorDataModule(
+        context.data,
+        settings.data.batch_size,
+        settings.data.shuffle,
+        settings.seed,
+        loader_state=resume.loader_states[0] if resume and resume.loader_states else None,
+    )
+    ckpt_path = str(resume.checkpoint) if resume is not None else None
+    trainer.fit(context.module, datamodule=data_module, ckpt_path=ckpt_path)
+    return FitResult(distributed.steps_done(trainer), checkpoints.saved)

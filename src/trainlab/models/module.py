@@ -1,0 +1,79 @@
+"""The LightningModule of note 20: it holds the math (forward, loss, the optimizer and scheduler
+it wants); the Trainer holds the loop (forward, backward, step, zero_grad); the engines' callback
+holds tracking, printing and the guard."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from trainlab.config.schema import TrainConfig
+
+
+class RegressionModule(L.LightningModule):
+    """Model + loss + optimizer (+ scheduler) for the Lightning Trainer."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        monitor: str = "train/loss",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.make_optimizer = optimizer
+        self.make_scheduler = scheduler
+        self.monitor = monitor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss(self(x), y)
+        if self.make_scheduler is not None and self.monitor == "train/loss":
+            # ReduceLROnPlateau reads its metric from the Trainer's callback metrics; only
+            # then is train/loss given to self.log (tracking has its own cheaper path).
+            # sync_dist: under DDP every rank's scheduler must see the same (global) loss.
+            self.log("train/loss", loss, on_step=False, on_epoch=True, logger=False, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        loss = self.loss(self(x), y)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, logger=False, sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.make_optimizer(self.parameters())
+        if self.make_scheduler is None:
+            return optimizer
+        scheduler = self.make_scheduler(optimizer)
+        config = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def build_module(
+    settings: TrainConfig, n_features: int, n_targets: int, has_validation: bool
+) -> RegressionModule:
+    """The module of a run, every part instantiated from the checked config's `_target_`s."""
+    model = instantiate(settings.model, in_features=n_features, out_features=n_targets)
+    scheduler = settings.scheduler
+    return RegressionModule(
+        model=model,
+        loss=instantiate(settings.loss),
+        optimizer=instantiate(settings.optimizer),
+        scheduler=instantiate(scheduler) if scheduler._target_ is not None else None,
+        monitor="val/loss" if has_validation else "train/loss",
+    )

@@ -1,0 +1,225 @@
+"""The run of one job through its life: opened once the job's inputs are checked and its model
+exists, finished once with everything it produced, and always ended, however the job ends.
+
+`RunSession` is what the pipeline holds: `open` (the run's tags, config, first metrics),
+`finish` (final metrics, plots, model), and, on any exception, an ending that keeps what was
+recorded: FAILED with the error, or KILLED for Ctrl-C/SIGTERM (with how to resume). A sweep job
+that fails before its run exists still gets a FAILED run, so the sweep's summary lists it.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from trainlab.config.runtime import TrackingConfig
+from trainlab.config.schema import TrainConfig
+from trainlab.data.dataset import Dataset
+from trainlab.engines.base import ResumePoint
+from trainlab.engines.distributed import choose_strategy
+from trainlab.errors import one_line
+from trainlab.models.linear import StandardizedModel
+from trainlab.models.module import RegressionModule
+from trainlab.paths import task_overrides
+from trainlab.signals import Interrupted
+from trainlab.tracking.client import TrackedRun, TrackingTarget
+from trainlab.tracking.protocol import (
+    FinalReport,
+    ModelPayload,
+    PlotData,
+    RunInfo,
+    RunSpec,
+    RunStart,
+    flatten,
+)
+from trainlab.tracking.source import git_commit
+
+PLOT_ROWS = 2000  # the fit and residual plots show at most this many rows of each split
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the trained job ended, for the run's final report."""
+
+    steps: int
+    metrics: dict[str, float]  # final/*, pred/after
+    module: RegressionModule
+
+
+class RunSession:
+    def __init__(self, target: TrackingTarget | None, settings: TrainConfig) -> None:
+        self.target, self.settings = target, settings
+        self.run: TrackedRun | None = None
+        self.data: Dataset | None = None
+        self.module: RegressionModule | None = None
+        self.resume_from: ResumePoint | None = None
+        self.ended = False
+
+    def open(
+        self,
+        accelerator: str,
+        data: Dataset,
+        module: RegressionModule,
+        first_metrics: dict[str, float],
+        resume_from: ResumePoint | None,
+    ) -> TrackedRun | None:
+        """Create the run (or re-open the resumed one) and log what is known before training."""
+        self.data, self.module, self.resume_from = data, module, resume_from
+        if self.target is None:
+            return None
+        self.run = self._open(run_tags(self.settings, accelerator), resume_from)
+        if resume_from is not None:  # the run has its config and first metrics already
+            print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")
+            self.run.set_tags({"trainlab.resumed_at_step": resume_from.step})
+        else:
+            self.run.start(self._run_start(first_metrics))
+        return self.run
+
+    def _run_start(self, first_metrics: dict[str, float]) -> RunStart:
+        """The config as params and files (config/resolved.yaml, config/overrides.yaml)."""
+        resolved = OmegaConf.to_container(OmegaConf.structured(self.settings), resolve=True)
+        files = {
+            "config/resolved.yaml": resolved,
+            "config/overrides.yaml": {"overrides": task_overrides()},
+        }
+        params = {k: str(v) for k, v in flatten(resolved).items()}
+        return RunStart(params, files, first_metrics)
+
+    def _open(self, tags: dict[str, str], resume_from: ResumePoint | None) -> TrackedRun:
+        target = self.target
+        assert target is not None
+        spec = RunSpec(
+            target.uri, target.experiment_name, target.run_name, {**tags, **target.tags},
+            target.artifact_root, resume_from.run_id if resume_from else None, target.sweep_token,
+        )  # fmt: skip
+        return TrackedRun(target.recorder, spec, self.settings.tracking.flush_every_seconds)
+
+    def finish(self, ending: Ending) -> RunInfo | None:
+        self.ended = True
+        if self.run is None:
+            return None
+        tracking = self.settings.tracking
+        report = FinalReport(
+            "FINISHED",
+            max(ending.steps - 1, 0),
+            ending.metrics,
+            plots=plot_data(self.data, ending.module) if tracking.plots else None,
+            model=model_payload(self.data, ending.module, tracking) if tracking.log_model else None,
+        )
+        assert self.target is not None
+        info = self.run.info()  # asked first: a sweep job does not wait for its plots and model
+        return self.run.finish(report, self.target.wait) or info
+
+    def fail(self, err: BaseException) -> None:
+        """End the run FAILED (KILLED for a signal) with what it recorded; say how to resume."""
+        if self.ended or self.target is None:
+            return
+        self.ended = True
+        if self.run is None and not self.target.record_early_failure:
+            return
+        interrupted = isinstance(err, KeyboardInterrupt | SystemExit)
+        run = self.run
+        if run is None:  # a sweep job that failed before its run existed
+            run = self._open({"mlflow.source.name": "trainlab-train"}, None)
+            run.start(self._run_start({}))
+        plots = None
+        if self.settings.tracking.plots and self.data is not None and self.run is not None:
+            plots = plot_data(self.data, self.module)
+        report = FinalReport(
+            "KILLED" if interrupted else "FAILED",
+            0,
+            error=None if interrupted else one_line(err),
+            texts={} if interrupted else {"error.txt": traceback.format_exc()},
+            plots=plots,
+        )
+        run.finish(report, "handled")
+        if interrupted:
+            report_interrupt(err, run, self.resume_from)
+
+
+@contextmanager
+def run_session(target: TrackingTarget | None, settings: TrainConfig) -> Iterator[RunSession]:
+    session = RunSession(target, settings)
+    try:
+        yield session
+    except BaseException as err:
+        session.fail(err)
+        raise
+
+
+def report_interrupt(err: BaseException, run: TrackedRun, resume_from: ResumePoint | None) -> None:
+    name = err.name if isinstance(err, Interrupted) else "KeyboardInterrupt"
+    steps = err.steps if isinstance(err, Interrupted) else None
+    checkpoint = err.checkpoint if isinstance(err, Interrupted) else None
+    after = f" after step {steps - 1}" if steps else ""
+    where = f"; checkpoint {checkpoint}" if checkpoint else ""
+    print(f"Interrupted by {name}{after}: run {run.run_id} is KILLED{where}", flush=True)
+    if checkpoint:
+        print(f"Resume with: trainlab-train resume={run.run_id}", flush=True)
+
+
+def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
+    tags = {"mlflow.source.name": "trainlab-train", "trainlab.engine": settings.engine.name}
+    tags["trainlab.device"] = accelerator
+    tags["trainlab.precision"] = settings.device.precision
+    if settings.device.world_size > 1:
+        tags["trainlab.strategy"] = choose_strategy(settings.device)
+    if HydraConfig.initialized():
+        tags["trainlab.preset"] = str(HydraConfig.get().runtime.choices.get("experiment") or "none")
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    tags.update({str(k): str(v) for k, v in settings.tags.items()})
+    return tags
+
+
+def plot_data(data: Dataset | None, network: torch.nn.Module | None) -> PlotData:
+    """A sample of the rows, in raw units, with the trained network's predictions."""
+    if data is None or network is None:
+        return PlotData({}, {}, {}, [], [])
+    network = network.to("cpu")
+    dtype = next(network.parameters()).dtype
+    splits = {"train": (data.x_train, data.y_train)}
+    if data.x_val is not None and data.y_val is not None:
+        splits["validation"] = (data.x_val, data.y_val)
+    x, y, predicted = {}, {}, {}
+    for name, (rows, targets) in splits.items():
+        rows, targets = rows[:PLOT_ROWS], targets[:PLOT_ROWS]
+        with torch.no_grad():
+            predicted[name] = network(rows.to(dtype)).double().numpy()
+        x[name] = data.unscale(rows.double()).numpy()
+        y[name] = targets.double().numpy()
+    return PlotData(x, y, predicted, data.feature_names, data.target_names)
+
+
+def servable_model(network: torch.nn.Module, data: Dataset) -> StandardizedModel:
+    """A CPU copy of the trained network with the data's standardization (identity when off)."""
+    network = network.to("cpu")
+    dtype = next(network.parameters()).dtype
+    ones = torch.ones(data.n_features, dtype=dtype)
+    mean = data.x_mean.to(dtype) if data.x_mean is not None else torch.zeros_like(ones)
+    std = data.x_std.to(dtype) if data.x_std is not None else ones
+    return StandardizedModel(network, mean.clone(), std.clone()).eval()
+
+
+def model_payload(
+    data: Dataset | None, module: RegressionModule, tracking: TrackingConfig
+) -> ModelPayload:
+    assert data is not None
+    model = servable_model(module.model, data)
+    # A few raw training rows; at least two, so that torch.export keeps the batch size free.
+    rows = data.unscale(data.x_train[:5].to("cpu")).to(model.mean.dtype)
+    rows = rows if len(rows) > 1 else rows.repeat(2, 1)
+    with torch.no_grad():
+        output = model(rows).numpy()
+    return ModelPayload(
+        model, np.asarray(rows.numpy()), output, data.feature_names, data.target_names,
+        tracking.register, tracking.alias,
+    )  # fmt: skip

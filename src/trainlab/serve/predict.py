@@ -1,0 +1,238 @@
+"""`trainlab-predict`: predictions of a logged model, from numbers typed or a CSV file.
+
+trainlab-predict RUN_ID 5                    one row of features (here one feature): prints f(5)
+trainlab-predict RUN_ID --row 1,2 --row 3,4  several rows
+trainlab-predict runs:/RUN_ID/model --csv in.csv --out predictions.csv
+trainlab-predict models:/NAME@current 5      a registered model by alias (or models:/NAME/3)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from trainlab import paths
+
+PROG = "trainlab-predict"
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+MODEL_NAME = "model"  # what trainlab-train logs: runs:/<run_id>/model
+
+
+class PredictError(ValueError):
+    """What the user asked for cannot be done; the message is the one line they read."""
+
+
+def model_uri(model: str) -> str:
+    """A run id becomes runs:/<id>/model; runs:/ and models:/ URIs are taken as they are."""
+    if model.startswith(("runs:/", "models:/")):
+        return model
+    if RUN_ID.fullmatch(model):
+        return f"runs:/{model}/{MODEL_NAME}"
+    raise PredictError(
+        f"{model!r} is neither a run id (32 hex digits) nor a runs:/ or models:/ URI"
+    )
+
+
+def parse_row(text: str) -> list[float]:
+    """'1,2.5' or '1 2.5' -> [1.0, 2.5]; anything else is a PredictError."""
+    values = [v for v in re.split(r"[,\s]+", text.strip()) if v]
+    return [parse_number(v) for v in values]
+
+
+def parse_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise PredictError(f"{text!r} is not a number; expected inputs like 5 or -1.5e3") from None
+    if not math.isfinite(value):
+        raise PredictError(f"{text!r} is not a finite number")
+    return value
+
+
+def read_csv(path: Path, feature_names: list[str], n_features: int) -> Any:
+    """The feature columns of a CSV with a header: by the model's feature names when present."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise PredictError(f"--csv {path}: no such file")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise PredictError(f"--csv {path}: not a readable CSV ({one_line(err)})") from None
+    columns = [str(c) for c in frame.columns]
+    if feature_names and set(feature_names) <= set(columns):
+        frame = frame[feature_names]
+    elif len(columns) != n_features:
+        wanted = f"columns {feature_names}" if feature_names else f"{n_features} columns"
+        raise PredictError(f"--csv {path}: has columns {columns}; the model expects {wanted}")
+    try:
+        return frame.to_numpy(dtype=np.float64)
+    except ValueError:
+        raise PredictError(f"--csv {path}: non-numeric values; expected numbers only") from None
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+@contextmanager
+def tracking_store(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (which resolves runs:/ and models:/) at `uri` for one call.
+
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ; put back as it
+    was, so that a caller in the same process (tests) keeps its own store.
+    """
+    import mlflow
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def load(uri: str, tracking_uri: str) -> Any:
+    """The model as a pyfunc; a missing run, model or store is one PredictError."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with tracking_store(tracking_uri):
+            return mlflow.pyfunc.load_model(uri)
+    except MlflowException as err:
+        if uri.startswith("runs:/") and "not found" in str(err).lower():
+            run_id = uri.split("/")[1]
+            raise PredictError(f"no run {run_id} in the store {tracking_uri}") from None
+        if uri.startswith("runs:/"):
+            raise PredictError(
+                f"{uri}: no model in this run (trained with tracking.log_model=false, or it "
+                f"failed before the model was logged); store {tracking_uri}"
+            ) from None
+        raise PredictError(f"{uri}: {one_line(err)} (store {tracking_uri})") from None
+
+
+def predict(model: Any, rows: np.ndarray) -> np.ndarray:
+    """Rows of raw features -> (rows, targets) predictions, in the dtype the model was logged."""
+    spec = model.metadata.get_input_schema()
+    n_features = input_width(model)
+    if rows.shape[1] != n_features:
+        raise PredictError(
+            f"got {rows.shape[1]} value(s) per row; the model takes {n_features} feature(s)"
+            + (f" ({', '.join(feature_names(model))})" if feature_names(model) else "")
+        )
+    dtype = spec.inputs[0].type if spec is not None else np.float32
+    output = np.asarray(model.predict(rows.astype(dtype)))
+    return output.reshape(len(rows), -1)
+
+
+def input_width(model: Any) -> int:
+    spec = model.metadata.get_input_schema()
+    if spec is None or not spec.is_tensor_spec():
+        raise PredictError("the model has no tensor signature; log it with trainlab-train")
+    return int(spec.inputs[0].shape[-1])
+
+
+def feature_names(model: Any) -> list[str]:
+    return list((model.metadata.metadata or {}).get("feature_names") or [])
+
+
+def target_names(model: Any, width: int) -> list[str]:
+    names = list((model.metadata.metadata or {}).get("target_names") or [])
+    return names if len(names) == width else [f"y{i}" for i in range(width)]
+
+
+def fail(err: BaseException) -> NoReturn:
+    print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Predict with a model trainlab logged to MLflow.",
+        epilog="Negative numbers in --row: --row=-1,2",
+    )
+    parser.add_argument("model", help="a run id, runs:/<run_id>/model or models:/<name>@<alias>")
+    parser.add_argument("values", nargs="*", help="one row of features, e.g. 5 (or 1.2 3.4)")
+    parser.add_argument(
+        "--row", action="append", default=[], help="one row, '1,2,3'; repeat for several rows"
+    )
+    parser.add_argument("--csv", type=Path, help="a CSV file with a header: one row per line")
+    parser.add_argument("--out", type=Path, help="write inputs and predictions to this CSV")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="the MLflow store (default: trainlab's store)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # MLflow draws a progress bar on stderr for every download; here stdout is the answer.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        uri = model_uri(args.model)
+        typed_rows = [[parse_number(v) for v in args.values]] if args.values else []
+        typed_rows += [parse_row(r) for r in args.row]
+        if any(not row for row in typed_rows):
+            raise PredictError("--row '': an empty row; expected numbers like --row 1,2")
+        if not typed_rows and args.csv is None:
+            raise PredictError("no inputs: give numbers (trainlab-predict RUN 5), --row or --csv")
+        if typed_rows and args.csv is not None:
+            raise PredictError("give either numbers/--row or --csv, not both")
+        widths = {len(row) for row in typed_rows}
+        if len(widths) > 1:
+            raise PredictError(f"rows of different lengths {sorted(widths)}; expected one length")
+        model = load(uri, args.tracking_uri or paths.tracking_uri())
+        rows = (
+            read_csv(
+                paths.resolve_user_path(str(args.csv)), feature_names(model), input_width(model)
+            )
+            if args.csv is not None
+            else np.asarray(typed_rows, dtype=np.float64)
+        )
+        if len(rows) == 0:
+            raise PredictError(f"--csv {args.csv}: no rows")
+        predictions = predict(model, rows)
+        names = target_names(model, predictions.shape[1])
+        if args.out is not None:
+            write_csv(paths.resolve_user_path(str(args.out)), rows, predictions, model, names)
+            print(f"{len(rows)} prediction(s) written to {args.out}")
+            return
+    except Exception as err:  # PredictError, and whatever MLflow or torch raise: one line
+        fail(err)
+    for values in predictions:
+        print(" ".join(f"{v:.8g}" for v in values))
+
+
+def write_csv(
+    path: Path, rows: np.ndarray, predictions: np.ndarray, model: Any, names: list
+) -> None:
+    import pandas as pd
+
+    inputs = feature_names(model)
+    if len(inputs) != rows.shape[1]:
+        inputs = [f"x{i}" for i in range(rows.shape[1])]
+    frame = pd.DataFrame(rows, columns=inputs)
+    for i, name in enumerate(names):
+        frame[f"predicted_{name}"] = predictions[:, i]
+    try:
+        frame.to_csv(path, index=False)
+    except OSError as err:
+        raise PredictError(f"--out {path}: cannot write ({err.strerror})") from None
+
+
+if __name__ == "__main__":
+    main()

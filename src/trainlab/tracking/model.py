@@ -1,0 +1,78 @@
+"""The trained model as an MLflow model of the run (inside the recorder process).
+
+What is logged is the trainer's `StandardizedModel`: the network behind the standardization it was
+trained with, so `trainlab-predict RUN 5`, `mlflow.pyfunc.load_model(...).predict(...)` and
+`mlflow models serve` take the numbers a person types. MLflow saves it as "pt2" (torch.export):
+no pickled code runs when it is loaded.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import mlflow
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from trainlab.tracking.protocol import ModelPayload
+
+MODEL_NAME = "model"  # runs:/<run_id>/model
+
+
+def import_pytorch_flavor() -> None:
+    """Import mlflow.pytorch without the Lightning autologging it would also import.
+
+    mlflow.pytorch imports `pytorch_lightning` at import time, only for autologging, and skips it
+    when that package is not installed (it catches the ImportError). The recorder never trains,
+    so it marks the package absent: 3 s less per recorder process (measured here: 8.6 s -> 5.5 s
+    to import mlflow.pytorch in a fresh process).
+    """
+    sys.modules.setdefault("pytorch_lightning", None)  # type: ignore[arg-type]
+    import mlflow.pytorch  # noqa: F401
+
+
+def pip_requirements() -> list[str]:
+    """Given explicitly: MLflow's own inference starts a subprocess that costs ~6 s a model."""
+    import torch
+
+    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+
+
+def log_trained_model(client: MlflowClient, run_id: str, model: ModelPayload, step: int) -> str:
+    """Log the model (pt2, signature, input example) to the run; register it when asked.
+
+    Returns the model's URI (models:/<model_id>). `step` links the run's final metrics to it.
+    """
+    import_pytorch_flavor()
+    signature = infer_signature(model.example, model.output)
+    # Created here, in the run's experiment: log_model without an active fluent run would put it
+    # in the Default experiment, whose artifacts land in ./mlruns under the current folder.
+    record = client.get_run(run_id)
+    logged = client.create_logged_model(
+        experiment_id=record.info.experiment_id,
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        params=record.data.params,
+        tags={"mlflow.source.name": "trainlab-train"},
+    )
+    # log_model works through MLflow's fluent API: point it at this run's store. The recorder
+    # handles one message at a time, so this process-wide setting cannot cross runs.
+    mlflow.set_tracking_uri(client.tracking_uri)
+    info = mlflow.pytorch.log_model(
+        model.module,
+        name=MODEL_NAME,
+        signature=signature,
+        input_example=model.example,
+        pip_requirements=pip_requirements(),
+        registered_model_name=model.register,
+        # trainlab-predict matches CSV columns by these names and labels its output with them.
+        metadata={"feature_names": model.feature_names, "target_names": model.target_names},
+        run_id=run_id,  # explicit: no fluent active run to start, end or leak
+        model_id=logged.model_id,
+        step=step,
+    )
+    if model.register and info.registered_model_version is not None:
+        client.set_registered_model_alias(
+            model.register, model.alias, str(info.registered_model_version)
+        )
+    return info.model_uri

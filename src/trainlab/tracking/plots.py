@@ -1,0 +1,171 @@
+"""Plots of a run, drawn by the recorder when the run ends (also when it fails), under `plots/`.
+
+The curves come from the rows the recorder wrote (History, kept as they arrive: at most
+MAX_POINTS per curve, thinned evenly for longer runs), never read back from the store; the fit and
+the residuals come from a sample of the data and the trained model's predictions, which the
+trainer hands over. Figures are matplotlib `Figure`s on the Agg canvas: no pyplot state.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
+
+from trainlab.tracking.protocol import PlotData, Rows
+
+TRAJECTORY_LINES = 24  # more parameter curves than this make an unreadable plot
+MAX_POINTS = 20_000  # per curve; a longer history keeps every 2nd, 4th, ... point
+LOSS_KEYS = ("train/loss", "val/loss")
+PARAMETER_PREFIXES = ("weight/", "bias/")
+SIZE = (7, 4.5)  # inches, at 100 dpi: 700 x 450 pixels
+
+
+class Curve:
+    """One metric's (step, value) points, thinned evenly once it holds MAX_POINTS."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.values: list[float] = []
+        self.stride, self.seen = 1, 0
+
+    def add(self, step: int, value: float) -> None:
+        if self.seen % self.stride == 0:
+            self.steps.append(step)
+            self.values.append(value)
+            if len(self.steps) >= MAX_POINTS:
+                self.steps, self.values = self.steps[::2], self.values[::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def finite(self) -> tuple[list[int], list[float]]:
+        # A diverged run (guard.nonfinite=warn) has NaN and inf: not drawable.
+        points = [
+            (s, v)
+            for s, v in zip(self.steps, self.values, strict=True)
+            if math.isfinite(v) and abs(v) < sys.float_info.max
+        ]
+        return [s for s, _ in points], [v for _, v in points]
+
+
+class History:
+    """The curves the plots draw: the losses and the first TRAJECTORY_LINES parameters."""
+
+    def __init__(self) -> None:
+        self.curves: dict[str, Curve] = {}
+        self.parameters: set[str] = set()
+
+    def add(self, rows: Rows) -> None:
+        columns = []
+        for index, key in enumerate(rows.keys):
+            if key.startswith(PARAMETER_PREFIXES):
+                self.parameters.add(key)
+                if key not in self.curves and len(self.trajectory_keys()) >= TRAJECTORY_LINES:
+                    continue
+            elif key not in LOSS_KEYS:
+                continue
+            columns.append((index, self.curves.setdefault(key, Curve())))
+        for row, step in enumerate(rows.steps.tolist()):
+            values = rows.values[row]
+            for index, curve in columns:
+                curve.add(step, float(values[index]))
+
+    def trajectory_keys(self) -> list[str]:
+        return sorted(k for k in self.curves if k.startswith(PARAMETER_PREFIXES))
+
+
+def log_run_plots(client: MlflowClient, run_id: str, history: History, data: PlotData) -> list[str]:
+    """Draw every plot that has something to show; log them as `plots/*.png`; return names."""
+    figures: dict[str, Figure] = {}
+    if "train/loss" in history.curves:
+        figures["loss.png"] = loss_figure(history)
+    if data.predicted:
+        figures["fit.png"] = fit_figure(data)
+        figures["residuals.png"] = residual_figure(data)
+    if history.trajectory_keys():
+        figures["weights.png"] = weight_figure(history)
+    if figures:
+        with tempfile.TemporaryDirectory(prefix="trainlab-plots-") as folder:
+            for name, figure in figures.items():
+                figure.savefig(Path(folder) / name, dpi=100)
+            client.log_artifacts(run_id, folder, "plots")
+    return sorted(figures)
+
+
+def loss_figure(history: History) -> Figure:
+    figure = Figure(figsize=SIZE, layout="tight")
+    axes = figure.subplots()
+    everything: list[float] = []
+    for key in LOSS_KEYS:
+        if key in history.curves:
+            steps, values = history.curves[key].finite()
+            axes.plot(steps, values, label=key, marker="o" if len(steps) < 30 else None, ms=3)
+            everything += values
+    positive = [v for v in everything if v > 0]
+    # A loss that falls by orders of magnitude is a straight line on a log scale.
+    if positive and len(positive) == len(everything) and max(positive) / min(positive) > 50:
+        axes.set_yscale("log")
+    axes.set(xlabel="step", ylabel="loss", title="Loss")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return figure
+
+
+def fit_figure(data: PlotData) -> Figure:
+    """One feature: the data and the fitted line. Several: predicted against actual."""
+    figure = Figure(figsize=SIZE, layout="tight")
+    axes = figure.subplots()
+    if next(iter(data.x.values())).shape[1] == 1:
+        for name, y in data.y.items():
+            for t in range(y.shape[1]):
+                axes.scatter(data.x[name][:, 0], y[:, t], s=18, label=f"{name} data")
+        line_x = np.concatenate([data.x[name][:, 0] for name in data.predicted])
+        line_y = np.concatenate(list(data.predicted.values()))
+        order = np.argsort(line_x)
+        for t in range(line_y.shape[1]):
+            label = "fitted line" if t == 0 else None
+            axes.plot(line_x[order], line_y[order, t], color="C3", label=label)
+        feature = data.feature_names[0] if data.feature_names else "x"
+        axes.set(xlabel=feature, ylabel=", ".join(data.target_names) or "y", title="Fit")
+    else:
+        for name, y in data.y.items():
+            axes.scatter(y.reshape(-1), data.predicted[name].reshape(-1), s=12, label=name)
+        both = np.concatenate([y.reshape(-1) for y in data.y.values()])
+        low, high = float(both.min()), float(both.max())
+        axes.plot([low, high], [low, high], color="gray", ls="--", label="prediction = actual")
+        axes.set(xlabel="actual", ylabel="predicted", title="Predicted against actual")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return figure
+
+
+def residual_figure(data: PlotData) -> Figure:
+    figure = Figure(figsize=SIZE, layout="tight")
+    axes = figure.subplots()
+    for name, y in data.y.items():
+        predicted = data.predicted[name]
+        axes.scatter(predicted.reshape(-1), (y - predicted).reshape(-1), s=14, label=name)
+    axes.axhline(0.0, color="gray", ls="--")
+    axes.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return figure
+
+
+def weight_figure(history: History) -> Figure:
+    figure = Figure(figsize=SIZE, layout="tight")
+    axes = figure.subplots()
+    keys = history.trajectory_keys()
+    for key in keys:
+        axes.plot(*history.curves[key].finite(), label=key)
+    total = len(history.parameters)
+    title = "Parameters" + (f" (first {len(keys)} of {total})" if len(keys) < total else "")
+    axes.set(xlabel="step", ylabel="value", title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", ncol=2 if len(keys) > 8 else 1)
+    return figure

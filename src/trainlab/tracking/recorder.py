@@ -1,0 +1,156 @@
+"""The recorder process: owns the MLflow client and writes what trainers hand over.
+
+`python -m trainlab.tracking.recorder` reads its `Launch` from standard input, listens on a Unix
+socket at once, then imports MLflow, opens the store and imports what finishing a run needs
+(matplotlib, torch), all while the trainer is still importing torch and Lightning. Messages from
+every connection (the trainer, a ddp_spawn rank, a sweep's local jobs) go through one queue and
+are handled one at a time by this process's main thread: SQLite has one writer, and each run's
+messages are handled in the order they were sent.
+
+It ends once its owner (the process that started it) is gone and every connection is closed. A
+run whose trainer disconnected without finishing it (killed, crashed) ends KILLED with all it was
+handed; SIGTERM and SIGINT are held off until then (SLURM signals every process of a job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import queue
+import shutil
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, Listener
+from pathlib import Path
+from typing import Any
+
+from trainlab.errors import one_line
+from trainlab.logs import quiet_libraries
+from trainlab.tracking import protocol as msg
+from trainlab.tracking.client import Launch
+
+CLOSED = "closed"  # pseudo-message: a connection ended
+DIED_TAG = "trainlab.failure"
+
+
+@dataclass(eq=False)
+class Peer:
+    """One connection; replies to it are sent from two threads, under its lock."""
+
+    conn: Connection
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tokens: set[str] = field(default_factory=set)  # runs and sweeps it opened
+
+    def reply(self, status: str, result: Any) -> None:
+        with self.lock, contextlib.suppress(OSError):  # a sender that is gone hears nothing
+            self.conn.send_bytes(pickle.dumps((status, result), pickle.HIGHEST_PROTOCOL))
+
+
+class RecorderProcess:
+    def __init__(self, launch: Launch) -> None:
+        self.launch = launch
+        self.inbox: queue.Queue[tuple[Peer, tuple]] = queue.Queue()
+        self.peers: set[Peer] = set()
+        self.peers_lock = threading.Lock()
+        self.handlers: Any = None  # tracking.handlers.Handlers, once MLflow is imported
+
+    # ------------------------------------------------------------------ connections
+    def serve(self, listener: Listener) -> None:
+        while True:
+            try:
+                conn = listener.accept()
+            except (OSError, EOFError):
+                continue  # a client that failed the handshake
+            peer = Peer(conn)
+            with self.peers_lock:
+                self.peers.add(peer)
+            threading.Thread(target=self.read, args=(peer,), daemon=True).start()
+
+    def read(self, peer: Peer) -> None:
+        while True:
+            try:
+                message = pickle.loads(peer.conn.recv_bytes())
+            except (OSError, EOFError):
+                self.inbox.put((peer, (CLOSED, "", None, None)))
+                return
+            except Exception:  # a message that cannot be read: a bug; the sender is told by EOF
+                traceback.print_exc()
+                peer.conn.close()
+                self.inbox.put((peer, (CLOSED, "", None, None)))
+                return
+            if message[3] == "queued":
+                peer.reply("ok", None)
+            self.inbox.put((peer, message))
+
+    # ------------------------------------------------------------------ the writer loop
+    def run(self) -> None:
+        while True:
+            try:
+                peer, message = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                if self.finished():
+                    return
+                continue
+            kind, token, payload, reply = message
+            if kind == CLOSED:
+                with self.peers_lock:
+                    self.peers.discard(peer)
+                self.handlers.disconnected(peer.tokens)
+                continue
+            if kind in (msg.OPEN, msg.SWEEP_START):
+                peer.tokens.add(token)
+            try:
+                result = self.handlers.handle(kind, token, payload)
+            except Exception as err:
+                if reply == "handled":
+                    peer.reply("error", one_line(err))
+                continue
+            if kind in (msg.FINISH, msg.SWEEP_END):
+                peer.tokens.discard(token)
+            if reply == "handled":
+                peer.reply("ok", result)
+
+    def finished(self) -> bool:
+        """The owner is gone (or said so) and nobody is connected: nothing more can come."""
+        owner_gone = os.getppid() != self.launch.owner_pid or self.handlers.shutdown
+        with self.peers_lock:
+            idle = not self.peers
+        return owner_gone and idle and self.inbox.empty()
+
+
+def main() -> None:
+    launch: Launch = pickle.load(sys.stdin.buffer)
+    # SLURM and terminals signal every process of a job; the trainer decides when the run ends,
+    # and this process ends when its owner is gone (see RecorderProcess.finished).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    recorder = RecorderProcess(launch)
+    listener = Listener(launch.address.path, "AF_UNIX", authkey=launch.address.authkey)
+    threading.Thread(target=recorder.serve, args=(listener,), daemon=True).start()
+    # MLflow sets its loggers' level from this when it is imported ("Creating initial MLflow
+    # database tables..." is INFO); this process's own environment, not the trainer's.
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
+    quiet_libraries()
+    # Imported only now: the socket is listening before the 2 s of importing MLflow.
+    from trainlab.tracking.handlers import Handlers
+
+    code = 0
+    try:
+        recorder.handlers = Handlers(launch.store_uri, launch.warm)
+        recorder.run()
+    except BaseException:  # a bug: say where, and let the trainer report that it stopped
+        traceback.print_exc()
+        code = 1
+    shutil.rmtree(Path(launch.address.path).parent, ignore_errors=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is written; skip unloading MLflow, SQLAlchemy and torch (over a second).
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The MLflow side of one run, inside the recorder process: create (or re-open) the run, write
+what the trainer hands over, and end it with its plots, model and status.
+
+The history the plots are drawn from is kept here as the rows arrive (plots.History), so the
+plots never read the run's metrics back from the store (13 s for a 50,000-step run before).
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from trainlab.tracking.model import log_trained_model
+from trainlab.tracking.plots import History, log_run_plots
+from trainlab.tracking.protocol import ERROR_TAG, FinalReport, Rows, RunInfo, RunSpec, RunStart
+
+MAX_PARAM_VALUE_CHARS = 6000
+MAX_KEY_CHARS = 250
+MAX_TAG_CHARS = 5000
+
+
+def safe_folder_name(name: str) -> str:
+    """A user-given name as one folder name that cannot climb out of its parent."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".")
+    return cleaned or "experiment"
+
+
+def experiment_id(client: MlflowClient, name: str, artifact_root: str | None) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (Path(artifact_root) / safe_folder_name(name)).as_uri() if artifact_root else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # Processes started together race to create it: the loser uses the winner's.
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def as_params(values: dict[str, Any]) -> list[Param]:
+    return [Param(k[:MAX_KEY_CHARS], str(v)[:MAX_PARAM_VALUE_CHARS]) for k, v in values.items()]
+
+
+def as_tags(values: dict[str, Any]) -> list[RunTag]:
+    return [RunTag(k[:MAX_KEY_CHARS], str(v)[:MAX_TAG_CHARS]) for k, v in values.items()]
+
+
+class RunWriter:
+    """Everything the recorder does for one run; any MLflow error ends the run FAILED."""
+
+    def __init__(self, client: MlflowClient, spec: RunSpec, parent_tags: dict[str, str]) -> None:
+        self.client, self.spec = client, spec
+        if spec.resume_run_id is None:
+            exp_id = experiment_id(client, spec.experiment_name, spec.artifact_root)
+            tags = {**spec.tags, **parent_tags}
+            run = client.create_run(exp_id, run_name=spec.run_name, tags=tags)
+        else:
+            client.update_run(spec.resume_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            run = client.get_run(spec.resume_run_id)
+        self.info = RunInfo(
+            run.info.run_id, run.info.run_name or "", run.info.experiment_id, spec.uri
+        )
+        self.history = History()
+        self.finished = False
+
+    @property
+    def run_id(self) -> str:
+        return self.info.run_id
+
+    def start(self, start: RunStart) -> None:
+        self.client.log_batch(self.run_id, params=as_params(start.params))
+        for artifact_file, content in start.files.items():
+            self.client.log_dict(self.run_id, content, artifact_file)
+        self.log_metrics(start.metrics, step=0)
+
+    def rows(self, rows: Rows) -> None:
+        metrics = [
+            Metric(key, float(value), int(ms), int(step))
+            for step, ms, values in zip(rows.steps, rows.times, rows.values, strict=True)
+            for key, value in zip(rows.keys, values, strict=True)
+        ]
+        self.client.log_batch(self.run_id, metrics=metrics)  # MLflow splits it into requests
+        self.history.add(rows)
+
+    def log_metrics(self, metrics: dict[str, float], step: int, ms: int = 0) -> None:
+        if metrics:
+            batch = [Metric(k, float(v), ms, step) for k, v in metrics.items()]
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=as_tags(tags))
+
+    def artifact(self, local_path: str, artifact_path: str) -> None:
+        self.client.log_artifact(self.run_id, local_path, artifact_path)
+
+    def finish(self, report: FinalReport, clock_ms: int) -> RunInfo:
+        """Final metrics, tags, plots and model; then the status. A plot or model that cannot
+        be written is reported (a warning) without failing a run that trained."""
+        warnings: list[str] = []
+        self.log_metrics(report.metrics, report.step, clock_ms)
+        tags = dict(report.tags)
+        if report.error:
+            tags[ERROR_TAG] = report.error
+        if tags:
+            self.tags(tags)
+        for artifact_file, text in report.texts.items():
+            self.client.log_text(self.run_id, text, artifact_file)
+        if report.plots is not None:
+            try:
+                log_run_plots(self.client, self.run_id, self.history, report.plots)
+            except Exception as err:  # drawing must not hide how the run ended
+                warnings.append(f"plots not drawn: {err}")
+        model_uri = None
+        if report.model is not None and report.status == "FINISHED":
+            try:
+                model_uri = log_trained_model(self.client, self.run_id, report.model, report.step)
+            except Exception as err:
+                warnings.append(f"model not logged: {err}")
+                traceback.print_exc()
+        self.end(report.status)
+        return RunInfo(
+            self.run_id, self.info.run_name, self.info.experiment_id, self.spec.uri,
+            model_uri, tuple(warnings),
+        )  # fmt: skip
+
+    def end(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, RunStatus.to_string(getattr(RunStatus, status)))
+        self.finished = True
