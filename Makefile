@@ -29,6 +29,10 @@ sweep: $(STAMP)  ## a learning-rate sweep of the seed pipeline: one MLflow paren
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+.PHONY: test-fast
+test-fast: $(STAMP)  ## the quick loop: every test not marked slow (no end-to-end subprocesses)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 .PHONY: compare
 compare: $(STAMP)  ## numpy, autograd and lightning engines on the seed data, one MLflow experiment
 	$(BIN)/trainlab-train -m experiment=compare_engines $(ARGS)

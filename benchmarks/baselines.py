@@ -17,6 +17,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+# The same in-memory batcher for the floor as for trainlab: the floor measures the Trainer alone.
+from trainlab.data.batches import TensorBatches
+
+__all__ = ["TensorBatches"]
+
 
 def seed_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.tensor([[1], [2], [3], [4]], dtype=torch.float32)

@@ -19,7 +19,8 @@ def test_prints_its_address_and_serves_the_store_with_artifacts(dashboard, monke
     assert f"MLflow dashboard at {url}" in printed and str(home / "mlflow.db") in printed
     # A run written to the embedded store directly (as trainlab-train writes it) ...
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    run = client.create_run(experiment_id(client, "ui-check"), run_name="ui-run")
+    root = str(home / "mlartifacts")
+    run = client.create_run(experiment_id(client, "ui-check", root), run_name="ui-run")
     picture = home / "loss.png"
     picture.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     client.log_artifact(run.info.run_id, str(picture), "plots")

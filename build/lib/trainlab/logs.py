@@ -8,7 +8,6 @@ harmless warnings) and pins the loggers that Lightning and MLflow configure them
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 
 # Lightning's INFO lines ("GPU available: False", "💡 Tip: ...") and MLflow's ("Creating initial
@@ -26,7 +25,6 @@ HARMLESS_WARNINGS = (
 
 def quiet_libraries() -> None:
     """Library loggers at WARNING, harmless library warnings off (idempotent, cheap)."""
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in HARMLESS_WARNINGS:

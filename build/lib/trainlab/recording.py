@@ -79,14 +79,18 @@ class RunSession:
             print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")
             self.run.set_tags({"trainlab.resumed_at_step": resume_from.step})
         else:
-            resolved = OmegaConf.to_container(OmegaConf.structured(self.settings), resolve=True)
-            files = {
-                "config/resolved.yaml": resolved,
-                "config/overrides.yaml": {"overrides": task_overrides()},
-            }
-            params = {k: str(v) for k, v in flatten(resolved).items()}
-            self.run.start(RunStart(params, files, first_metrics))
+            self.run.start(self._run_start(first_metrics))
         return self.run
+
+    def _run_start(self, first_metrics: dict[str, float]) -> RunStart:
+        """The config as params and files (config/resolved.yaml, config/overrides.yaml)."""
+        resolved = OmegaConf.to_container(OmegaConf.structured(self.settings), resolve=True)
+        files = {
+            "config/resolved.yaml": resolved,
+            "config/overrides.yaml": {"overrides": task_overrides()},
+        }
+        params = {k: str(v) for k, v in flatten(resolved).items()}
+        return RunStart(params, files, first_metrics)
 
     def _open(self, tags: dict[str, str], resume_from: ResumePoint | None) -> TrackedRun:
         target = self.target
@@ -121,7 +125,10 @@ class RunSession:
         if self.run is None and not self.target.record_early_failure:
             return
         interrupted = isinstance(err, KeyboardInterrupt | SystemExit)
-        run = self.run or self._open({"mlflow.source.name": "trainlab-train"}, None)
+        run = self.run
+        if run is None:  # a sweep job that failed before its run existed
+            run = self._open({"mlflow.source.name": "trainlab-train"}, None)
+            run.start(self._run_start({}))
         plots = None
         if self.settings.tracking.plots and self.data is not None and self.run is not None:
             plots = plot_data(self.data, self.module)

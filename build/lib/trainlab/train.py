@@ -149,6 +149,10 @@ def cli() -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()  # the job's log file
+    if "joblib.externals.loky" in sys.modules:
+        # A parallel sweep's main process (light: no torch, no MLflow): exit normally, so that
+        # joblib's exit handler stops its idle worker processes instead of orphaning them.
+        sys.exit(status)
     os._exit(status)
 
 

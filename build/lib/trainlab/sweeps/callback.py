@@ -22,11 +22,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.config.checks import check_config
+from trainlab.data.checks import check_source
 from trainlab.errors import ConfigError, one_line
 from trainlab.paths import default_artifact_root, tracking_uri
 from trainlab.sweeps.state import STOP_FILE, Sweep, sweep_jobs, swept_keys
 from trainlab.tracking import protocol as msg
-from trainlab.tracking.client import private_recorder, warm_for
+from trainlab.tracking.client import private_recorder, shared_recorder, warm_for
 from trainlab.tracking.source import git_commit
 from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
@@ -68,6 +69,8 @@ class SweepCallback(Callback):
         except Exception as err:  # Hydra would only warn; the command must not exit 0
             _problem = f"the sweep's summary failed: {one_line(err)}"
             return
+        sweep.parent_run_id = outcome.parent_run_id  # in the folder too, for whoever looks
+        sweep.save()
         print(outcome.summary)
         if outcome.warning:
             print(f"trainlab-train: warning: {outcome.warning}", file=sys.stderr)
@@ -87,7 +90,7 @@ def check_jobs(config: DictConfig) -> None:
             cfg = loader.load_sweep_config(master_config=config, sweep_overrides=overrides)
             with open_dict(cfg):
                 del cfg["hydra"]
-            check_config(cfg)
+            check_source(check_config(cfg).data)
         except Exception as err:
             raise ConfigError(f"sweep job `{' '.join(overrides)}`: {one_line(err)}") from None
 
@@ -100,7 +103,7 @@ def start_sweep(config: DictConfig) -> Sweep:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     recorder = private_recorder(uri, warm_for(config.tracking))
     address = recorder.address
-    local = HydraConfig.get().launcher._target_.rsplit(".", 1)[-1] in LOCAL_LAUNCHERS
+    local = config.hydra.launcher._target_.rsplit(".", 1)[-1] in LOCAL_LAUNCHERS
     preset = config.hydra.runtime.choices.get("experiment") or "grid"
     sweep = Sweep(
         uuid.uuid4().hex, uri, config.experiment_name, str(sweep_dir),
@@ -141,7 +144,7 @@ def start_sweep(config: DictConfig) -> Sweep:
 
 
 def end_sweep(sweep: Sweep, end: msg.SweepEnd) -> msg.SweepOutcome:
-    return private_recorder().send(msg.SWEEP_END, sweep.token, end, "handled")
+    return shared_recorder(sweep.recorder_address).send(msg.SWEEP_END, sweep.token, end, "handled")
 
 
 def end_unfinished_sweep(err: BaseException) -> None:

@@ -131,6 +131,9 @@ def main() -> None:
     recorder = RecorderProcess(launch)
     listener = Listener(launch.address.path, "AF_UNIX", authkey=launch.address.authkey)
     threading.Thread(target=recorder.serve, args=(listener,), daemon=True).start()
+    # MLflow sets its loggers' level from this when it is imported ("Creating initial MLflow
+    # database tables..." is INFO); this process's own environment, not the trainer's.
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
     quiet_libraries()
     # Imported only now: the socket is listening before the 2 s of importing MLflow.
     from trainlab.tracking.handlers import Handlers

@@ -1,0 +1,222 @@
+"""The measuring tools of `make bench`: results and their table, trainlab in-process, and the
+whole-process measures (sweeps, cold start, long runs, config errors)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from trainlab import pipeline
+from trainlab.config.checks import check_config
+from trainlab.config.schema import register_configs
+from trainlab.data.dataset import Dataset
+from trainlab.engines.base import FitContext
+from trainlab.engines.lightning import fit_lightning
+from trainlab.logs import quiet_libraries
+from trainlab.models.module import build_module
+from trainlab.paths import CONFIG_DIR, output_dir
+from trainlab.signals import Interrupts
+from trainlab.tracking.client import TrackingTarget, private_recorder
+from trainlab.tracking.protocol import SYNC
+from trainlab.train import train
+
+# What a run records beyond its metrics: checkpoint, plots and the logged model; measured both ways.
+LEAN = ("tracking.plots=false", "tracking.log_model=false")
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Result:
+    name: str
+    what: str
+    baseline_s: float
+    trainlab_s: float
+    target: float  # trainlab / baseline must be <= target (or >= for speed-ups, see `higher`)
+    higher: bool = False
+    peer: float | None = None  # naive stack's time / trainlab's, where it was measured
+
+    @property
+    def ratio(self) -> float:
+        if self.higher:
+            return self.baseline_s / self.trainlab_s
+        return self.trainlab_s / self.baseline_s
+
+    @property
+    def passed(self) -> bool:
+        return self.ratio >= self.target if self.higher else self.ratio <= self.target
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| measure | what | baseline s | trainlab s | ratio | target | result | naive / trainlab |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        sign = ">=" if r.higher else "<="
+        informative = r.target == float("inf")
+        target = "-" if informative else f"{sign} {r.target:g}"
+        verdict = "-" if informative else ("pass" if r.passed else "FAIL")
+        peer = f"{r.peer:.1f}x" if r.peer is not None else ""
+        lines.append(
+            f"| {r.name} | {r.what} | {r.baseline_s:.4f} | {r.trainlab_s:.4f} | {r.ratio:.2f} "
+            f"| {target} | {verdict} | {peer} |"
+        )
+    return "\n".join(lines)
+
+
+def median_time(fn: Callable[[], float | None], repeats: int) -> float:
+    """Median seconds of `fn` (its own return value when it times itself, else wall time)."""
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        own = fn()
+        samples.append(own if own is not None else time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+class Trainlab:
+    """trainlab in-process: Hydra's compose API over conf/, then the entry's own `train` (checks,
+    recorder, pipeline) as `trainlab-train` runs it after composing."""
+
+    def __init__(self, home: Path) -> None:
+        os.environ["TRAINLAB_HOME"] = str(home)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        register_configs()
+        quiet_libraries()
+        self._hydra = initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3")
+        self._hydra.__enter__()
+
+    def close(self) -> None:
+        self._hydra.__exit__(None, None, None)
+
+    def compose(self, *overrides: str) -> DictConfig:
+        return compose(config_name="train", overrides=["print_every=0", *overrides])
+
+    def run(self, *overrides: str) -> float:
+        """Seconds until the run's everything is in the store (a single run waits for that)."""
+        cfg = self.compose(*overrides)
+        start = time.perf_counter()
+        with redirect_stdout(StringIO()):
+            train(cfg, None)
+        return time.perf_counter() - start
+
+    def big_data_epoch(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+        """One epoch through trainlab's Lightning engine (module, batcher, Trainer), untracked."""
+        device = "gpu" if x.is_cuda else "cpu"
+        settings = check_config(
+            self.compose(
+                "data=synthetic", f"data.batch_size={batch_size}", "max_epochs=1",
+                "tracking=none", f"device.accelerator={device}",
+            )
+        )  # fmt: skip
+        data = Dataset(x, y)
+        module = build_module(settings, x.shape[1], y.shape[1], False)
+        context = FitContext(
+            settings, data, module, device, None, None, Interrupts(), output_dir() / "bench"
+        )
+        start = time.perf_counter()
+        fit_lightning(context)
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+
+def p4_serial_jobs(lab: Trainlab, home: Path, jobs: int, *extra: str) -> Result:
+    """Seconds per tracked 100-epoch job of a serial sweep, as its jobs run: each job returns
+    once the recorder has its run (plots and model are written while the next job trains); the
+    time includes waiting for the last job's to be in the store."""
+
+    def sweep(tracked: bool) -> float:
+        options = extra if tracked else ("tracking=none",)
+        settings = [check_config(lab.compose(f"seed={i}", *options)) for i in range(jobs)]
+        recorder = private_recorder()
+        target = TrackingTarget(
+            recorder, f"sqlite:///{home / 'mlflow.db'}", "bench_sweep", None, {},
+            str(home / "mlartifacts"), wait="queued",
+        )  # fmt: skip
+        start = time.perf_counter()
+        with redirect_stdout(StringIO()):
+            for job in settings:
+                pipeline.run(job, target if tracked else None)
+        recorder.send(SYNC, "", reply="handled")  # the last job's plots and model are in
+        return (time.perf_counter() - start) / jobs
+
+    untracked = sweep(False)
+    tracked = sweep(True)
+    label = "metrics only" if extra else "defaults: + checkpoint, plots, model"
+    target = 0.10 if extra else 0.20
+    what = f"s per tracked 100-epoch job, serial {jobs}-job sweep, {label} (untracked {untracked:.3f} s)"
+    # The target is in seconds: the baseline column holds it, the ratio is seconds / target.
+    return Result("P4", what, target, tracked, 1.0)
+
+
+def wall(command: list[str], env: dict[str, str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, cwd=cwd, capture_output=True)
+    return time.perf_counter() - start
+
+
+def p4_parallel(home: Path, jobs: int, epochs: int, target: float) -> Result:
+    env = {**os.environ, "TRAINLAB_HOME": str(home)}
+    base = [str(BIN / "trainlab-train"), "-m", f"seed=range({jobs})", f"max_epochs={epochs}",
+            "print_every=0", "experiment_name=bench_par"]  # fmt: skip
+    serial = wall(base, env, home)
+    parallel = wall([*base, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], env, home)
+    what = f"{jobs}-job sweep of {epochs} epochs: serial vs joblib n_jobs=2 (speed-up)"
+    return Result("P4-par", what, serial, parallel, target, higher=True)
+
+
+def p5_whole_process(home: Path, repeats: int, *extra: str) -> Result:
+    env = {**os.environ, "TRAINLAB_HOME": str(home)}
+    bare = [sys.executable, "-c", "import torch, lightning, mlflow, hydra"]
+    ours = [str(BIN / "trainlab-train"), "experiment=seed_pipeline", "print_every=0", *extra]
+    wall(ours, env, home)  # warm the OS file cache and the store
+    bare_s = statistics.median(wall(bare, env, home) for _ in range(repeats))
+    ours_s = statistics.median(wall(ours, env, home) for _ in range(repeats))
+    label, target = (" ".join(extra), 1.00) if extra else ("defaults", 1.10)
+    what = f"`trainlab-train` seed pipeline ({label}) vs bare import process, whole process"
+    return Result("P5", what, bare_s, ours_s, target)
+
+
+def s1_long_run(home: Path, steps: int, repeats: int) -> Result:
+    env = {**os.environ, "TRAINLAB_HOME": str(home)}
+    run = [str(BIN / "trainlab-train"), f"max_epochs={steps}", "print_every=0"]
+    untracked = statistics.median(wall([*run, "tracking=none"], env, home) for _ in range(repeats))
+    tracked = statistics.median(wall(run, env, home) for _ in range(repeats))
+    what = f"{steps}-step seed run with the defaults vs untracked, whole process"
+    return Result("S1", what, untracked, tracked, 1.15)
+
+
+F1_CASES = [
+    ["optimizer=foo"],
+    ["optimizer.momentun=0.9"],
+    ["max_epochs=ten"],
+    ["optimizer.lr=0"],
+    ["data=csv", "data.path=/no/such.csv", "data.target=y"],
+    ["data=csv", "data.path={home}/bench.csv", "data.target=price"],
+]
+
+
+def f1_config_errors(home: Path, repeats: int) -> Result:
+    """The slowest of the config errors, command start to its error line (the process exits
+    right after printing it)."""
+    env = {**os.environ, "TRAINLAB_HOME": str(home)}
+    (home / "bench.csv").write_text("a,b\n1,2\n")
+    worst = 0.0
+    for case in F1_CASES:
+        command = [str(BIN / "trainlab-train"), *(a.format(home=home) for a in case)]
+        worst = max(worst, statistics.median(wall(command, env, home) for _ in range(repeats)))
+    what = f"slowest of {len(F1_CASES)} config errors (option, key, type, value, CSV), to exit"
+    return Result("F1", what, 1.0, worst, 1.0)
