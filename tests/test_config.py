@@ -73,7 +73,9 @@ def test_bad_values_stop_with_one_line(composed, override, message):
 
 
 def test_unknown_key_and_wrong_type_fail_while_composing(composed):
-    with pytest.raises(ConfigCompositionException, match=r"Could not override 'optimizer\.momentun'"):
+    with pytest.raises(
+        ConfigCompositionException, match=r"Could not override 'optimizer\.momentun'"
+    ):
         composed("optimizer.momentun=0.9")
     with pytest.raises(ConfigCompositionException) as err:
         composed("max_epochs=many")
