@@ -165,6 +165,7 @@ def test_bad_input_in_process(train_in_process, home, monkeypatch, name, args, e
     assert_nothing_running(home)
 
 
+@pytest.mark.slow
 def test_bad_inputs_as_real_commands(tmp_path):
     """The subset as `trainlab-train` subprocesses, side by side; and HYDRA_FULL_ERROR=1."""
     cases = [c for c in CASES if c[0] in CLI_SUBSET]

@@ -10,6 +10,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import all_runs, run_cli
 
+pytestmark = pytest.mark.slow  # end to end: real subprocesses and servers
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install -c requirements.lock)"

@@ -11,6 +11,8 @@ import yaml
 
 from tests.helpers import all_runs, run_cli
 
+pytestmark = pytest.mark.slow  # end to end: real subprocesses and servers
+
 
 def the_run(client):
     runs = all_runs(client)
@@ -149,3 +151,21 @@ def test_bad_input_one_line_no_run(home, client, args, expected):
     assert lines[0].startswith("trainlab-train: error: ") and expected in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
     assert not [r for r in all_runs(client) if r.info.status == "RUNNING"]
+
+
+def test_the_console_shows_the_run_not_the_libraries(fresh_home):
+    """A multirun on a brand-new store: the seed's lines, the run ids and the summary; none of
+    Lightning's banners, MLflow's table creation or Hydra's decorations."""
+    done = run_cli("-m", "seed=0,1", "max_epochs=3", home=fresh_home)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    for noise in ("GPU available", "Tip", "Creating initial MLflow", "[HYDRA]", "INFO"):
+        assert noise not in done.stdout, noise
+    assert done.stdout.count("\nMLflow run ") == 2 and "Sweep summary (2 of 2" in done.stdout
+
+
+def test_long_runs_print_a_few_lines_off_a_terminal(home):
+    done = run_cli("max_epochs=2000", "tracking=none", home=home)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
+    assert 15 <= len(lines) <= 21 and lines[0].startswith("epoch 0,")  # not 200 lines

@@ -7,10 +7,13 @@ import subprocess
 import urllib.parse
 import urllib.request
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.dashboard_server import free_port, ui_command, ui_env
 from trainlab.tracking.writer import experiment_id
+
+pytestmark = pytest.mark.slow  # end to end: real subprocesses and servers
 
 
 def test_prints_its_address_and_serves_the_store_with_artifacts(dashboard, monkeypatch):

@@ -183,6 +183,7 @@ def test_seed_numpy_preset_takes_the_true_gradient(composed, client):
     assert weights == pytest.approx([w for w, _ in note_17(learning_rate=0.0025)], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_seed_autograd_prints_the_note_18_run(home, client):
     done = run_cli("experiment=seed_autograd", home=home)
     assert done.returncode == 0, done.stderr
@@ -195,6 +196,7 @@ def test_seed_autograd_prints_the_note_18_run(home, client):
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 100
 
 
+@pytest.mark.slow
 def test_compare_engines_sweep_puts_the_three_side_by_side(home, client):
     """What `make compare` runs: one multirun, one MLflow experiment, three agreeing runs."""
     done = run_cli("-m", "experiment=compare_engines", home=home)

@@ -17,6 +17,8 @@ import torch
 
 from tests.helpers import TRAIN, all_runs, run_cli
 
+pytestmark = pytest.mark.slow  # end to end: real subprocesses and servers
+
 
 def history(client, run_id: str, key: str = "train/loss") -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]

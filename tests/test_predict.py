@@ -50,6 +50,7 @@ def predicted(capsys, *args: str) -> list[list[float]]:
     return [[float(v) for v in line.split()] for line in capsys.readouterr().out.splitlines()]
 
 
+@pytest.mark.slow
 def test_console_script_reproduces_pred_after_from_the_model_alone(seed_run, seed_store):
     home = seed_store[0]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

@@ -21,6 +21,8 @@ from trainlab.paths import CONFIG_DIR
 from trainlab.sweeps.callback import check_jobs
 from trainlab.sweeps.state import sweep_jobs
 
+pytestmark = pytest.mark.slow  # end to end: real subprocesses and servers
+
 QUIET = ("print_every=0",)
 
 

@@ -83,6 +83,7 @@ TRAINER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_trainer_killed_hard_leaves_its_run_killed_with_every_row(home, client):
     done = subprocess.run(
         [sys.executable, "-c", TRAINER, client.tracking_uri],

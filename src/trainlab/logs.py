@@ -20,6 +20,8 @@ HARMLESS_WARNINGS = (
     # The data module's way of saying "no validation data" under DDP.
     ".*Total length of `list` across ranks is zero.*",
     ".*`isinstance.treespec, LeafSpec.` is deprecated.*",
+    # On any machine with SLURM's tools installed, every local run would say it.
+    ".*The `srun` command is available on your system but is not used.*",
 )
 
 
