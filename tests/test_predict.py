@@ -132,3 +132,21 @@ def test_bad_input_is_one_line_and_a_failure(seed_run, capsys, args, message):
     err = capsys.readouterr().err
     assert err.startswith("trainlab-predict: error: ") and err.count("\n") == 1, err
     assert message in err
+
+
+@pytest.mark.slow
+def test_the_logged_model_loads_where_trainlab_is_not_installed(seed_run, seed_store):
+    """Pickled with its classes by value (tracking.model_format=pickle): torch and MLflow
+    suffice to load and call it."""
+    home = seed_store[0]
+    probe = (
+        "import sys; sys.modules['trainlab'] = None\n"  # importing trainlab now fails
+        "import mlflow, torch\n"
+        f"mlflow.set_tracking_uri('sqlite:///{home / 'mlflow.db'}')\n"
+        f"model = mlflow.pytorch.load_model('runs:/{seed_run.info.run_id}/model')\n"
+        "print(model(torch.tensor([[5.0]])).item())\n"
+    )
+    env = {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(seed_run.data.metrics["pred/after"], rel=1e-6)

@@ -221,5 +221,5 @@ def model_payload(
         output = model(rows).numpy()
     return ModelPayload(
         model, np.asarray(rows.numpy()), output, data.feature_names, data.target_names,
-        tracking.register, tracking.alias,
+        tracking.register, tracking.alias, tracking.model_format,
     )  # fmt: skip

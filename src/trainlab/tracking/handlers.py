@@ -20,14 +20,15 @@ from mlflow.tracking import MlflowClient
 from trainlab.errors import one_line
 from trainlab.tracking import protocol as msg
 from trainlab.tracking.store import sqlite_path
+from trainlab.tracking.model import import_pytorch_flavor
 from trainlab.tracking.summary import SweepParent
 from trainlab.tracking.writer import RunWriter
 
 # What finishing a run needs, imported while the trainer still imports torch: a run's end then
-# waits on drawing and writing, not on importing (matplotlib 0.5 s, mlflow.pytorch 3 s).
+# waits on drawing and writing, not on importing (matplotlib 0.5 s, torch 1.5 s).
 WARM_MODULES = {
     "plots": ("matplotlib.figure", "matplotlib.backends.backend_agg"),
-    "model": ("trainlab.tracking.model", "mlflow.models", "torch.export"),
+    "model": ("torch", "mlflow.models"),
 }
 
 
@@ -47,7 +48,7 @@ def _has_tables(database: Path) -> bool:
 
 
 class Handlers:
-    def __init__(self, store_uri: str | None, warm: tuple[str, ...]) -> None:
+    def __init__(self, store_uri: str | None) -> None:
         self.clients: dict[str, MlflowClient] = {}
         self.runs: dict[str, RunWriter] = {}
         self.failed: dict[str, str] = {}
@@ -56,13 +57,13 @@ class Handlers:
         if store_uri is not None:
             with contextlib.suppress(Exception):  # reported to the first run that uses it
                 self.client(store_uri)
-        for name in warm:
-            if name == "model":
-                from trainlab.tracking.model import import_pytorch_flavor
 
-                import_pytorch_flavor()
-            for module in WARM_MODULES.get(name, ()):
-                importlib.import_module(module)
+    def warm_up(self, name: str) -> None:
+        """Import what finishing a run with `name` ("plots", "model") will need."""
+        for module in WARM_MODULES.get(name, ()):
+            importlib.import_module(module)
+        if name == "model":
+            import_pytorch_flavor()
 
     def client(self, uri: str) -> MlflowClient:
         if uri not in self.clients:

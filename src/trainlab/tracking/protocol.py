@@ -107,6 +107,7 @@ class ModelPayload:
     target_names: list[str]
     register: str | None = None
     alias: str = "current"
+    format: str = "pickle"  # or "pt2" (tracking.model_format)
 
 
 @dataclass(frozen=True)

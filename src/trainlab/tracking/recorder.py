@@ -87,12 +87,16 @@ class RecorderProcess:
             self.inbox.put((peer, message))
 
     # ------------------------------------------------------------------ the writer loop
-    def run(self) -> None:
+    def run(self, warm: list[str]) -> None:
+        """Handle messages until nothing more can come; import `warm` whenever idle (the run is
+        created and its rows written first; finishing it needs these imports last)."""
         while True:
             try:
-                peer, message = self.inbox.get(timeout=0.2)
+                peer, message = self.inbox.get(timeout=0 if warm else 0.2)
             except queue.Empty:
-                if self.finished():
+                if warm:
+                    self.handlers.warm_up(warm.pop(0))
+                elif self.finished():
                     return
                 continue
             kind, token, payload, reply = message
@@ -134,14 +138,17 @@ def main() -> None:
     # MLflow sets its loggers' level from this when it is imported ("Creating initial MLflow
     # database tables..." is INFO); this process's own environment, not the trainer's.
     os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
+    # MLflow 3 sends usage telemetry from a thread of its own; a cluster node usually cannot
+    # reach it, and a run is not the place to try. The user's own setting wins.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     quiet_libraries()
     # Imported only now: the socket is listening before the 2 s of importing MLflow.
     from trainlab.tracking.handlers import Handlers
 
     code = 0
     try:
-        recorder.handlers = Handlers(launch.store_uri, launch.warm)
-        recorder.run()
+        recorder.handlers = Handlers(launch.store_uri)
+        recorder.run(list(launch.warm))
     except BaseException:  # a bug: say where, and let the trainer report that it stopped
         traceback.print_exc()
         code = 1
