@@ -26,6 +26,14 @@ PARAMETER_PREFIXES = ("weight/", "bias/")
 SIZE = (7, 4.5)  # inches, at 100 dpi: 700 x 450 pixels
 
 
+def new_figure() -> Figure:
+    """A figure with fixed margins: a layout engine ("tight") costs ~60 ms a figure here, a
+    third of drawing it, at the end of every run; these margins fit the labels we draw."""
+    figure = Figure(figsize=SIZE)
+    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)
+    return figure
+
+
 class Curve:
     """One metric's (step, value) points, thinned evenly once it holds MAX_POINTS."""
 
@@ -98,7 +106,7 @@ def log_run_plots(client: MlflowClient, run_id: str, history: History, data: Plo
 
 
 def loss_figure(history: History) -> Figure:
-    figure = Figure(figsize=SIZE, layout="tight")
+    figure = new_figure()
     axes = figure.subplots()
     everything: list[float] = []
     for key in LOSS_KEYS:
@@ -118,7 +126,7 @@ def loss_figure(history: History) -> Figure:
 
 def fit_figure(data: PlotData) -> Figure:
     """One feature: the data and the fitted line. Several: predicted against actual."""
-    figure = Figure(figsize=SIZE, layout="tight")
+    figure = new_figure()
     axes = figure.subplots()
     if next(iter(data.x.values())).shape[1] == 1:
         for name, y in data.y.items():
@@ -145,7 +153,7 @@ def fit_figure(data: PlotData) -> Figure:
 
 
 def residual_figure(data: PlotData) -> Figure:
-    figure = Figure(figsize=SIZE, layout="tight")
+    figure = new_figure()
     axes = figure.subplots()
     for name, y in data.y.items():
         predicted = data.predicted[name]
@@ -158,7 +166,7 @@ def residual_figure(data: PlotData) -> Figure:
 
 
 def weight_figure(history: History) -> Figure:
-    figure = Figure(figsize=SIZE, layout="tight")
+    figure = new_figure()
     axes = figure.subplots()
     keys = history.trajectory_keys()
     for key in keys:
