@@ -10,6 +10,8 @@ launcher it trains nothing and its jobs start at once.
 
 from __future__ import annotations
 
+import importlib
+import multiprocessing
 import sys
 import uuid
 from collections.abc import Callable
@@ -35,6 +37,9 @@ from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 # Others (SLURM ...) may run jobs elsewhere: the parent run's id goes into the sweep file first.
 LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "LocalLauncher")
 
+# What forked workers (joblib's multiprocessing backend) should find imported: a job needs them.
+FORKED_WORKERS_INHERIT = ("torch", "lightning")
+
 # The sweep this process opened and has not ended yet, and what it came to; train.main() reads
 # both (Hydra turns a callback's exceptions into warnings).
 _open: Sweep | None = None
@@ -51,6 +56,10 @@ class SweepCallback(Callback):
             check_jobs(config)
             if OmegaConf.select(config, "tracking.enabled", default=False):
                 _open = start_sweep(config)
+            if forks_workers(config):
+                # Imported once here, while the recorder starts: each forked worker has them.
+                for heavy in FORKED_WORKERS_INHERIT:
+                    importlib.import_module(heavy)
         except Exception as err:
             # Hydra turns a callback's exception into a warning and would start every job
             # anyway: stop here the way trainlab-train stops on any error, with one line.
@@ -75,6 +84,17 @@ class SweepCallback(Callback):
         if outcome.warning:
             print(f"trainlab-train: warning: {outcome.warning}", file=sys.stderr)
         _problem = outcome.problem
+
+
+def forks_workers(config: DictConfig) -> bool:
+    """True for joblib's multiprocessing backend on a platform whose processes fork."""
+    launcher = config.hydra.launcher
+    forking = multiprocessing.get_start_method() == "fork"
+    return (
+        launcher._target_.endswith("JoblibLauncher")
+        and launcher.get("backend") == "multiprocessing"
+        and forking
+    )
 
 
 def check_jobs(config: DictConfig) -> None:

@@ -165,6 +165,16 @@ def private_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> 
 _shared: dict[Address, Recorder] = {}
 
 
+def _forget_connections() -> None:
+    """In a forked child (a joblib worker): its parent's sockets are not its own to write to."""
+    global _private
+    _private = None
+    _shared.clear()
+
+
+os.register_at_fork(after_in_child=_forget_connections)
+
+
 def shared_recorder(address: Address) -> Recorder:
     """A connection (one per process) to the recorder a sweep's main process hosts: its own
     private recorder when this process is that main process (the basic launcher)."""

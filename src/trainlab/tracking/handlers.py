@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from trainlab.errors import one_line
 from trainlab.tracking import protocol as msg
-from trainlab.tracking.store import sqlite_path
 from trainlab.tracking.model import import_pytorch_flavor
+from trainlab.tracking.store import sqlite_path
 from trainlab.tracking.summary import SweepParent
 from trainlab.tracking.writer import RunWriter
 
