@@ -33,6 +33,7 @@ class TrainingMonitor(L.Callback):
         self.limit = settings.tracking.trajectory_limit
         self.guard = DivergenceGuard(settings.guard, context.run)
         self.checkpoints = checkpoints
+        self.tracked = settings.tracking.enabled  # the job's, the same on every DDP rank
         self.print_every, self.progress_bar = settings.print_every, settings.engine.progress_bar
         self.console: ConsoleReporter | None = None
         self.keys: list[str] = []
@@ -101,7 +102,8 @@ class TrainingMonitor(L.Callback):
             # Also handed over here because under ddp_spawn this callback is a copy in another
             # process, whose rows the pipeline's final flush cannot reach.
             self.run.flush()
-        self.checkpoints.save(trainer)
+        if self.tracked:  # every rank takes part; an untracked checkpoint could not be resumed
+            self.checkpoints.save(trainer)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
