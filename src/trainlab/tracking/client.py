@@ -34,7 +34,7 @@ from trainlab.tracking import protocol as msg
 from trainlab.tracking.protocol import Address, FinalReport, RunInfo, RunSpec, RunStart
 
 CONNECT_SECONDS = 60.0  # a recorder that has not started listening by then is reported
-MAX_PENDING_METRICS = 4000  # rows are also handed over when this many values wait
+MAX_PENDING_METRICS = 1000  # rows are also handed over when this many wait (one log_batch)
 
 
 class RecorderError(RuntimeError):
@@ -59,6 +59,8 @@ class Recorder:
         self.address = address
         self.process = process
         self._conn: Connection | None = None
+        self._asked = 0
+        self._answers: dict[int, tuple[str, Any]] = {}
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -80,19 +82,38 @@ class Recorder:
 
     def send(self, kind: str, token: str, payload: Any = None, reply: str | None = None) -> Any:
         """Hand a message over; with `reply` ("handled" or "queued") wait for the answer."""
+        if reply is None:
+            self._write((kind, token, payload, None, 0))
+            return None
+        return self.answer(self.ask(kind, token, payload, reply))
+
+    def ask(self, kind: str, token: str, payload: Any = None, reply: str = "handled") -> int:
+        """Send a request without waiting; `answer(number)` collects the answer later."""
+        self._asked += 1
+        self._write((kind, token, payload, reply, self._asked))
+        return self._asked
+
+    def answer(self, number: int) -> Any:
+        """The answer to request `number` (answers may come out of order: "queued" ones are
+        sent as soon as a message arrives, "handled" ones once it is handled)."""
         try:
-            conn = self._connection()
-            # Plain pickle, not Connection.send: multiprocessing's pickler would hand torch
-            # tensors over as shared memory through a helper thread; a copy is what we want.
-            conn.send_bytes(pickle.dumps((kind, token, payload, reply), pickle.HIGHEST_PROTOCOL))
-            if reply is None:
-                return None
-            status, result = pickle.loads(conn.recv_bytes())
+            while number not in self._answers:
+                got, status, result = pickle.loads(self._connection().recv_bytes())
+                self._answers[got] = (status, result)
         except (OSError, EOFError) as err:
             raise self._stopped(err) from None
+        status, result = self._answers.pop(number)
         if status == "error":
             raise RecorderError(result)
         return result
+
+    def _write(self, message: tuple) -> None:
+        try:
+            # Plain pickle, not Connection.send: multiprocessing's pickler would hand torch
+            # tensors over as shared memory through a helper thread; a copy is what we want.
+            self._connection().send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        except (OSError, EOFError) as err:
+            raise self._stopped(err) from None
 
     def _stopped(self, err: BaseException | None = None) -> RecorderError:
         self._conn = None
@@ -201,6 +222,7 @@ class TrackedRun:
         self._next_flush = time.monotonic() + flush_seconds
         self._attached = False  # a copy in another process (a ddp_spawn rank)
         recorder.send(msg.OPEN, self.token, spec)
+        self._info_asked: int | None = None
 
     # ------------------------------------------------------------------ what training calls
     @property
@@ -209,8 +231,15 @@ class TrackedRun:
 
     def info(self) -> RunInfo:
         if self._info is None:
-            self._info = self.recorder.send(msg.INFO, self.token, reply="handled")
+            self._info = self.recorder.answer(self._info_asked or self.ask_info())
         return self._info
+
+    def ask_info(self) -> int:
+        """Ask for the run's id now, to read the answer later without waiting for the rows
+        handed over in between (a job of a sweep goes on while its run is written)."""
+        if self._info_asked is None:
+            self._info_asked = self.recorder.ask(msg.INFO, self.token)
+        return self._info_asked
 
     def add(self, keys: Sequence[str], values: Any, step: int) -> None:
         row = (step, int(time.time() * 1000), values)
@@ -235,12 +264,19 @@ class TrackedRun:
         self.recorder.send(msg.TAGS, self.token, {k: str(v) for k, v in tags.items()})
 
     def log_artifact(self, local_path: Path, artifact_path: str) -> None:
+        """Hand a file over without waiting: a hard link (no copy) keeps this version for the
+        recorder, so the file may be replaced at once (the next checkpoint)."""
         self.flush()
-        self.recorder.send(msg.ARTIFACT, self.token, (str(local_path), artifact_path), "handled")
+        snapshot = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex}")
+        os.link(local_path, snapshot)
+        self.recorder.send(
+            msg.ARTIFACT, self.token, (str(snapshot), artifact_path, local_path.name)
+        )
 
     # ------------------------------------------------------------------ what the pipeline calls
     def start(self, start: RunStart) -> None:
         self.recorder.send(msg.START, self.token, start)
+        self.ask_info()
 
     def finish(self, report: FinalReport, wait: str = "handled") -> RunInfo | None:
         """End the run; `wait="queued"` returns once the recorder has it (a sweep job goes on
@@ -260,7 +296,7 @@ class TrackedRun:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.recorder = Recorder(state["address"])
         self.spec, self.flush_seconds = state["spec"], state["flush_seconds"]
-        self.token, self._info = state["token"], state["info"]
+        self.token, self._info, self._info_asked = state["token"], state["info"], None
         self._pending, self._count = {}, 0
         self._next_flush = time.monotonic() + self.flush_seconds
         self._attached = True

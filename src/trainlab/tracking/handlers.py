@@ -84,6 +84,8 @@ class Handlers:
             return self.sweeps.pop(token).end(payload)
         if kind == msg.OPEN:
             return self.open(token, payload)
+        if kind == msg.SYNC and token not in self.failed:
+            return None  # everything sent before it is handled (one queue, in order)
         if token in self.failed:
             if kind == msg.FINISH:
                 self.end_failed(token)

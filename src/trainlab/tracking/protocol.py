@@ -1,9 +1,10 @@
 """What the trainer and the recorder process say to each other (no MLflow, no torch here).
 
-Every message is a tuple `(kind, token, payload, reply)` sent over a `multiprocessing.connection`
-(a Unix socket, pickled). The recorder handles messages one at a time in arrival order per
-connection; with `reply` set it answers `("ok", result)` or `("error", one line)` once the
-message is handled, which is how a sender waits for durability.
+Every message is a tuple `(kind, token, payload, reply, number)` sent over a
+`multiprocessing.connection` (a Unix socket, pickled). The recorder handles messages one at a time
+in arrival order per connection; with `reply` "handled" it answers `(number, "ok", result)` or
+`(number, "error", one line)` once the message is handled, which is how a sender waits for
+durability; with "queued" it answers as soon as the message arrived.
 """
 
 from __future__ import annotations

@@ -45,9 +45,9 @@ class Peer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     tokens: set[str] = field(default_factory=set)  # runs and sweeps it opened
 
-    def reply(self, status: str, result: Any) -> None:
+    def reply(self, number: int, status: str, result: Any) -> None:
         with self.lock, contextlib.suppress(OSError):  # a sender that is gone hears nothing
-            self.conn.send_bytes(pickle.dumps((status, result), pickle.HIGHEST_PROTOCOL))
+            self.conn.send_bytes(pickle.dumps((number, status, result), pickle.HIGHEST_PROTOCOL))
 
 
 class RecorderProcess:
@@ -75,15 +75,15 @@ class RecorderProcess:
             try:
                 message = pickle.loads(peer.conn.recv_bytes())
             except (OSError, EOFError):
-                self.inbox.put((peer, (CLOSED, "", None, None)))
+                self.inbox.put((peer, (CLOSED, "", None, None, 0)))
                 return
             except Exception:  # a message that cannot be read: a bug; the sender is told by EOF
                 traceback.print_exc()
                 peer.conn.close()
-                self.inbox.put((peer, (CLOSED, "", None, None)))
+                self.inbox.put((peer, (CLOSED, "", None, None, 0)))
                 return
             if message[3] == "queued":
-                peer.reply("ok", None)
+                peer.reply(message[4], "ok", None)
             self.inbox.put((peer, message))
 
     # ------------------------------------------------------------------ the writer loop
@@ -99,7 +99,7 @@ class RecorderProcess:
                 elif self.finished():
                     return
                 continue
-            kind, token, payload, reply = message
+            kind, token, payload, reply, number = message
             if kind == CLOSED:
                 with self.peers_lock:
                     self.peers.discard(peer)
@@ -111,12 +111,12 @@ class RecorderProcess:
                 result = self.handlers.handle(kind, token, payload)
             except Exception as err:
                 if reply == "handled":
-                    peer.reply("error", one_line(err))
+                    peer.reply(number, "error", one_line(err))
                 continue
             if kind in (msg.FINISH, msg.SWEEP_END):
                 peer.tokens.discard(token)
             if reply == "handled":
-                peer.reply("ok", result)
+                peer.reply(number, "ok", result)
 
     def finished(self) -> bool:
         """The owner is gone (or said so) and nobody is connected: nothing more can come."""

@@ -7,7 +7,9 @@ plots never read the run's metrics back from the store (13 s for a 50,000-step r
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -99,8 +101,15 @@ class RunWriter:
     def tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=as_tags(tags))
 
-    def artifact(self, local_path: str, artifact_path: str) -> None:
-        self.client.log_artifact(self.run_id, local_path, artifact_path)
+    def artifact(self, snapshot: str, artifact_path: str, name: str) -> None:
+        """Log the trainer's snapshot (a hard link) of a file under its own name; remove it."""
+        try:
+            with tempfile.TemporaryDirectory(prefix="trainlab-artifact-") as folder:
+                named = Path(folder, name)
+                os.link(snapshot, named)
+                self.client.log_artifact(self.run_id, str(named), artifact_path)
+        finally:
+            Path(snapshot).unlink(missing_ok=True)
 
     def finish(self, report: FinalReport, clock_ms: int) -> RunInfo:
         """Final metrics, tags, plots and model; then the status. A plot or model that cannot
