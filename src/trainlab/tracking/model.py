@@ -13,6 +13,7 @@ first model of a process against 0.6 s (measured here), on the recorder's critic
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import cloudpickle
@@ -35,6 +36,15 @@ def import_pytorch_flavor() -> None:
     """
     sys.modules.setdefault("pytorch_lightning", None)  # type: ignore[arg-type]
     import mlflow.pytorch  # noqa: F401
+
+    # MLflow warns at every pickled model; trainlab chose the format (tracking.model_format,
+    # README) for models a user trains and loads from their own store: say it once, there.
+    logging.getLogger("mlflow.pytorch").addFilter(_PickleNotice())
+
+
+class _PickleNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "by Pickle or CloudPickle format" not in record.getMessage()
 
 
 def pip_requirements() -> list[str]:
