@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from tests.helpers import history
-from trainlab.tracking.client import RecorderError, TrackedRun, start_recorder
+from trainlab.tracking.client import RecorderError, start_recorder
 from trainlab.tracking.protocol import FinalReport, RunSpec, flatten
+from trainlab.tracking.run import TrackedRun
 
 
 def spec(client, experiment: str) -> RunSpec:
@@ -70,7 +71,8 @@ def test_a_recorder_that_dies_is_reported(home, client):
 TRAINER = textwrap.dedent(
     """
     import os, sys
-    from trainlab.tracking.client import TrackedRun, start_recorder
+    from trainlab.tracking.client import start_recorder
+    from trainlab.tracking.run import TrackedRun
     from trainlab.tracking.protocol import RunSpec
     recorder = start_recorder(sys.argv[1])
     run = TrackedRun(recorder, RunSpec(sys.argv[1], "killed", None, {}), flush_seconds=60)

@@ -29,7 +29,7 @@ from trainlab.models.linear import StandardizedModel
 from trainlab.models.module import RegressionModule
 from trainlab.paths import task_overrides
 from trainlab.signals import Interrupted
-from trainlab.tracking.client import TrackedRun, TrackingTarget
+from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.protocol import (
     FinalReport,
     ModelPayload,
@@ -39,6 +39,7 @@ from trainlab.tracking.protocol import (
     RunStart,
     flatten,
 )
+from trainlab.tracking.run import TrackedRun
 from trainlab.tracking.source import git_commit
 
 PLOT_ROWS = 2000  # the fit and residual plots show at most this many rows of each split

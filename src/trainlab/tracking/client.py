@@ -1,4 +1,5 @@
-"""The trainer's side of tracking: a connection to a recorder process and the run it records.
+"""The trainer's side of tracking: a connection to a recorder process (the run it records is
+tracking/run.py's TrackedRun).
 
 Why a separate process: MLflow's SQLite store costs ~3.5 ms per `log_batch` and holds Python's GIL
 while it writes (a writer thread was measured and did not help), and importing MLflow's SQL store
@@ -21,20 +22,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from trainlab.tracking import protocol as msg
-from trainlab.tracking.protocol import Address, FinalReport, RunInfo, RunSpec, RunStart
+from trainlab.tracking.protocol import Address
 
 CONNECT_SECONDS = 60.0  # a recorder that has not started listening by then is reported
-MAX_PENDING_METRICS = 1000  # rows are also handed over when this many wait (one log_batch)
 
 
 class RecorderError(RuntimeError):
@@ -204,119 +201,6 @@ def shared_recorder(address: Address) -> Recorder:
     if address not in _shared:
         _shared[address] = Recorder(address)
     return _shared[address]
-
-
-class TrackedRun:
-    """One MLflow run, recorded by a recorder process; implements engines.base.RunRecorder.
-
-    Rows wait in memory (a tensor row stays on its device) and are handed over every
-    `flush_seconds`, when MAX_PENDING_METRICS values wait, and whenever the run ends.
-    """
-
-    def __init__(self, recorder: Recorder, spec: RunSpec, flush_seconds: float) -> None:
-        self.recorder, self.spec, self.flush_seconds = recorder, spec, flush_seconds
-        self.token = uuid.uuid4().hex
-        self._info: RunInfo | None = None
-        self._pending: dict[tuple[str, ...], list[tuple[int, int, Any]]] = {}
-        self._count = 0
-        self._next_flush = time.monotonic() + flush_seconds
-        self._attached = False  # a copy in another process (a ddp_spawn rank)
-        recorder.send(msg.OPEN, self.token, spec)
-        self._info_asked: int | None = None
-
-    # ------------------------------------------------------------------ what training calls
-    @property
-    def run_id(self) -> str:
-        return self.info().run_id
-
-    def info(self) -> RunInfo:
-        if self._info is None:
-            self._info = self.recorder.answer(self._info_asked or self.ask_info())
-        return self._info
-
-    def ask_info(self) -> int:
-        """Ask for the run's id now, to read the answer later without waiting for the rows
-        handed over in between (a job of a sweep goes on while its run is written)."""
-        if self._info_asked is None:
-            self._info_asked = self.recorder.ask(msg.INFO, self.token)
-        return self._info_asked
-
-    def add(self, keys: Sequence[str], values: Any, step: int) -> None:
-        row = (step, int(time.time() * 1000), values)
-        bucket = self._pending.get(tuple(keys))
-        if bucket is None:
-            bucket = self._pending[tuple(keys)] = []
-        bucket.append(row)
-        self._count += len(keys)
-        if self._count >= MAX_PENDING_METRICS or time.monotonic() >= self._next_flush:
-            self.flush()
-
-    def flush(self) -> None:
-        pending, self._pending, self._count = self._pending, {}, 0
-        self._next_flush = time.monotonic() + self.flush_seconds
-        for keys, rows in pending.items():
-            self.recorder.send(msg.ROWS, self.token, as_rows(keys, rows))
-        if self._attached:
-            # A ddp_spawn rank's rows must be handled before the job's process ends the run.
-            self.recorder.send(msg.SYNC, self.token, reply="handled")
-
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        self.recorder.send(msg.TAGS, self.token, {k: str(v) for k, v in tags.items()})
-
-    def log_artifact(self, local_path: Path, artifact_path: str) -> None:
-        """Hand a file over without waiting: a hard link (no copy) keeps this version for the
-        recorder, so the file may be replaced at once (the next checkpoint)."""
-        self.flush()
-        snapshot = local_path.with_name(f".{local_path.name}.{uuid.uuid4().hex}")
-        os.link(local_path, snapshot)
-        self.recorder.send(
-            msg.ARTIFACT, self.token, (str(snapshot), artifact_path, local_path.name)
-        )
-
-    # ------------------------------------------------------------------ what the pipeline calls
-    def start(self, start: RunStart) -> None:
-        self.recorder.send(msg.START, self.token, start)
-        self.ask_info()
-
-    def finish(self, report: FinalReport, wait: str = "handled") -> RunInfo | None:
-        """End the run; `wait="queued"` returns once the recorder has it (a sweep job goes on
-        while its plots and model are written), "handled" once all of it is in the store."""
-        self.flush()
-        info = self.recorder.send(msg.FINISH, self.token, report, wait)
-        if wait == "handled":
-            self._info = info
-        return info
-
-    # A ddp_spawn job pickles its callbacks into every rank: the run travels as the recorder's
-    # address and the run's token, and rank 0 hands its rows over on a connection of its own.
-    def __getstate__(self) -> dict[str, Any]:
-        return {"address": self.recorder.address, "token": self.token, "spec": self.spec,
-                "flush_seconds": self.flush_seconds, "info": self._info}  # fmt: skip
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.recorder = Recorder(state["address"])
-        self.spec, self.flush_seconds = state["spec"], state["flush_seconds"]
-        self.token, self._info, self._info_asked = state["token"], state["info"], None
-        self._pending, self._count = {}, 0
-        self._next_flush = time.monotonic() + self.flush_seconds
-        self._attached = True
-
-
-def as_rows(keys: tuple[str, ...], rows: list[tuple[int, int, Any]]) -> msg.Rows:
-    """Rows of one key set as arrays: one device-to-host copy for all tensor rows."""
-    steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    times = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-    values = [r[2] for r in rows]
-    if all(hasattr(v, "detach") for v in values):  # torch tensors, possibly on a GPU
-        import torch  # already imported by whoever made tensor rows
-
-        array = torch.stack([v.reshape(-1) for v in values]).double().cpu().numpy()
-    else:
-        array = np.array(
-            [v.detach().cpu().tolist() if hasattr(v, "detach") else v for v in values],
-            dtype=np.float64,
-        )
-    return msg.Rows(keys, steps, times, array.reshape(len(rows), len(keys)))
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # only in annotations: the checks before torch need no numpy either
+    import numpy as np
 
 # kinds of message
 OPEN = "open"  # RunSpec: create the run (or re-open it to resume)
