@@ -1,1 +1,0 @@
-"""Config schemas and checks: composed by Hydra, checked before torch is imported."""

@@ -1,1 +1,0 @@
-"""Data: sources (seed, synthetic, csv, diabetes) -> a split, standardized Dataset -> batches."""

@@ -1,1 +1,0 @@
-"""The model of note 20 (nn.Linear) and the LightningModule that holds its math."""

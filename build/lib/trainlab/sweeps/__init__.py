@@ -1,1 +1,0 @@
-"""Hydra multirun sweeps: one MLflow parent run, one child run per job."""
