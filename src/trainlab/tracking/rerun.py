@@ -29,19 +29,18 @@ def plan_rerun(
 ) -> DictConfig:
     """The recorded config of run `cfg.rerun.run` with the command line's overrides on top."""
     run_id = str(cfg.rerun.run)
-    resolved = fetch_config(recorder, uri, run_id, folder)
-    merged = config_from_record(resolved)
+    overrides = [o for o in overrides if not override_key(o).startswith(("rerun", "hydra."))]
     keys = [override_key(o) for o in overrides]
+    for override, key in zip(overrides, keys, strict=True):
+        if override.startswith("~") or key == "experiment":
+            raise ConfigError(
+                f"rerun={run_id}: {override!r} cannot be combined with a rerun (it keeps the "
+                "recorded config); expected overrides like optimizer.lr=0.1 or optimizer=adam"
+            )
+    merged = config_from_record(fetch_config(recorder, uri, run_id, folder))
     with open_dict(merged):
         merged.resume = None  # the original may have been resumed; the rerun starts afresh
-        for override, key in zip(overrides, keys, strict=True):
-            if key.startswith("rerun") or key.startswith("hydra."):
-                continue
-            if override.startswith("~") or key == "experiment":
-                raise ConfigError(
-                    f"rerun={run_id}: {override!r} cannot be combined with a rerun (it keeps the "
-                    "recorded config); expected overrides like optimizer.lr=0.1 or optimizer=adam"
-                )
+        for key in keys:
             if key in RECORDED_GROUPS:
                 merged[key] = cfg[key]  # today's option of that group, with its overrides
                 if key == "data" and "x_test" not in keys:
@@ -49,7 +48,8 @@ def plan_rerun(
             else:
                 OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
         merged.rerun = cfg.rerun
-        merged.tracking.uri = uri
+        # Where the run was read from decides where the rerun goes, not where the original went.
+        merged.tracking.uri = OmegaConf.select(cfg, "tracking.uri")
     return merged
 
 
