@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_environment_tags_packages_and_system_metrics(composed, client):
     assert "trainlab.command" in tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "environment")}
     packages = client.download_artifacts(run.info.run_id, "environment/requirements.txt")
-    listed = open(packages).read().splitlines()
+    listed = Path(packages).read_text().splitlines()
     assert "mlflow==3.17.2" in listed and any(line.startswith("torch==") for line in listed)
     # The git state of this checkout, as git itself reports it now.
     status = subprocess.run(
