@@ -183,7 +183,7 @@ def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
     if HydraConfig.initialized():
         tags["trainlab.preset"] = str(HydraConfig.get().runtime.choices.get("experiment") or "none")
     tags.update(environment_tags())
-    tags[COMMAND_TAG] = command_line(sys.argv)
+    tags[COMMAND_TAG] = command_line(sys.orig_argv)
     tags[f"{ENV_TAG}cuda"] = torch.version.cuda or "none"  # the CUDA torch was built for
     if accelerator == "gpu":
         tags[f"{ENV_TAG}gpu"] = torch.cuda.get_device_name()

@@ -38,7 +38,8 @@ def environment_tags() -> dict[str, str]:
 
 
 def command_line(argv: Sequence[str]) -> str:
-    """The command exactly as it ran (the console script by its full path), quoted for a shell."""
+    """The command exactly as it ran, quoted for a shell. Given `sys.orig_argv`: what the user
+    typed (with the interpreter running the console script), before any rewriting of sys.argv."""
     return shlex.join(argv)
 
 
