@@ -141,7 +141,7 @@ def test_manual_engines_refuse_what_they_cannot_express(composed, client):
         ("autograd", "device.num_nodes=2", "device.num_nodes=2"),
         ("numpy", "trainer.gradient_clip_val=1", "trainer.gradient_clip_val=1.0"),
         ("autograd", "trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches=2"),
-        ("numpy", "trainer.deterministic=true", "trainer.deterministic=True"),
+        ("numpy", "trainer.deterministic=true", "trainer.deterministic=true"),
     ]
     for engine, override, named in cases:
         with pytest.raises(ConfigError, match=f"^engine={engine} does not support {named}; "):

@@ -85,7 +85,16 @@ def check_engine(settings: TrainConfig) -> None:
     for knob in fields(TrainerConfig):
         value, default = getattr(settings.trainer, knob.name), getattr(TrainerConfig(), knob.name)
         if value != default:
-            refuse(f"trainer.{knob.name}={value}", f"trainer.{knob.name}={default}")
+            refuse(
+                f"trainer.{knob.name}={as_typed(value)}", f"trainer.{knob.name}={as_typed(default)}"
+            )
+
+
+def as_typed(value: Any) -> str:
+    """A value as it is typed on the command line (null, true, 1.0)."""
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
 
 
 def check_trainer(settings: TrainConfig) -> None:
