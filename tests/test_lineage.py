@@ -57,6 +57,7 @@ def test_same_rows_same_digest_a_changed_csv_a_new_one(composed, client, home):
 
 
 def test_environment_tags_packages_and_system_metrics(composed, client):
+    source.git_changes.cache_clear()  # asked of git once per process: this test's git state
     run_composed(composed("scheduler=step", "scheduler.step_size=30", "max_epochs=65", *LEAN))
     (run,) = all_runs(client)
     tags = run.data.tags
