@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from trainlab.errors import one_line
 from trainlab.tracking import protocol as msg
+from trainlab.tracking.environment import installed_packages
 from trainlab.tracking.store import sqlite_path
 from trainlab.tracking.summary import SweepParent
 from trainlab.tracking.writer import RunWriter
@@ -56,6 +57,10 @@ class Handlers:
         if store_uri is not None:
             with contextlib.suppress(Exception):  # reported to the first run that uses it
                 self.client(store_uri)
+        # What every run's start needs, read while the trainer still imports torch (0.1 s).
+        installed_packages()
+        with contextlib.suppress(ImportError):  # psutil missing: each run says so
+            importlib.import_module("mlflow.system_metrics.system_metrics_monitor")
         for name in warm:
             if name == "model":
                 from trainlab.tracking.model import import_pytorch_flavor
