@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from trainlab.errors import one_line
 from trainlab.tracking import protocol as msg
+from trainlab.tracking import system
 from trainlab.tracking.environment import installed_packages
 from trainlab.tracking.store import sqlite_path
 from trainlab.tracking.summary import SweepParent
@@ -60,7 +61,7 @@ class Handlers:
         # What every run's start needs, read while the trainer still imports torch (0.1 s).
         installed_packages()
         with contextlib.suppress(ImportError):  # psutil missing: each run says so
-            importlib.import_module("mlflow.system_metrics.system_metrics_monitor")
+            system.prime()
         for name in warm:
             if name == "model":
                 from trainlab.tracking.model import import_pytorch_flavor

@@ -16,6 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 
+def prime() -> None:
+    """Import the monitor, and give psutil its first CPU reading: utilization is measured between
+    two readings, and a process's very first one has nothing before it (it says 0.0)."""
+    import psutil
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # noqa: F401
+
+    psutil.cpu_percent()
+
+
 def start_monitor(run_id: str, uri: str, seconds: float, resumed: bool) -> Any:
     """A started monitor for the run; raises ImportError without psutil."""
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
