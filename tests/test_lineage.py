@@ -124,7 +124,8 @@ def test_trainer_knobs_do_what_they_say(composed, client):
     run_composed(composed(*zero, "trainer.gradient_clip_val=0.5",
                           "trainer.gradient_clip_algorithm=value", "run_name=clipped", *LEAN))  # fmt: skip
     run_composed(composed("data.batch_size=1", "trainer.accumulate_grad_batches=2",
-                          "data.shuffle=false", "max_epochs=3", "run_name=accumulated", *LEAN))  # fmt: skip
+                          "data.shuffle=false", "model.init=zeros", "max_epochs=3",
+                          "run_name=accumulated", *LEAN))  # fmt: skip
     run_composed(composed("data=synthetic", "data.val_split=0.25", "max_epochs=6",
                           "trainer.check_val_every_n_epoch=3", "trainer.deterministic=true",
                           "run_name=sparse validation", *LEAN))  # fmt: skip
@@ -137,8 +138,11 @@ def test_trainer_knobs_do_what_they_say(composed, client):
     assert history(client, clipped, "train/grad_norm")[0][1] == pytest.approx(
         (30.0**2 + 10.0**2) ** 0.5, rel=1e-6
     )  # d/dw mean((wx+b-2x)^2) = -2 mean(2x * x) = -30, d/db = -10
-    # 4 rows, batches of 1, two batches per step: 2 optimizer steps (rows) per epoch.
-    assert [s for s, _ in history(client, runs["accumulated"])] == list(range(6))
+    # 4 rows, batches of 1, two batches per step: 2 optimizer steps (rows) per epoch; step 0's
+    # loss is the mean of rows 1 and 2's at w = b = 0: ((0 - 2)^2 + (0 - 4)^2) / 2 = 10.
+    accumulated = history(client, runs["accumulated"])
+    assert [s for s, _ in accumulated] == list(range(6))
+    assert accumulated[0][1] == 10.0
     # val/loss after epochs 2 and 5 only (every 3rd epoch), at the last step of each.
     steps_per_epoch = len(history(client, runs["sparse validation"])) // 6
     val_steps = [s for s, _ in history(client, runs["sparse validation"], "val/loss")]

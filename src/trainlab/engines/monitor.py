@@ -1,9 +1,9 @@
 """The one Lightning callback of a run: what happens after every optimizer step.
 
 After each step: the step's row (loss, learning rate, parameters, gap) goes to the run, the
-divergence guard looks at the loss, the console prints the seed's line or redraws the progress bar, and a pending
-Ctrl-C or SIGTERM stops the Trainer at this step boundary. At the end of the fit the checkpoint is
-saved (also when a signal stopped it).
+divergence guard looks at the loss, the console prints the seed's line or redraws the progress
+bar, and a pending Ctrl-C or SIGTERM stops the Trainer at this step boundary. At the end of the
+fit the checkpoint is saved (also when a signal stopped it).
 
 Why one callback and not one per concern: Lightning calls every hook of every callback at every
 step, about 8 us per callback per step here (measured: 2000 steps of the seed with 0 and 5 empty
@@ -11,7 +11,8 @@ callbacks), 2% of a Lightning step each; the parts are plain objects called in o
 The one exception, `GradientNorm`, is added only when `tracking.grad_norm` asks for it.
 
 With `trainer.accumulate_grad_batches=k` a row is written per optimizer step, not per batch (the
-step is Lightning's global step): its `train/loss` is the mean of the k batches' losses.
+step is Lightning's global step): its `train/loss` is the mean of the k batches' losses (Lightning
+hands each batch's loss over divided by k, as it is added into the gradients).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class TrainingMonitor(L.Callback):
         self.lr = float("nan")  # the rate the last optimizer step used
         self.lr_hook: Any = None
         self.steps_seen = 0
+        self.accumulate = 1  # trainer.accumulate_grad_batches
         self.accumulated: list[torch.Tensor] = []  # losses of batches not yet stepped
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -57,6 +59,7 @@ class TrainingMonitor(L.Callback):
         if trainer.optimizers and self.lr_hook is None:
             self.lr_hook = trainer.optimizers[0].register_step_pre_hook(self._read_lr)
         self.steps_seen = trainer.global_step
+        self.accumulate = trainer.accumulate_grad_batches
         self.guard.start(pl_module.device, trainer.global_step)
         if trainer.is_global_zero:
             self.console = ConsoleReporter(
@@ -77,6 +80,8 @@ class TrainingMonitor(L.Callback):
     ) -> None:
         step = trainer.global_step - 1
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if self.accumulate > 1:
+            loss = loss.detach() * self.accumulate  # the batch's own loss again
         if trainer.global_step == self.steps_seen:  # a batch whose gradients wait (accumulation)
             # Its loss joins the step's mean: a NaN in it reaches the guard at that step.
             self.accumulated.append(loss.detach())
