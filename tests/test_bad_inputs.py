@@ -71,6 +71,24 @@ CASES = [
     ("precision", ["device.precision=8"], "device.precision='8' is not allowed: expected one of"),
     ("guard mode", ["guard.nonfinite=maybe"], "guard.nonfinite='maybe' is not allowed"),
     ("seed data lengths", ["data.y=[1,2]"], "data.y=[1.0, 2.0] is not allowed: expected 4 values"),
+    ("clip zero", ["trainer.gradient_clip_val=0"], "trainer.gradient_clip_val=0.0 is not allowed"),
+    (
+        "clip algorithm",
+        ["trainer.gradient_clip_algorithm=max"],
+        "trainer.gradient_clip_algorithm='max' is not allowed: expected one of norm, value",
+    ),
+    ("accumulate zero", ["trainer.accumulate_grad_batches=0"], "accumulate_grad_batches=0 is not"),
+    ("validation every 0", ["trainer.check_val_every_n_epoch=0"], "check_val_every_n_epoch=0 is"),
+    (
+        "plateau without validation every epoch",
+        ["scheduler=plateau", "data.val_split=0.25", "trainer.check_val_every_n_epoch=2"],
+        "scheduler=plateau reads val/loss after every epoch",
+    ),
+    (
+        "system metrics interval",
+        ["tracking.system_metrics_every_seconds=0"],
+        "tracking.system_metrics_every_seconds=0.0 is not allowed: expected a number of seconds",
+    ),
     # --- data
     ("missing csv", [*CSV, "data.path={home}/no.csv", "data.target=b"], "no such file"),
     ("empty csv", [*CSV, "data.path={home}/empty.csv", "data.target=b"], "the CSV file is empty"),
@@ -121,6 +139,14 @@ CASES = [
     # --- resume
     ("resume unknown run", ["resume=0123456789abcdef"], "no run '0123456789abcdef' in the store"),
     ("resume missing file", ["resume={home}/gone.ckpt"], "no such checkpoint file"),
+    # --- rerun
+    ("rerun unknown run", ["rerun=0123456789abcdef"], "rerun=0123456789abcdef: no run '0123"),
+    ("verify without a run", ["rerun.verify=true"], "rerun.verify=True is not allowed: expected"),
+    (
+        "rerun with a preset",
+        ["rerun=0123456789abcdef", "experiment=diabetes"],
+        "'experiment=diabetes' cannot be combined with a rerun",
+    ),
 ]
 # As real commands: the environment cases (tests/test_cli.py runs config and data ones).
 CLI_SUBSET = {"server down", "store unwritable", "home unwritable"}

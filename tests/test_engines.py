@@ -58,13 +58,16 @@ def largest_disagreement(by_engine: dict[str, dict], keys: list[str]) -> float:
 @pytest.mark.parametrize("precision", ["64", "32"])
 def test_engines_agree_step_by_step_on_seed_data(composed, client, precision):
     by_engine = run_engines(
-        composed, client, *SEED_ZERO, "max_epochs=100", f"device.precision={precision}"
-    )
-    keys = ["train/loss", "weight/0_0", "bias/0", "ols/gap"]
+        composed, client, *SEED_ZERO, "max_epochs=100", f"device.precision={precision}",
+        "tracking.grad_norm=true",
+    )  # fmt: skip
+    keys = ["train/loss", "weight/0_0", "bias/0", "ols/gap", "train/lr", "train/grad_norm"]
     for metrics in by_engine.values():
         assert [s for s, _ in metrics["train/loss"]] == list(range(100))
         assert metrics["train/loss"][0][1] == pytest.approx(30.0)  # w = b = 0: mean(Y^2)
         assert metrics["weight/0_0"][-1][1] > 1.5  # it learns, not only agrees
+        assert metrics["train/grad_norm"][0][1] == pytest.approx(1000**0.5)  # |(-30, -10)|
+        assert [v for _, v in metrics["train/lr"]] == [0.01] * 100  # the configured rate
         assert set(keys) <= set(metrics)
     worst = largest_disagreement(by_engine, keys)
     print(f"seed data, precision {precision}: largest disagreement {worst:.3g}")
@@ -136,6 +139,9 @@ def test_manual_engines_refuse_what_they_cannot_express(composed, client):
         ("numpy", "device.precision=bf16-mixed", "device.precision='bf16-mixed'"),
         ("numpy", "device=gpu", "device=gpu"),
         ("autograd", "device.num_nodes=2", "device.num_nodes=2"),
+        ("numpy", "trainer.gradient_clip_val=1", "trainer.gradient_clip_val=1.0"),
+        ("autograd", "trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches=2"),
+        ("numpy", "trainer.deterministic=true", "trainer.deterministic=true"),
     ]
     for engine, override, named in cases:
         with pytest.raises(ConfigError, match=f"^engine={engine} does not support {named}; "):

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import all_runs, run_composed
+from tests.helpers import all_runs, free_port, run_composed
 from trainlab.config.schema import register_configs
 from trainlab.paths import CONFIG_DIR
 from trainlab.serve.predict import main
@@ -150,3 +154,49 @@ def test_the_logged_model_loads_where_trainlab_is_not_installed(seed_run, seed_s
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) == pytest.approx(seed_run.data.metrics["pred/after"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_what_the_run_predicted(seed_run, seed_store, capsys):
+    """MLflow's own scoring server over the logged model (local env manager: this venv, no
+    conda), as a real process: x = 5 in MLflow's JSON gives pred/after and trainlab-predict's."""
+    home, client, _ = seed_store
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # `mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH, as it is
+    # in an activated venv.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MLFLOW_TRACKING_URI"] = client.tracking_uri
+    model = f"runs:/{seed_run.info.run_id}/model"
+    command = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", model,
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    log = (home / f"serve-{port}.log").open("w")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (home / f"serve-{port}.log").read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the scoring server did not start in 120 s"
+            time.sleep(0.25)
+        request = urllib.request.Request(
+            f"{url}/invocations",
+            data=json.dumps({"inputs": [[5.0]]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            served = json.loads(answer.read())["predictions"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the uvicorn it started
+        server.wait(timeout=30)
+        log.close()
+    after = seed_run.data.metrics["pred/after"]
+    assert served == [[pytest.approx(after, rel=1e-6)]]
+    assert predicted(capsys, seed_run.info.run_id, "5") == [[pytest.approx(served[0][0], rel=1e-6)]]

@@ -160,5 +160,7 @@ def print_outcome(
         print(f"Dashboard: `make ui`, then open http://127.0.0.1:5000/{page}")
     if info.model_uri is not None:
         print(f"Model {info.model_uri}; predict with: trainlab-predict {info.run_id} <x> ...")
+    for line in info.verification:
+        print(line)
     for warning in info.warnings:
         print(f"trainlab-train: warning: {warning}")

@@ -9,6 +9,7 @@ that fails before its run exists still gets a FAILED run, so the sweep's summary
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,9 @@ from trainlab.models.module import RegressionModule
 from trainlab.paths import task_overrides
 from trainlab.signals import Interrupted
 from trainlab.tracking.client import TrackingTarget
+from trainlab.tracking.environment import COMMAND_TAG, ENV_TAG, command_line, environment_tags
 from trainlab.tracking.protocol import (
+    RERUN_TAG,
     FinalReport,
     ModelPayload,
     PlotData,
@@ -40,7 +43,7 @@ from trainlab.tracking.protocol import (
     flatten,
 )
 from trainlab.tracking.run import TrackedRun
-from trainlab.tracking.source import git_commit
+from trainlab.tracking.source import git_changes, git_commit
 
 PLOT_ROWS = 2000  # the fit and residual plots show at most this many rows of each split
 
@@ -91,14 +94,20 @@ class RunSession:
             "config/overrides.yaml": {"overrides": task_overrides()},
         }
         params = {k: str(v) for k, v in flatten(resolved).items()}
-        return RunStart(params, files, first_metrics)
+        changes = git_changes()
+        texts = {"environment/git.diff": changes[1]} if changes and changes[0] else {}
+        lineage = self.data.lineage if self.data is not None else ()
+        return RunStart(params, files, first_metrics, texts, lineage)
 
     def _open(self, tags: dict[str, str], resume_from: ResumePoint | None) -> TrackedRun:
         target = self.target
         assert target is not None
+        tracking, rerun = self.settings.tracking, self.settings.rerun
         spec = RunSpec(
             target.uri, target.experiment_name, target.run_name, {**tags, **target.tags},
             target.artifact_root, resume_from.run_id if resume_from else None, target.sweep_token,
+            tracking.system_metrics_every_seconds if tracking.system_metrics else None,
+            rerun.run if rerun.verify else None,
         )  # fmt: skip
         return TrackedRun(target.recorder, spec, self.settings.tracking.flush_every_seconds)
 
@@ -174,9 +183,19 @@ def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
         tags["trainlab.strategy"] = choose_strategy(settings.device)
     if HydraConfig.initialized():
         tags["trainlab.preset"] = str(HydraConfig.get().runtime.choices.get("experiment") or "none")
+    tags.update(environment_tags())
+    tags[COMMAND_TAG] = command_line(sys.orig_argv)
+    tags[f"{ENV_TAG}cuda"] = torch.version.cuda or "none"  # the CUDA torch was built for
+    if accelerator == "gpu":
+        tags[f"{ENV_TAG}gpu"] = torch.cuda.get_device_name()
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
+    changes = git_changes()
+    if changes is not None:
+        tags["trainlab.git.dirty"] = str(changes[0]).lower()
+    if settings.rerun.run is not None:
+        tags[RERUN_TAG] = settings.rerun.run
     tags.update({str(k): str(v) for k, v in settings.tags.items()})
     return tags
 

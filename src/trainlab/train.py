@@ -18,7 +18,7 @@ import sys
 from typing import NoReturn
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from trainlab.config.checks import check_config
 from trainlab.config.schema import TrainConfig, register_configs
@@ -61,6 +61,8 @@ def train(cfg: DictConfig, job: SweepJob | None) -> float:
     resume_from = None
     if cfg.get("resume"):
         cfg, resume_from = plan_resume(cfg)
+    elif OmegaConf.select(cfg, "rerun.run") is not None:
+        cfg = plan_rerun(cfg, job)
     settings = check_config(cfg)
     check_source(settings.data)
     target = tracking_target(settings, job)
@@ -92,6 +94,24 @@ def plan_resume(cfg: DictConfig) -> tuple:
     return plan(str(cfg.resume), uri, task_overrides(), recorder, output_dir())
 
 
+def plan_rerun(cfg: DictConfig, job: SweepJob | None) -> DictConfig:
+    from trainlab.tracking.rerun import plan_rerun as plan
+
+    if job is not None:  # a sweep's job reads the run from the sweep's store, by its recorder
+        target = job.target(None)
+        recorder, uri = target.recorder, target.uri
+    else:
+        uri = absolute_uri(cfg.tracking.uri or tracking_uri())
+        check_store(uri)
+        recorder = private_recorder(uri, warm_for(cfg.tracking))
+    return plan(cfg, uri, task_overrides(), recorder, output_dir())
+
+
+def expand_shorthands(args: list[str]) -> list[str]:
+    """`rerun=<run id>` is short for `rerun.run=<run id>` (beside `rerun.verify=true`)."""
+    return [f"rerun.run={a[len('rerun=') :]}" if a.startswith("rerun=") else a for a in args]
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def _hydra_entry(cfg: DictConfig) -> float:
     if in_multirun():
@@ -120,6 +140,7 @@ def main() -> int:
                 f"TRAINLAB_HOME={str(home())!r}: cannot write there ({reason}); expected a "
                 "writable folder for mlflow.db, mlartifacts/ and outputs/"
             )
+        sys.argv[1:] = expand_shorthands(sys.argv[1:])
         _hydra_entry()
     except BaseException as err:
         end_unfinished_sweep(err)  # a sweep that raised never leaves its parent run RUNNING

@@ -14,13 +14,14 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab.config.runtime import DeviceConfig
+from trainlab.config.runtime import DeviceConfig, TrainerConfig
 from trainlab.config.schema import TrainConfig, option_name, schema_for
 from trainlab.config.training import (
     HuberLossConfig,
     L1LossConfig,
     LBFGSConfig,
     MSELossConfig,
+    PlateauConfig,
     SGDConfig,
 )
 from trainlab.errors import ConfigError
@@ -41,6 +42,7 @@ def check_config(cfg: DictConfig) -> TrainConfig:
     settings = OmegaConf.to_object(cfg)
     assert isinstance(settings, TrainConfig)
     check_engine(settings)
+    check_trainer(settings)
     check_distributed(settings)
     if settings.x_test is not None:
         parse_x_test(settings.x_test, None)
@@ -79,6 +81,31 @@ def check_engine(settings: TrainConfig) -> None:
         refuse(f"device.num_nodes={device.num_nodes}", "device.num_nodes=1")
     if engine == "numpy" and device.accelerator != "cpu":
         refuse(f"device={device.accelerator}", "device=cpu (NumPy runs on the CPU)")
+    # trainer.* configures Lightning's Trainer; the notes' loops have none of it.
+    for knob in fields(TrainerConfig):
+        value, default = getattr(settings.trainer, knob.name), getattr(TrainerConfig(), knob.name)
+        if value != default:
+            refuse(
+                f"trainer.{knob.name}={as_typed(value)}", f"trainer.{knob.name}={as_typed(default)}"
+            )
+
+
+def as_typed(value: Any) -> str:
+    """A value as it is typed on the command line (null, true, 1.0)."""
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )
+
+
+def check_trainer(settings: TrainConfig) -> None:
+    """Trainer knobs that cannot work with the rest of the config."""
+    every = settings.trainer.check_val_every_n_epoch
+    if every > 1 and settings.data.val_split > 0 and isinstance(settings.scheduler, PlateauConfig):
+        # Lightning stops the fit at the first epoch whose val/loss the scheduler cannot read.
+        raise ConfigError(
+            f"trainer.check_val_every_n_epoch={every}: scheduler=plateau reads val/loss after "
+            "every epoch; expected trainer.check_val_every_n_epoch=1 (or another scheduler)"
+        )
 
 
 def check_distributed(settings: TrainConfig) -> None:

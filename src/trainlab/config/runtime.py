@@ -1,5 +1,5 @@
-"""Schemas of where and how a run executes and what it records: device, engine, tracking,
-the divergence guard and sweep behaviour."""
+"""Schemas of where and how a run executes and what it records: device, engine, the Lightning
+Trainer's knobs, tracking, the divergence guard, sweep behaviour and re-runs."""
 
 from __future__ import annotations
 
@@ -44,6 +44,29 @@ class DeviceConfig:
 
 
 ENGINES = ("lightning", "autograd", "numpy")
+CLIP_ALGORITHMS = ("norm", "value")
+
+
+@dataclass
+class TrainerConfig:
+    """Knobs of Lightning's Trainer (engine=lightning; the manual engines refuse them)."""
+
+    gradient_clip_val: float | None = None  # None: no clipping
+    gradient_clip_algorithm: str = "norm"  # norm: scale the total 2-norm; value: clamp each
+    accumulate_grad_batches: int = 1  # batches whose gradients add up into one optimizer step
+    deterministic: bool = False  # torch.use_deterministic_algorithms (and cuBLAS's setting)
+    check_val_every_n_epoch: int = 1  # val/loss every N epochs (with data.val_split > 0)
+
+    def __post_init__(self) -> None:
+        clip = self.gradient_clip_val
+        if clip is not None:
+            require(clip > 0, "trainer.gradient_clip_val", clip, "a number > 0 (null: no clipping)")
+        algorithm = self.gradient_clip_algorithm
+        _one_of("trainer.gradient_clip_algorithm", algorithm, CLIP_ALGORITHMS)
+        batches = self.accumulate_grad_batches
+        require(batches > 0, "trainer.accumulate_grad_batches", batches, "an integer > 0")
+        every = self.check_val_every_n_epoch
+        require(every > 0, "trainer.check_val_every_n_epoch", every, "an integer > 0")
 
 
 @dataclass
@@ -89,6 +112,11 @@ class TrackingConfig:
     model_format: str = "pickle"
     register: str | None = None  # a registered model name for each trained model; None: no
     alias: str = "current"  # the alias the newest registered version gets (never stages)
+    # CPU, memory, disk, network (and GPU) of this machine as system/... metrics, sampled by
+    # MLflow's own monitor in the recorder process; one last sample when the run ends.
+    system_metrics: bool = True
+    system_metrics_every_seconds: float = 10.0  # MLflow's default sampling interval
+    grad_norm: bool = False  # train/grad_norm: the gradients' 2-norm at every step
 
     def __post_init__(self) -> None:
         if self.register is not None:
@@ -106,6 +134,9 @@ class TrackingConfig:
         require(limit >= 0, "tracking.trajectory_limit", limit, "an integer >= 0")
         every = self.flush_every_seconds
         require(every > 0, "tracking.flush_every_seconds", every, "a number of seconds > 0")
+        every = self.system_metrics_every_seconds
+        key = "tracking.system_metrics_every_seconds"
+        require(every > 0, key, every, "a number of seconds > 0")
 
 
 GUARD_MODES = ("stop", "warn")
@@ -126,3 +157,15 @@ class SweepConfig:
     # -m: a job that fails is recorded (child run FAILED) and the sweep goes on; true stops it
     # (jobs not yet started are skipped, the command exits non-zero).
     stop_on_failure: bool = False
+
+
+@dataclass
+class RerunConfig:
+    # `rerun=<run id>` on the command line is short for `rerun.run=<run id>`: a new run of exactly
+    # the config that run recorded (plus the command line's overrides).
+    run: str | None = None
+    verify: bool = False  # compare the new trajectory with the old one, step by step
+
+    def __post_init__(self) -> None:
+        if self.verify:
+            require(self.run is not None, "rerun.verify", True, "rerun=<run id> beside it")

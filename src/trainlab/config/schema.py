@@ -29,8 +29,10 @@ from trainlab.config.runtime import (
     EngineConfig,
     GuardConfig,
     NumpyEngineConfig,
+    RerunConfig,
     SweepConfig,
     TrackingConfig,
+    TrainerConfig,
 )
 from trainlab.config.training import (
     AdamConfig,
@@ -65,6 +67,8 @@ class TrainConfig:
     tracking: TrackingConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    rerun: RerunConfig = field(default_factory=RerunConfig)
     seed: int = 0  # seeds the weights, the split and the shuffling (0 is a seed like any other)
     max_epochs: int = 100
     max_steps: int = -1  # -1: no step limit, max_epochs decides
@@ -92,6 +96,8 @@ class TrainConfig:
         require(
             bool(self.experiment_name.strip()), "experiment_name", self.experiment_name, "a name"
         )
+        if self.rerun.run is not None:
+            require(self.resume is None, "resume", self.resume, "null beside rerun=<run id>")
 
 
 SCHEMAS: dict[str, dict[str, type]] = {

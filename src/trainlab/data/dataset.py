@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from trainlab.data.lineage import DataRecord
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -19,6 +21,7 @@ class Dataset:
     # Standardization fitted on the training rows; None when it is off.
     x_mean: torch.Tensor | None = None
     x_std: torch.Tensor | None = None
+    lineage: tuple[DataRecord, ...] = ()  # what the rows are, for MLflow's dataset inputs
 
     @property
     def n_features(self) -> int:

@@ -24,6 +24,7 @@ from trainlab.config.data import (
 )
 from trainlab.data.checks import csv_columns
 from trainlab.data.dataset import Dataset
+from trainlab.data.lineage import describe
 from trainlab.errors import ConfigError
 
 Arrays = tuple[np.ndarray, np.ndarray, list[str], list[str]]
@@ -128,5 +129,9 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
             f"data.batch_size={cfg.batch_size} is larger than the {len(x_train)} training rows; "
             "expected at most that many (or null for the full batch)"
         )
-    data = Dataset(x_train, y_train, x_val, y_val, feature_names, target_names)
+    splits = {"training": (x_train.numpy(), y_train.numpy())}
+    if x_val is not None and y_val is not None:
+        splits["validation"] = (x_val.numpy(), y_val.numpy())
+    lineage = describe(cfg, splits, feature_names, target_names)
+    data = Dataset(x_train, y_train, x_val, y_val, feature_names, target_names, lineage=lineage)
     return data.standardized() if cfg.standardize else data

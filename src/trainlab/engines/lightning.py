@@ -19,7 +19,9 @@ from trainlab.engines.monitor import TrainingMonitor
 def fit_lightning(context: FitContext) -> FitResult:
     settings, resume = context.settings, context.resume_from
     checkpoints = CheckpointSaver(context.checkpoint_dir, context.run)
-    callbacks = [*distributed.callbacks(settings.device), TrainingMonitor(context, checkpoints)]
+    monitor = TrainingMonitor(context, checkpoints)
+    callbacks = [*distributed.callbacks(settings.device), monitor, *monitor.helpers]
+    knobs = settings.trainer
     trainer = L.Trainer(
         accelerator=context.accelerator,
         devices=settings.device.devices,
@@ -28,6 +30,11 @@ def fit_lightning(context: FitContext) -> FitResult:
         precision=settings.device.precision,
         max_epochs=settings.max_epochs,
         max_steps=settings.max_steps,
+        gradient_clip_val=knobs.gradient_clip_val,
+        gradient_clip_algorithm=knobs.gradient_clip_algorithm,
+        accumulate_grad_batches=knobs.accumulate_grad_batches,
+        deterministic=knobs.deterministic,
+        check_val_every_n_epoch=knobs.check_val_every_n_epoch,
         logger=False,
         log_every_n_steps=0,  # no Lightning logger: skip its per-step bookkeeping
         callbacks=callbacks,

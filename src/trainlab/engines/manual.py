@@ -26,6 +26,7 @@ from trainlab.engines.trajectory import row_keys
 from trainlab.models.module import RegressionModule
 
 NumpyLoss = Callable[[np.ndarray, np.ndarray], tuple[np.floating, np.ndarray]]
+GradientHook = Callable[[list[Any]], None]
 
 
 def numpy_loss(cfg: LossConfig) -> NumpyLoss:
@@ -57,13 +58,23 @@ def numpy_forward(x: np.ndarray, params: list[np.ndarray]) -> np.ndarray:
 
 
 def numpy_step(
-    x: np.ndarray, y: np.ndarray, params: list[np.ndarray], loss_fn: NumpyLoss, lr: float
+    x: np.ndarray,
+    y: np.ndarray,
+    params: list[np.ndarray],
+    loss_fn: NumpyLoss,
+    lr: float,
+    on_gradients: GradientHook | None = None,
 ) -> np.floating:
-    """Note 17: forward, loss, analytic gradient, in-place update; returns the loss."""
+    """Note 17: forward, loss, analytic gradient, in-place update; returns the loss.
+    `on_gradients` sees the gradients before the update (tracking.grad_norm)."""
     loss, dpred = loss_fn(numpy_forward(x, params), y)
-    params[0] -= lr * (dpred.T @ x)  # dL/dW = (dL/dpred)^T X
+    grads = [dpred.T @ x]  # dL/dW = (dL/dpred)^T X
     if len(params) > 1:
-        params[1] -= lr * dpred.sum(axis=0)
+        grads.append(dpred.sum(axis=0))
+    if on_gradients is not None:
+        on_gradients(grads)
+    for param, grad in zip(params, grads, strict=True):
+        param -= lr * grad
     return loss
 
 
@@ -79,10 +90,13 @@ def autograd_step(
     params: list[torch.Tensor],
     loss_fn: nn.Module,
     lr: float,
+    on_gradients: GradientHook | None = None,
 ) -> torch.Tensor:
     """Note 18: forward, loss, backward(), update under no_grad, zero the gradients."""
     loss = loss_fn(autograd_forward(x, params), y)
     loss.backward()
+    if on_gradients is not None:
+        on_gradients([param.grad for param in params])
     with torch.no_grad():
         for param in params:
             param -= lr * param.grad
@@ -112,8 +126,22 @@ class StepRecorder:
         settings = context.settings
         self.module, self.run, self.ols_loss = context.module, context.run, context.ols_loss
         self.limit = settings.tracking.trajectory_limit
-        self.keys = row_keys(self.module, self.limit, self.ols_loss)
+        self.lr = settings.optimizer.lr  # constant: the manual engines take no scheduler
+        self.with_grad_norm = settings.tracking.grad_norm
+        self.keys = row_keys(self.module, self.limit, self.ols_loss, self.with_grad_norm)
         self.console = ConsoleReporter(settings.print_every, settings.engine.progress_bar, steps)
+        self.grad_norm: Any = None
+
+    def gradients(self, grads: list[Any]) -> None:
+        """The step's gradients, before its update: their 2-norm for train/grad_norm."""
+        if isinstance(grads[0], torch.Tensor):
+            self.grad_norm = torch.nn.utils.get_total_norm(grads)
+        else:
+            self.grad_norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads)))
+
+    @property
+    def gradient_hook(self) -> GradientHook | None:
+        return self.gradients if self.with_grad_norm else None
 
     def record(self, step: int, loss: Any, params: list[Any]) -> None:
         if self.run is not None:
@@ -127,19 +155,23 @@ class StepRecorder:
 
     def values(self, loss: Any, params: list[Any]) -> torch.Tensor | list[float]:
         if isinstance(loss, torch.Tensor) and loss.device.type != "cpu":
-            parts = [loss.reshape(1).double()]
+            parts = [loss.reshape(1).double(), loss.new_full((1,), self.lr)]
             for p in params:
                 p = p.detach()
                 parts.append(p.norm().reshape(1) if p.numel() > self.limit else p.reshape(-1))
             if self.ols_loss is not None:
                 parts.append(parts[0] - self.ols_loss)
+            if self.with_grad_norm:
+                parts.append(self.grad_norm.reshape(1))
             return torch.cat([part.double() for part in parts])
-        values = [float(loss)]
+        values = [float(loss), self.lr]
         for p in params:
             p = p.detach().numpy() if isinstance(p, torch.Tensor) else p
             values += [float(np.linalg.norm(p))] if p.size > self.limit else p.ravel().tolist()
         if self.ols_loss is not None:
             values.append(values[0] - self.ols_loss)
+        if self.with_grad_norm:
+            values.append(float(self.grad_norm))
         return values
 
     def record_val(self, step: int, loss: Any) -> None:
@@ -176,7 +208,7 @@ def fit_numpy(context: FitContext) -> FitResult:
     steps = step_count(settings)
     recorder = StepRecorder(context, steps)
     for step in range(steps):
-        loss = numpy_step(x, y, params, loss_fn, lr)
+        loss = numpy_step(x, y, params, loss_fn, lr, recorder.gradient_hook)
         recorder.record(step, loss, params)
         if val is not None:
             recorder.record_val(step, loss_fn(numpy_forward(val[0], params), val[1])[0])
@@ -199,7 +231,7 @@ def fit_autograd(context: FitContext) -> FitResult:
     steps = step_count(settings)
     recorder = StepRecorder(context, steps)
     for step in range(steps):
-        loss = autograd_step(x, y, params, loss_fn, lr)
+        loss = autograd_step(x, y, params, loss_fn, lr, recorder.gradient_hook)
         recorder.record(step, loss, params)
         if val is not None:
             with torch.no_grad():

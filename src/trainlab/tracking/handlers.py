@@ -19,6 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from trainlab.errors import one_line
 from trainlab.tracking import protocol as msg
+from trainlab.tracking import system
+from trainlab.tracking.environment import installed_packages
 from trainlab.tracking.model import import_pytorch_flavor
 from trainlab.tracking.store import sqlite_path
 from trainlab.tracking.summary import SweepParent
@@ -57,6 +59,10 @@ class Handlers:
         if store_uri is not None:
             with contextlib.suppress(Exception):  # reported to the first run that uses it
                 self.client(store_uri)
+        # What every run's start needs, read while the trainer still imports torch (0.1 s).
+        installed_packages()
+        with contextlib.suppress(ImportError):  # psutil missing: each run says so
+            system.prime()
 
     def warm_up(self, name: str) -> None:
         """Import what finishing a run with `name` ("plots", "model") will need."""

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # only in annotations: the checks before torch need no numpy either
     import numpy as np
 
+from trainlab.data.lineage import DataRecord
+
 # kinds of message
 OPEN = "open"  # RunSpec: create the run (or re-open it to resume)
 START = "start"  # RunStart: params, config files and first metrics of a new run
@@ -35,6 +37,7 @@ PARENT_TAG = "mlflow.parentRunId"
 JOB_TAG = "trainlab.sweep.job"
 OVERRIDES_TAG = "trainlab.sweep.overrides"
 ERROR_TAG = "trainlab.error"
+RERUN_TAG = "trainlab.rerun_of"  # a run made by `rerun=<run id>` names that run
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,8 @@ class RunSpec:
     artifact_root: str | None = None
     resume_run_id: str | None = None  # re-open this run (RUNNING again) instead of creating one
     sweep_token: str | None = None  # a child of this sweep's parent run (the recorder's sweep)
+    system_metrics_seconds: float | None = None  # sample system/... this often; None: never
+    verify_against: str | None = None  # at the end, compare the trajectory with this run's
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -77,6 +82,8 @@ class RunStart:
     params: dict[str, str]
     files: dict[str, Any]  # artifact file -> dict, logged as YAML (config/resolved.yaml, ...)
     metrics: dict[str, float]  # logged at step 0 (pred/before, ols/loss)
+    texts: dict[str, str] = field(default_factory=dict)  # artifact file -> text (git.diff)
+    datasets: tuple[DataRecord, ...] = ()  # logged as MLflow dataset inputs
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,7 @@ class RunInfo:
     uri: str
     model_uri: str | None = None
     warnings: tuple[str, ...] = ()  # what went wrong while recording, without losing the run
+    verification: tuple[str, ...] = ()  # a rerun's comparison with its original, as printed
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,18 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from trainlab.tracking.datasets import dataset_input
+from trainlab.tracking.environment import installed_packages
 from trainlab.tracking.model import log_trained_model
 from trainlab.tracking.plots import History, log_run_plots
 from trainlab.tracking.protocol import ERROR_TAG, FinalReport, Rows, RunInfo, RunSpec, RunStart
+from trainlab.tracking.system import start_monitor, stop_monitor
+from trainlab.tracking.verify import Trajectory, verify
 
 MAX_PARAM_VALUE_CHARS = 6000
 MAX_KEY_CHARS = 250
 MAX_TAG_CHARS = 5000
+REQUIREMENTS = "environment/requirements.txt"
 
 
 def safe_folder_name(name: str) -> str:
@@ -73,6 +78,19 @@ class RunWriter:
         )
         self.history = History()
         self.finished = False
+        self.warnings: list[str] = []
+        self.monitor = None
+        if spec.system_metrics_seconds is not None:
+            try:
+                self.monitor = start_monitor(
+                    self.run_id,
+                    spec.uri,
+                    spec.system_metrics_seconds,
+                    spec.resume_run_id is not None,
+                )
+            except Exception as err:  # psutil missing ...: the run goes on without them
+                self.warnings.append(f"system metrics not recorded: {err}")
+        self.trajectory = Trajectory() if spec.verify_against else None
 
     @property
     def run_id(self) -> str:
@@ -82,6 +100,12 @@ class RunWriter:
         self.client.log_batch(self.run_id, params=as_params(start.params))
         for artifact_file, content in start.files.items():
             self.client.log_dict(self.run_id, content, artifact_file)
+        texts = {**start.texts, REQUIREMENTS: installed_packages()}
+        for artifact_file, text in texts.items():
+            self.client.log_text(self.run_id, text, artifact_file)
+        if start.datasets:
+            inputs = [dataset_input(record) for record in start.datasets]
+            self.client.log_inputs(self.run_id, datasets=inputs)
         self.log_metrics(start.metrics, step=0)
 
     def rows(self, rows: Rows) -> None:
@@ -92,6 +116,8 @@ class RunWriter:
         ]
         self.client.log_batch(self.run_id, metrics=metrics)  # MLflow splits it into requests
         self.history.add(rows)
+        if self.trajectory is not None:
+            self.trajectory.add(rows)
 
     def log_metrics(self, metrics: dict[str, float], step: int, ms: int = 0) -> None:
         if metrics:
@@ -114,7 +140,7 @@ class RunWriter:
     def finish(self, report: FinalReport, clock_ms: int) -> RunInfo:
         """Final metrics, tags, plots and model; then the status. A plot or model that cannot
         be written is reported (a warning) without failing a run that trained."""
-        warnings: list[str] = []
+        warnings = self.warnings
         self.log_metrics(report.metrics, report.step, clock_ms)
         tags = dict(report.tags)
         if report.error:
@@ -135,12 +161,29 @@ class RunWriter:
             except Exception as err:
                 warnings.append(f"model not logged: {err}")
                 traceback.print_exc()
+        lines: tuple[str, ...] = ()
+        if self.trajectory is not None and self.spec.verify_against and report.status == "FINISHED":
+            try:
+                verified = verify(
+                    self.client, self.spec.verify_against, self.run_id, self.trajectory
+                )
+                self.log_metrics(verified.metrics, 0, clock_ms)
+                self.tags(verified.tags)
+                lines = verified.lines
+            except Exception as err:  # the rerun itself is recorded; only the comparison is not
+                warnings.append(f"rerun not verified: {err}")
         self.end(report.status)
         return RunInfo(
             self.run_id, self.info.run_name, self.info.experiment_id, self.spec.uri,
-            model_uri, tuple(warnings),
+            model_uri, tuple(warnings), lines,
         )  # fmt: skip
 
     def end(self, status: str) -> None:
+        if self.monitor is not None:
+            monitor, self.monitor = self.monitor, None
+            try:
+                stop_monitor(monitor)
+            except Exception as err:  # the samples are extras: the run still ends
+                self.warnings.append(f"system metrics not all recorded: {err}")
         self.client.set_terminated(self.run_id, RunStatus.to_string(getattr(RunStatus, status)))
         self.finished = True

