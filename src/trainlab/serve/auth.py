@@ -4,7 +4,8 @@ MLflow keeps users and their per-experiment permissions (READ, EDIT, MANAGE) in 
 database, here the same PostgreSQL database as the runs (its tables and its own alembic version
 table sit beside the tracking tables). The admin user is created on the first start from a
 password that must come from the environment (`MLFLOW_AUTH_ADMIN_PASSWORD`) or a file
-(`TRAINLAB_ADMIN_PASSWORD_FILE`): there is no built-in one, and the server refuses to start
+(`TRAINLAB_ADMIN_PASSWORD_FILE`, else <TRAINLAB_HOME>/team/admin-password when `make team` made
+one there): there is no built-in one, and the server refuses to start
 without it. Clients authenticate with `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`.
 
 Secrets travel only through the environment of the processes that need them and through files
@@ -17,6 +18,8 @@ import os
 import secrets
 from pathlib import Path
 
+from trainlab import paths
+
 ADMIN_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"  # MLflow's own variable
 ADMIN_FILE_ENV = "TRAINLAB_ADMIN_PASSWORD_FILE"
 ADMIN_USER_ENV = "TRAINLAB_ADMIN_USER"
@@ -26,6 +29,7 @@ PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 # What a signed-in user may do where nobody granted anything: read. Creating experiments and
 # runs takes a grant (EDIT on an experiment) or the admin.
 DEFAULT_PERMISSION = "READ"
+AUTH_CACHE_SECONDS = 60
 
 
 class AuthSetupError(RuntimeError):
@@ -53,11 +57,19 @@ def read_secret_file(path: Path, what: str) -> str:
     return text.splitlines()[0]
 
 
+def default_admin_file() -> Path:
+    """Where `make team` keeps the admin password it generates when none is given."""
+    return paths.home() / "team" / "admin-password"
+
+
 def admin_password() -> str:
-    """The admin password from MLFLOW_AUTH_ADMIN_PASSWORD or TRAINLAB_ADMIN_PASSWORD_FILE."""
+    """The admin password: MLFLOW_AUTH_ADMIN_PASSWORD, TRAINLAB_ADMIN_PASSWORD_FILE, or the file
+    `make team` generated."""
     password = os.environ.get(ADMIN_ENV)
     if not password and os.environ.get(ADMIN_FILE_ENV):
         password = read_secret_file(Path(os.environ[ADMIN_FILE_ENV]), ADMIN_FILE_ENV)
+    if not password and default_admin_file().exists():
+        password = read_secret_file(default_admin_file(), "the admin password")
     if not password:
         raise AuthSetupError(
             f"no admin password: set {ADMIN_ENV} or {ADMIN_FILE_ENV}=<a file of mode 600>; "
@@ -90,7 +102,11 @@ def auth_config(state_dir: Path, database_uri: str) -> Path:
         f"default_permission = {DEFAULT_PERMISSION}\n"
         f"database_uri = {database_uri}\n"
         f"admin_username = {admin_user()}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # Each request's password check is a PBKDF2 hash: ~0.5 s of CPU here, on every request
+        # (a 30-epoch run took 30 s). A worker remembers a checked password for a minute; a
+        # changed or deleted password reaches the other workers within that minute.
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n",
     )
     return path
 

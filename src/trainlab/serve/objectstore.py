@@ -89,7 +89,9 @@ class ObjectStore:
         p = self.ports
         return [
             weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={p.master}", f"-volume.port={p.volume}", "-volume.max=0",
+            f"-master.port={p.master}", f"-volume.port={p.volume}",
+            # Volumes of 256 MB, up to 64: space for a trial without reserving the disk.
+            "-master.volumeSizeLimitMB=256", "-volume.max=64",
             "-filer", f"-filer.port={p.filer}", "-s3", f"-s3.port={p.s3}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
             f"-master.dir={data}",
