@@ -20,6 +20,9 @@ HARMLESS_WARNINGS = (
     # The data module's way of saying "no validation data" under DDP.
     ".*Total length of `list` across ranks is zero.*",
     ".*`isinstance.treespec, LeafSpec.` is deprecated.*",
+    # On a SLURM login node Lightning suggests `srun` for every job; trainlab reads the ranks
+    # from SLURM's environment itself (engines/ranks.py) and a run outside srun is one process.
+    ".*The `srun` command is available on your system but is not used.*",
 )
 
 
