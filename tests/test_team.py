@@ -18,7 +18,7 @@ import boto3
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import PREDICT, free_port, history, run_cli
+from tests.helpers import PREDICT, TRAIN, free_port, history, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -175,3 +175,38 @@ def assert_no_secret_anywhere(team, client, experiment_id, home, tmp_path, outpu
         texts.append(dump.stdout)
     for secret in secrets:
         assert not any(secret in text for text in texts)
+
+
+def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team, home, monkeypatch):
+    """The recorder's MLflow client retries a request that finds no server (MLflow's own
+    MLFLOW_HTTP_REQUEST_* settings: 7 retries, about 4 minutes by default; backoff factor 1
+    here, to keep the test short): the rows it holds reach the restarted server."""
+    steps = 3000
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env |= team.client_env("alice") | {"TRAINLAB_HOME": str(home)}
+    env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    command = [TRAIN, "tracking=server", "experiment_name=team_restart", f"max_epochs={steps}",
+               "print_every=0", "tracking.flush_every_seconds=0.1"]  # fmt: skip
+    job = subprocess.Popen(command, cwd=home, env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)  # fmt: skip
+    client = as_user(team, "alice", monkeypatch)
+    deadline = time.monotonic() + 180
+    while True:  # until the run exists and has its first points on the server
+        assert job.poll() is None and time.monotonic() < deadline, job.stderr.read()
+        experiment = client.get_experiment_by_name("team_restart")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and history(client, runs[0].info.run_id):
+            break
+        time.sleep(0.2)
+    run_id = runs[0].info.run_id
+    team.stop()
+    down = time.monotonic()
+    time.sleep(2)
+    team.start()
+    print(f"\nserver down for {time.monotonic() - down:.1f} s in the middle of run {run_id}")
+    out, err = job.communicate(timeout=400)
+    assert job.returncode == 0, err
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    for key in ("train/loss", "weight/0_0", "bias/0"):
+        assert [step for step, _ in history(client, run_id, key)] == list(range(steps)), key
