@@ -99,6 +99,8 @@ def team(tmp_path_factory) -> Iterator:
     from tests.team_service import team_service
 
     with team_service(tmp_path_factory.mktemp("team")) as service:
-        service.add_user("alice", *[("EDIT", e) for e in ("team_runs", "team_load", "team_restart")])
+        service.add_user(
+            "alice", *[("EDIT", e) for e in ("team_runs", "team_load", "team_restart")]
+        )
         service.add_user("reader", ("READ", "team_runs"))
         yield service

@@ -192,7 +192,7 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team, home, monke
     client = as_user(team, "alice", monkeypatch)
     deadline = time.monotonic() + 180
     while True:  # until the run exists and has its first points on the server
-        assert job.poll() is None and time.monotonic() < deadline, job.stderr.read()
+        assert job.poll() is None and time.monotonic() < deadline, "no run or no points"
         experiment = client.get_experiment_by_name("team_restart")
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         if runs and history(client, runs[0].info.run_id):
@@ -204,7 +204,7 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team, home, monke
     time.sleep(2)
     team.start()
     print(f"\nserver down for {time.monotonic() - down:.1f} s in the middle of run {run_id}")
-    out, err = job.communicate(timeout=400)
+    _, err = job.communicate(timeout=400)
     assert job.returncode == 0, err
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
