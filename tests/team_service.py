@@ -144,16 +144,16 @@ class TeamService:
     def users(self, *args: str) -> str:
         """`trainlab.serve.users ARGS` (what `make team-user` runs) as the admin, in this
         process (a subprocess would import MLflow again for each call); what it printed."""
-        saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
-        for key in saved:
+        saved = dict(os.environ)
+        for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
             del os.environ[key]
         os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
         printed = io.StringIO()
         try:
             with redirect_stdout(printed), redirect_stderr(printed):
                 users.main(["--server", self.url, *args])
-        finally:
-            del os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"]
+        finally:  # the command signs in through the environment: leave it as it was
+            os.environ.clear()
             os.environ.update(saved)
         return printed.getvalue()
 
