@@ -23,8 +23,8 @@ from pathlib import Path
 
 TRAIN = str(Path(sys.executable).parent / "trainlab-train")
 STEPS = 400
-SWEEP_JOBS = 24
-INDEPENDENT = 8
+SWEEP_JOBS = 28
+INDEPENDENT = 4
 
 
 @dataclass(frozen=True)

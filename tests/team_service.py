@@ -62,7 +62,7 @@ def fresh_database() -> Iterator[str]:
         admin.dispose()
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", port))
@@ -76,7 +76,7 @@ def weed_ports() -> Ports:
     chosen: list[int] = []
     while len(chosen) < 4:
         port = random.randint(20000, 45000)
-        if port not in chosen and _bindable(port) and _bindable(port + GRPC_OFFSET):
+        if port not in chosen and bindable(port) and bindable(port + GRPC_OFFSET):
             chosen.append(port)
     return Ports(*chosen)
 
@@ -128,7 +128,7 @@ class TeamService:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()

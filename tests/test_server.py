@@ -68,7 +68,7 @@ def test_server_refuses_a_database_that_does_not_answer(tmp_path):
 
 
 def test_load_through_the_authenticated_server_into_the_object_store(team, home):
-    """32 jobs (24 through the joblib launcher, 4 at a time, and 8 independent processes) of
+    """32 jobs (28 through the joblib launcher, 4 at a time, and 4 independent processes) of
     400 steps with the default artifacts: every point, every artifact, no run left RUNNING."""
     load = run_load(home, team.client_env("alice"), "team_load")
     for done in (load.sweep, *load.independent):

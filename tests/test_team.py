@@ -6,6 +6,7 @@ sign in with MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (tests/team_ser
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import PREDICT, TRAIN, free_port, history, run_cli
+from tests.team_service import bindable, fresh_database
+from trainlab.serve.objectstore import GRPC_OFFSET
 
 pytestmark = pytest.mark.slow
 
@@ -181,7 +184,7 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team, home, monke
     """The recorder's MLflow client retries a request that finds no server (MLflow's own
     MLFLOW_HTTP_REQUEST_* settings: 7 retries, about 4 minutes by default; backoff factor 1
     here, to keep the test short): the rows it holds reach the restarted server."""
-    steps = 3000
+    steps = 2000
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env |= team.client_env("alice") | {"TRAINLAB_HOME": str(home)}
     env["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
@@ -210,3 +213,43 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team, home, monke
     assert run.info.status == "FINISHED"
     for key in ("train/loss", "weight/0_0", "bias/0"):
         assert [step for step, _ in history(client, run_id, key)] == list(range(steps)), key
+
+
+def test_make_team_starts_reports_and_stops_the_whole_service(tmp_path):
+    """`make team` / `team-status` / `team-stop` (trainlab.serve.team), over a fresh database."""
+    s3 = next(p for p in iter(lambda: random.randint(20000, 45000), None)
+              if all(bindable(q) and bindable(q + GRPC_OFFSET) for q in range(p, p + 4)))  # fmt: skip
+    port = free_port()
+    with fresh_database() as database:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TRAINLAB_"))}
+        env |= {"TRAINLAB_HOME": str(tmp_path), "TRAINLAB_SERVER_DB_URI": database}
+
+        def team(action: str) -> subprocess.CompletedProcess:
+            command = [sys.executable, "-m", "trainlab.serve.team", action, "--port", str(port),
+                       "--s3-port", str(s3), "--workers", "1"]  # fmt: skip
+            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+
+        try:
+            first = team("start")
+            assert first.returncode == 0, first.stderr
+            assert first.stdout.startswith(f"Team service up: MLflow http://127.0.0.1:{port}")
+            again = team("start")  # idempotent: everything answers already
+            assert again.returncode == 0 and again.stdout == first.stdout
+            status = team("status")
+            assert status.returncode == 0 and status.stdout.count(": up") == 2
+            secret = tmp_path / "team" / "admin-password"
+            assert secret.stat().st_mode & 0o777 == 0o600  # generated: no built-in password
+            password = secret.read_text().strip()
+            assert password not in first.stdout + first.stderr
+            login = b64encode(f"admin:{password}".encode()).decode()
+            probe = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1",
+                headers={"Authorization": f"Basic {login}"},
+            )
+            with urllib.request.urlopen(probe, timeout=30) as answer:
+                assert answer.status == 200
+        finally:
+            stopped = team("stop")
+        assert stopped.stdout.startswith("Team service stopped: MLflow server and object store")
+        status = team("status")
+        assert status.returncode == 3 and status.stdout.count(": down") == 2

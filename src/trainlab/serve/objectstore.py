@@ -31,9 +31,9 @@ GRPC_OFFSET = 10000  # SeaweedFS listens on each port + 10000 for gRPC too
 @dataclass(frozen=True)
 class Ports:
     s3: int = 8333
-    master: int = 9333
-    volume: int = 8334
-    filer: int = 8888
+    master: int = 8334
+    volume: int = 8335
+    filer: int = 8336
 
 
 def weed_binary() -> str:
