@@ -70,11 +70,12 @@ def main() -> None:
     parser.add_argument("--server", default=None, help="a team server URL (default: SQLite)")
     parser.add_argument("--sweep-jobs", type=int, default=SWEEP_JOBS)
     parser.add_argument("--independent", type=int, default=INDEPENDENT)
+    parser.add_argument("--experiment", default=f"load_{int(time.time())}")
     args = parser.parse_args()
     from mlflow.tracking import MlflowClient
 
     home = Path(tempfile.mkdtemp(prefix="trainlab-load-"))
-    experiment = f"load_{int(time.time())}"
+    experiment = args.experiment
     if args.server:
         tracking, uri = ("tracking=server",), args.server
         env = {"TRAINLAB_SERVER_URI": args.server}

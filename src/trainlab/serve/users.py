@@ -66,6 +66,19 @@ def add_user(client, args: argparse.Namespace) -> None:
     print(f"User {args.user} added on {args.server}")
 
 
+def grant_permission(client, user: str, exp_id: str, permission: str) -> None:
+    """Grant `permission`, replacing the one the user has there (run it again freely)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.grant_user_permission(user, "experiment", exp_id, permission)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        client.revoke_user_permission(user, "experiment", exp_id)
+        client.grant_user_permission(user, "experiment", exp_id, permission)
+
+
 def experiment_id(tracking_uri: str, name: str, create: bool) -> str:
     from mlflow.tracking import MlflowClient
 
@@ -109,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
             add_user(client, args)
         elif args.verb == "grant":
             exp_id = experiment_id(args.server, args.experiment, create=True)
-            client.grant_user_permission(args.user, "experiment", exp_id, args.permission)
+            grant_permission(client, args.user, exp_id, args.permission)
             print(f"{args.user}: {args.permission} on experiment {args.experiment} ({exp_id})")
         else:
             exp_id = experiment_id(args.server, args.experiment, create=False)
