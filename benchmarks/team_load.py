@@ -7,7 +7,9 @@ Used by tests/test_server.py (the authenticated team server with S3 artifacts) a
     python -m benchmarks.team_load               # the embedded SQLite store in a temp folder
     python -m benchmarks.team_load --server URL  # a team server (MLFLOW_TRACKING_* for auth)
 
-prints the metric points written per second of the load's wall time.
+prints the metric points written per second of the load's wall time (whole processes: imports,
+training, artifacts and the store). `--store-only` measures the store alone: one client sending
+`log_batch` requests of 1000 metrics, what a job's recorder does.
 """
 
 from __future__ import annotations
@@ -65,12 +67,32 @@ def run_load(
     return Load(time.monotonic() - began, experiment, done[0], done[1:])
 
 
+def store_rate(uri: str, experiment: str, batches: int = 20) -> float:
+    """Metric points per second that one MlflowClient gets into `uri` in 1000-metric batches."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    run_id = client.create_run(exp_id).info.run_id
+    keys = ("train/loss", "weight/0_0", "bias/0", "ols/gap")
+    began = time.monotonic()
+    for batch in range(batches):
+        steps = range(batch * 250, batch * 250 + 250)
+        client.log_batch(run_id, metrics=[Metric(k, 0.5, 0, s) for s in steps for k in keys])
+    seconds = time.monotonic() - began
+    client.set_terminated(run_id)
+    return batches * 1000 / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default=None, help="a team server URL (default: SQLite)")
     parser.add_argument("--sweep-jobs", type=int, default=SWEEP_JOBS)
     parser.add_argument("--independent", type=int, default=INDEPENDENT)
     parser.add_argument("--experiment", default=f"load_{int(time.time())}")
+    parser.add_argument("--store-only", action="store_true", help="log_batch alone, no jobs")
     args = parser.parse_args()
     from mlflow.tracking import MlflowClient
 
@@ -83,6 +105,9 @@ def main() -> None:
         uri = f"sqlite:///{home / 'mlflow.db'}"
         tracking, env = ("tracking=sqlite",), {}
         MlflowClient(tracking_uri=uri).search_experiments()  # the tables, before the jobs
+    if args.store_only:
+        print(f"{store_rate(uri, experiment):.0f} points/s in 1000-metric log_batch into {uri}")
+        return
     load = run_load(home, env, experiment, tracking, args.sweep_jobs, args.independent)
     failed = [p for p in [load.sweep, *load.independent] if p.returncode != 0]
     client = MlflowClient(tracking_uri=uri)
