@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"A tracking server is already running at {url}")
         return
     store = args.db_uri or db_uri()
-    environment = dict(os.environ)
+    # MLflow's job runner (GenAI scoring, trace archival; nothing trainlab uses) would start 8
+    # more processes beside the server's workers.
+    environment = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     if args.auth:
         state = (args.state_dir or paths.home() / "team").expanduser().resolve()
         try:
