@@ -109,6 +109,7 @@ def test_missing_wrong_and_read_only_credentials_fail_in_seconds_with_one_line(
 def test_a_run_lives_in_the_object_store_and_works_from_there(team, home, monkeypatch, tmp_path):
     """Plots, checkpoint, model, `trainlab-predict models:/...`, resume from the checkpoint
     artifact and the dashboard, all through the authenticated server and S3; no secret leaks."""
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     alice = team.client_env("alice")
     common = ("tracking=server", "experiment_name=team_runs", "print_every=0")
     done = run_cli(*common, "max_steps=20", "tracking.register=team_model", home=home,

@@ -138,10 +138,9 @@ _private: tuple[tuple[tuple[str, str], ...], Recorder] | None = None
 
 
 def _recorder_environment() -> tuple[tuple[str, str], ...]:
-    """What a recorder reads from its environment (MLflow credentials, TRAINLAB_HOME)."""
-    return tuple(
-        sorted((k, v) for k, v in os.environ.items() if k.startswith(("MLFLOW_", "TRAINLAB_")))
-    )
+    """What a recorder reads from its environment: MLflow's settings and credentials (every
+    path it writes to comes with the messages)."""
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("MLFLOW_")))
 
 
 def private_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> Recorder:
