@@ -188,4 +188,8 @@ def team_service(folder: Path) -> Iterator[TeamService]:
         finally:
             if process is not None:
                 process.terminate()
-                process.wait(timeout=30)
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # its data is thrown away anyway
+                    process.kill()
+                    process.wait()
