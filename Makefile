@@ -15,7 +15,7 @@ ARGS ?=
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,optuna]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,optuna,team]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## venv + pinned dependencies + trainlab (editable)
@@ -61,3 +61,25 @@ bench: $(STAMP)  ## speed against the raw loop and the naive stack (several minu
 
 bench-quick: $(STAMP)  ## a smaller, faster version of `make bench`
 	$(BIN)/python -m benchmarks.bench --quick
+
+.PHONY: team team-status team-stop team-user
+S3_PORT ?= 8333
+team: $(STAMP)  ## the whole team service: PostgreSQL + SeaweedFS (S3) + MLflow with basic-auth on 127.0.0.1:$(SERVER_PORT)
+	@scripts/ci-postgres.sh
+	$(BIN)/python -m trainlab.serve.team start --port $(SERVER_PORT) --s3-port $(S3_PORT)
+
+team-status: $(STAMP)  ## which parts of the team service answer (exit 3 when one does not)
+	@$(BIN)/python -m trainlab.serve.team status --port $(SERVER_PORT) --s3-port $(S3_PORT)
+
+team-stop: $(STAMP)  ## stop the team's MLflow server and object store (PostgreSQL stays)
+	@$(BIN)/python -m trainlab.serve.team stop --s3-port $(S3_PORT)
+
+# make team-user NAME=alice PERMISSION=EDIT EXPERIMENT=team_sweep [PASSWORD_FILE=~/alice.pw]
+NAME ?=
+PERMISSION ?= EDIT
+EXPERIMENT ?=
+PASSWORD_FILE ?= $(TRAINLAB_HOME)/team/users/$(NAME).password
+team-user: $(STAMP)  ## add user NAME (password from PASSWORD_FILE, made if missing) and grant PERMISSION on EXPERIMENT
+	@test -n "$(NAME)" || { echo "make team-user: error: NAME=<user> is missing" >&2; exit 2; }
+	$(BIN)/python -m trainlab.serve.users --server http://127.0.0.1:$(SERVER_PORT) add $(NAME) --password-file $(PASSWORD_FILE)
+	@if [ -n "$(EXPERIMENT)" ]; then $(BIN)/python -m trainlab.serve.users --server http://127.0.0.1:$(SERVER_PORT) grant $(NAME) $(PERMISSION) $(EXPERIMENT); fi

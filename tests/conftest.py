@@ -90,3 +90,18 @@ def dashboard(tmp_path_factory) -> Iterator[tuple[Path, str, str]]:
     home = tmp_path_factory.mktemp("ui-home")
     with running_dashboard(home) as (url, printed):
         yield home, url, printed
+
+
+@pytest.fixture(scope="session")
+def team(tmp_path_factory) -> Iterator:
+    """The team service as `make team` runs it (PostgreSQL, SeaweedFS, MLflow with basic-auth)
+    for the session, with `alice` (EDIT on team_runs, team_load, team_restart, team_slurm) and `reader` (READ on team_runs)."""
+    from tests.team_service import team_service
+
+    with team_service(tmp_path_factory.mktemp("team")) as service:
+        service.add_user(
+            "alice",
+            *[("EDIT", e) for e in ("team_runs", "team_load", "team_restart", "team_slurm")],
+        )
+        service.add_user("reader", ("READ", "team_runs"))
+        yield service

@@ -1,5 +1,5 @@
-"""The team tracking server: a real `mlflow server` (started as `make server` starts it) on a
-free port over a fresh PostgreSQL database, and real jobs sent to it.
+"""The team tracking server as `make team` runs it (tests/team_service.py: PostgreSQL, SeaweedFS,
+`python -m trainlab.serve.server --auth`), its checks, and a bounded load through it.
 
 PostgreSQL comes from scripts/ci-postgres.sh (`.ci/run` calls it). Where it does not answer the
 tests are skipped, except in CI (CI=true), where that is a failure.
@@ -12,67 +12,27 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
+from base64 import b64encode
 
+import boto3
 import pytest
-from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
-from tests.dashboard_server import free_port, serving
-from tests.helpers import all_runs, run_cli
+from benchmarks.team_load import STEPS, run_load
+from tests.dashboard_server import free_port
+from tests.helpers import all_runs, store
 from trainlab.serve import server
 
 pytestmark = pytest.mark.slow
 
-SWEEP_JOBS = 16
-SWEEP_EPOCHS = 400  # 3 metrics x 400 steps per run: more than one 1000-metric request each
-PER_RUN_KEYS = ("train/loss", "weight/0_0", "bias/0")
 SERVER = (sys.executable, "-m", "trainlab.serve.server")
+PER_STEP_KEYS = ("train/loss", "weight/0_0", "bias/0")
 
 
-@pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this module, dropped afterwards."""
-    admin_uri = os.environ.get("TRAINLAB_TEST_PG_URI", server.DEFAULT_DB_URI)
-    admin = create_engine(admin_uri, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except SQLAlchemyError as err:
-        reason = f"PostgreSQL not reachable at {server.shown(admin_uri)} ({type(err).__name__}); run scripts/ci-postgres.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"trainlab_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_uri).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def server_url(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m trainlab.serve.server` (what `make server` runs) on a free port."""
-    port = free_port()
-    artifacts = tmp_path_factory.mktemp("server-artifacts")
-    log = tmp_path_factory.mktemp("server-log") / "server.log"
-    env = {**os.environ, "TRAINLAB_SERVER_DB_URI": database}
-    command = [*SERVER, "--port", str(port), "--artifacts", str(artifacts), "--workers", "2"]
-    # The first start creates the tables.
-    with serving(command, env, port, log, timeout=180) as url:
-        yield url
-
-
-def status_with_host(url: str, host: str) -> int:
+def status_with_host(url: str, host: str, login: str) -> int:
     request = urllib.request.Request(
-        f"{url}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host}
+        f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
+        headers={"Host": host, "Authorization": f"Basic {b64encode(login.encode()).decode()}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -81,15 +41,16 @@ def status_with_host(url: str, host: str) -> int:
         return err.code
 
 
-def test_server_on_loopback_with_host_checks(server_url):
-    assert status_with_host(server_url, "127.0.0.1") == 200
+def test_server_on_loopback_with_host_checks(team):
+    admin = f"admin:{team.admin_password}"
+    assert status_with_host(team.url, "127.0.0.1", admin) == 200
+    assert status_with_host(team.url, "127.0.0.1", "admin:wrong-password-here") == 401
     # MLflow's security middleware is on: a foreign Host header (DNS rebinding) is refused.
-    assert status_with_host(server_url, "attacker.example.com") == 403
-    command = server.server_command(
-        "127.0.0.1", 5001, "postgresql://u@h/d", server.paths.home(), None, 4
-    )
-    assert command[command.index("--host") + 1] == "127.0.0.1"
-    assert "--disable-security-middleware" not in command and "--serve-artifacts" in command
+    assert status_with_host(team.url, "attacker.example.com", admin) == 403
+    command = team.command()
+    assert command[command.index("--port") - 1] == "--auth"
+    assert "--host" not in command  # the default: 127.0.0.1
+    assert server.is_loopback("127.0.0.1") and not server.is_loopback("0.0.0.0")
 
 
 def test_server_refuses_a_database_that_does_not_answer(tmp_path):
@@ -106,40 +67,50 @@ def test_server_refuses_a_database_that_does_not_answer(tmp_path):
     assert "s3cret" not in done.stderr  # the password is masked
 
 
-def test_parallel_sweep_through_the_server_loses_nothing(server_url, home, client, monkeypatch):
-    monkeypatch.setenv("TRAINLAB_SERVER_URI", server_url)  # what tracking=server reads
-    done = run_cli(
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=4",
-        "tracking=server",
-        f"seed=range({SWEEP_JOBS})",
-        f"max_epochs={SWEEP_EPOCHS}",
-        "print_every=0",
-        "experiment_name=team_sweep",
-        home=home,
-        timeout=600,
+def test_load_through_the_authenticated_server_into_the_object_store(team, home):
+    """32 jobs (28 through the joblib launcher, 4 at a time, and 4 independent processes) of
+    400 steps with the default artifacts: every point, every artifact, no run left RUNNING."""
+    load = run_load(home, team.client_env("alice"), "team_load")
+    for done in (load.sweep, *load.independent):
+        assert done.returncode == 0, done.stderr[-3000:]
+    engine = create_engine(team.database)
+    with engine.connect() as db:
+        experiment = db.execute(
+            text("SELECT experiment_id FROM experiments WHERE name = 'team_load'")
+        ).scalar_one()
+        runs = dict(db.execute(text(
+            "SELECT run_uuid, status FROM runs WHERE experiment_id = :e"), {"e": experiment}
+        ).all())  # fmt: skip
+        per_key = db.execute(text(
+            "SELECT m.run_uuid, m.key, count(DISTINCT m.step), min(m.step), max(m.step), count(*) "
+            "FROM metrics m JOIN runs r ON r.run_uuid = m.run_uuid WHERE r.experiment_id = :e "
+            "GROUP BY m.run_uuid, m.key"), {"e": experiment}
+        ).all()  # fmt: skip
+    engine.dispose()
+    assert len(runs) == 33 and set(runs.values()) == {"FINISHED"}  # 32 jobs + the sweep parent
+    stepped = [row for row in per_key if row[5] > 1]
+    jobs = {row[0] for row in stepped}
+    assert len(jobs) == 32
+    for run_id, key, distinct, first, last, count in stepped:
+        assert (distinct, first, last, count) == (STEPS, 0, STEPS - 1, STEPS), (run_id, key)
+    for run_id in jobs:
+        assert {k for r, k, *_ in stepped if r == run_id} >= set(PER_STEP_KEYS)
+    points = sum(row[5] for row in per_key)
+    # Every job's artifacts are objects in the bucket, uploaded through the server.
+    access, secret = team.objects.keys()
+    s3 = boto3.client("s3", endpoint_url=team.objects.endpoint, aws_access_key_id=access,
+                      aws_secret_access_key=secret, region_name="us-east-1")  # fmt: skip
+    prefix = f"artifacts/{experiment}/"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow", Prefix=prefix)
+    keys = [item["Key"][len(prefix) :] for page in pages for item in page.get("Contents", [])]
+    for run_id in jobs:
+        mine = {k.split("/artifacts/", 1)[1] for k in keys if k.startswith(f"{run_id}/")}
+        assert {"checkpoints/last.ckpt", "config/resolved.yaml", "config/overrides.yaml",
+                "plots/loss.png", "plots/fit.png", "plots/residuals.png",
+                "plots/weights.png"} <= mine, run_id  # fmt: skip
+    assert sum(k.startswith("models/") and k.endswith("/MLmodel") for k in keys) == 32
+    assert all_runs(store(home)) == []  # nothing went to the embedded store
+    print(
+        f"\nLoad: 32 jobs x {STEPS} steps, {points} metric points in {load.seconds:.1f} s: "
+        f"{points / load.seconds:.0f} points/s through the authenticated server"
     )
-    assert done.returncode == 0, done.stderr
-    assert f"Dashboard: {server_url}/#/experiments/" in done.stdout
-    team = MlflowClient(tracking_uri=server_url)
-    experiment = team.get_experiment_by_name("team_sweep")
-    every = team.search_runs([experiment.experiment_id], max_results=100)
-    parents = [r for r in every if "mlflow.parentRunId" not in r.data.tags]
-    runs = [r for r in every if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the sweep's parent run
-    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
-    assert sorted(int(r.data.params["seed"]) for r in runs) == list(range(SWEEP_JOBS))
-    assert {r.info.status for r in runs} == {"FINISHED"}
-    counted = 0
-    for run in runs:
-        for key in PER_RUN_KEYS:
-            steps = [m.step for m in team.get_metric_history(run.info.run_id, key)]
-            assert steps == list(range(SWEEP_EPOCHS)), (run.info.run_id, key)
-            counted += len(steps)
-        assert {"final/train_loss", "pred/before", "pred/after"} <= set(run.data.metrics)
-        # artifacts went through the server into its own folder
-        artifacts = {a.path for a in team.list_artifacts(run.info.run_id, "config")}
-        assert artifacts == {"config/resolved.yaml", "config/overrides.yaml"}
-    assert counted == SWEEP_JOBS * len(PER_RUN_KEYS) * SWEEP_EPOCHS
-    assert all_runs(client) == []  # nothing went to the embedded store (client: sqlite in home)

@@ -20,6 +20,7 @@ from trainlab.engines.base import Engine, FitContext, ResumePoint
 from trainlab.engines.console import format_prediction
 from trainlab.engines.lightning import fit_lightning
 from trainlab.engines.manual import fit_autograd, fit_numpy
+from trainlab.engines.ranks import is_tracking_process
 from trainlab.engines.reference import ols_reference
 from trainlab.errors import ConfigError
 from trainlab.logs import quiet_libraries
@@ -59,7 +60,10 @@ def run(
             settings, data, module, accelerator, run, ols_loss, interrupts,
             output_dir() / "checkpoints", resume_from,
         )  # fmt: skip
-        if before is not None:
+        # The other ranks of a DDP job (SLURM tasks, torchrun, Lightning's launcher) train
+        # silently: one job, one set of lines.
+        speaks = is_tracking_process(settings.device)
+        if before is not None and speaks:
             print(
                 f"Prediction before training: {format_prediction(x_test, before, spec(settings))}"
             )
@@ -72,7 +76,8 @@ def run(
             **(prediction_metrics(after, "pred/after") if after is not None else {}),
         }
         info = session.finish(Ending(result.steps, metrics, module))
-    print_outcome(settings, x_test, after, losses, ols_loss, info)
+    if speaks:
+        print_outcome(settings, x_test, after, losses, ols_loss, info)
     return losses.get("final/val_loss", losses["final/train_loss"])
 
 

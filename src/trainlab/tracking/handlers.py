@@ -49,6 +49,18 @@ def _has_tables(database: Path) -> bool:
     return database.is_file() and database.stat().st_size > 0
 
 
+def refusal(err: Exception, spec: msg.RunSpec) -> str | None:
+    """A team server's "no" to this user, said plainly (the credentials come from the
+    environment, which this process inherited from the trainer)."""
+    if getattr(err, "error_code", None) != "PERMISSION_DENIED":
+        return None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no MLFLOW_TRACKING_USERNAME)")
+    return (
+        f"user {user!r} may not create runs in experiment {spec.experiment_name!r} "
+        "(PERMISSION_DENIED); expected EDIT on it: ask the server's admin (make team-user)"
+    )
+
+
 class Handlers:
     def __init__(self, store_uri: str | None) -> None:
         self.clients: dict[str, MlflowClient] = {}
@@ -114,7 +126,7 @@ class Handlers:
                 parent = {"mlflow.parentRunId": self.sweeps[spec.sweep_token].parent_run_id}
             self.runs[token] = RunWriter(self.client(spec.uri), spec, parent)
         except Exception as err:
-            self.failed[token] = f"store {spec.uri}: {one_line(err)}"
+            self.failed[token] = f"store {spec.uri}: {refusal(err, spec) or one_line(err)}"
 
     def run_message(self, writer: RunWriter, kind: str, payload: Any) -> Any:
         if kind == msg.ROWS:
