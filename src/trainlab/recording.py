@@ -30,6 +30,7 @@ from trainlab.models.module import RegressionModule
 from trainlab.paths import task_overrides
 from trainlab.signals import Interrupted
 from trainlab.tracking.client import TrackedRun, TrackingTarget
+from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.protocol import (
     FinalReport,
     ModelPayload,
@@ -75,6 +76,10 @@ class RunSession:
         if self.target is None:
             return None
         self.run = self._open(run_tags(self.settings, accelerator), resume_from)
+        if self.target.wait == "handled":
+            # A single run starts training once its run exists: a store MLflow refuses, or a
+            # resumed run still recorded elsewhere, stops the job here and not after the fit.
+            self.run.info()
         if resume_from is not None:  # the run has its config and first metrics already
             print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")
             self.run.set_tags({"trainlab.resumed_at_step": resume_from.step})
@@ -98,6 +103,7 @@ class RunSession:
         spec = RunSpec(
             target.uri, target.experiment_name, target.run_name, {**tags, **target.tags},
             target.artifact_root, resume_from.run_id if resume_from else None, target.sweep_token,
+            self.settings.tracking.heartbeat_seconds,
         )  # fmt: skip
         return TrackedRun(target.recorder, spec, self.settings.tracking.flush_every_seconds)
 
@@ -167,6 +173,7 @@ def report_interrupt(err: BaseException, run: TrackedRun, resume_from: ResumePoi
 
 def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
     tags = {"mlflow.source.name": "trainlab-train", "trainlab.engine": settings.engine.name}
+    tags.update(process_tags())  # host and pid: whether the run is still alive (liveness.py)
     tags["trainlab.device"] = accelerator
     tags["trainlab.precision"] = settings.device.precision
     if settings.device.world_size > 1:

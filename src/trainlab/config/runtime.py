@@ -81,6 +81,9 @@ class TrackingConfig:
     log_model: bool = True  # the trained model (with its standardization) as an MLflow model
     register: str | None = None  # a registered model name for each trained model; None: no
     alias: str = "current"  # the alias the newest registered version gets (never stages)
+    # How often the recorder rewrites the run's trainlab.heartbeat tag; a run whose heartbeat is
+    # 4 beats (+1 min) old and whose processes are gone is stale (trainlab-store stale).
+    heartbeat_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.register is not None:
@@ -97,6 +100,8 @@ class TrackingConfig:
         require(limit >= 0, "tracking.trajectory_limit", limit, "an integer >= 0")
         every = self.flush_every_seconds
         require(every > 0, "tracking.flush_every_seconds", every, "a number of seconds > 0")
+        beat = self.heartbeat_seconds
+        require(beat > 0, "tracking.heartbeat_seconds", beat, "a number of seconds > 0")
 
 
 GUARD_MODES = ("stop", "warn")

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from trainlab.errors import ConfigError
 from trainlab.tracking import protocol as msg
 from trainlab.tracking.protocol import Address, FinalReport, RunInfo, RunSpec, RunStart
 
@@ -39,6 +40,11 @@ MAX_PENDING_METRICS = 4000  # rows are also handed over when this many values wa
 
 class RecorderError(RuntimeError):
     """The recorder process failed or stopped; the message is the one line shown."""
+
+
+class RecorderRefused(RecorderError, ConfigError):
+    """The recorder refused what was asked for a reason the user can fix (a store to repair, a
+    run still RUNNING elsewhere): shown as one line, like a config error."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,8 @@ class Recorder:
             status, result = pickle.loads(conn.recv_bytes())
         except (OSError, EOFError) as err:
             raise self._stopped(err) from None
+        if status == "refused":
+            raise RecorderRefused(result)
         if status == "error":
             raise RecorderError(result)
         return result

@@ -58,6 +58,7 @@ class RunSpec:
     artifact_root: str | None = None
     resume_run_id: str | None = None  # re-open this run (RUNNING again) instead of creating one
     sweep_token: str | None = None  # a child of this sweep's parent run (the recorder's sweep)
+    heartbeat_seconds: float = 30.0  # how often the recorder rewrites trainlab.heartbeat
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

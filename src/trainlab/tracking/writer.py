@@ -8,6 +8,7 @@ plots never read the run's metrics back from the store (13 s for a 50,000-step r
 from __future__ import annotations
 
 import re
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from trainlab.tracking.liveness import HEARTBEAT_TAG, LIVENESS_TAGS, recorder_tags
 from trainlab.tracking.model import log_trained_model
 from trainlab.tracking.plots import History, log_run_plots
 from trainlab.tracking.protocol import ERROR_TAG, FinalReport, Rows, RunInfo, RunSpec, RunStart
+from trainlab.tracking.stale import before_resume
 
 MAX_PARAM_VALUE_CHARS = 6000
 MAX_KEY_CHARS = 250
@@ -59,12 +62,18 @@ class RunWriter:
 
     def __init__(self, client: MlflowClient, spec: RunSpec, parent_tags: dict[str, str]) -> None:
         self.client, self.spec = client, spec
+        self.last_beat = time.time()
+        alive = recorder_tags(self.last_beat, spec.heartbeat_seconds)
         if spec.resume_run_id is None:
             exp_id = experiment_id(client, spec.experiment_name, spec.artifact_root)
-            tags = {**spec.tags, **parent_tags}
+            tags = {**spec.tags, **parent_tags, **alive}
             run = client.create_run(exp_id, run_name=spec.run_name, tags=tags)
         else:
+            before_resume(client, client.get_run(spec.resume_run_id))
             client.update_run(spec.resume_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            # The processes that record it now, for whoever asks whether it is alive.
+            now = {k: v for k, v in spec.tags.items() if k in LIVENESS_TAGS}
+            client.log_batch(spec.resume_run_id, tags=as_tags({**now, **alive}))
             run = client.get_run(spec.resume_run_id)
         self.info = RunInfo(
             run.info.run_id, run.info.run_name or "", run.info.experiment_id, spec.uri
@@ -75,6 +84,12 @@ class RunWriter:
     @property
     def run_id(self) -> str:
         return self.info.run_id
+
+    def beat(self, now: float) -> None:
+        """Rewrite the heartbeat tag once its period has passed (one small write)."""
+        if now - self.last_beat >= self.spec.heartbeat_seconds:
+            self.last_beat = now
+            self.tags({HEARTBEAT_TAG: f"{now:.0f}"})
 
     def start(self, start: RunStart) -> None:
         self.client.log_batch(self.run_id, params=as_params(start.params))
