@@ -54,6 +54,7 @@ def run(
         x_test = test_rows(settings, data, dtype)
         before = predict(module, data, x_test) if resume_from is None else None
         ols_loss = ols_reference(settings, data)
+        check_reference(settings, ols_loss)
         run = session.open(accelerator, data, module, first_metrics(before, ols_loss), resume_from)
         context = FitContext(
             settings, data, module, accelerator, run, ols_loss, interrupts,
@@ -74,6 +75,14 @@ def run(
         info = session.finish(Ending(result.steps, metrics, module))
     print_outcome(settings, x_test, after, losses, ols_loss, info)
     return losses.get("final/val_loss", losses["final/train_loss"])
+
+
+def check_reference(settings: TrainConfig, ols_loss: float | None) -> None:
+    if settings.early_stop.ols_gap is not None and ols_loss is None:
+        raise ConfigError(
+            f"early_stop.ols_gap={settings.early_stop.ols_gap}: the training set is too large "
+            "for the least-squares reference; expected early_stop.ols_gap=null (or fewer rows)"
+        )
 
 
 def resolve_accelerator(device: DeviceConfig) -> str:

@@ -42,6 +42,7 @@ def check_config(cfg: DictConfig) -> TrainConfig:
     assert isinstance(settings, TrainConfig)
     check_engine(settings)
     check_distributed(settings)
+    check_early_stop(settings)
     if settings.x_test is not None:
         parse_x_test(settings.x_test, None)
     return settings
@@ -79,6 +80,22 @@ def check_engine(settings: TrainConfig) -> None:
         refuse(f"device.num_nodes={device.num_nodes}", "device.num_nodes=1")
     if engine == "numpy" and device.accelerator != "cpu":
         refuse(f"device={device.accelerator}", "device=cpu (NumPy runs on the CPU)")
+    if settings.early_stop.enabled:
+        refuse("early_stop", "early_stop.patience=null and early_stop.ols_gap=null")
+
+
+def check_early_stop(settings: TrainConfig) -> None:
+    early = settings.early_stop
+    if early.ols_gap is not None and not isinstance(settings.loss, MSELossConfig):
+        raise ConfigError(
+            f"early_stop.ols_gap={early.ols_gap} needs loss=mse (the least-squares optimum is "
+            f"the optimum of the MSE); got loss={option_name('loss', settings.loss)}"
+        )
+    if early.monitor == "val/loss" and settings.data.val_split == 0:
+        raise ConfigError(
+            "early_stop.monitor='val/loss' needs a validation split; expected data.val_split > 0 "
+            "or early_stop.monitor=train/loss"
+        )
 
 
 def check_distributed(settings: TrainConfig) -> None:

@@ -26,6 +26,7 @@ from trainlab.config.data import (
 from trainlab.config.runtime import (
     AutogradEngineConfig,
     DeviceConfig,
+    EarlyStopConfig,
     EngineConfig,
     GuardConfig,
     NumpyEngineConfig,
@@ -65,6 +66,7 @@ class TrainConfig:
     tracking: TrackingConfig = MISSING
     sweep: SweepConfig = field(default_factory=SweepConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     seed: int = 0  # seeds the weights, the split and the shuffling (0 is a seed like any other)
     max_epochs: int = 100
     max_steps: int = -1  # -1: no step limit, max_epochs decides

@@ -50,6 +50,7 @@ class Child:
     overrides: dict[str, str]
     loss: float  # the objective: final/val_loss, else final/train_loss; NaN when missing
     error: str
+    stop: str = ""  # how early stopping ended it ("patience at epoch 12"); "" when it did not
 
     @property
     def finished(self) -> bool:
@@ -106,6 +107,7 @@ class SweepParent:
                     overrides={override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o},
                     loss=metrics.get("final/val_loss", metrics.get("final/train_loss", math.nan)),
                     error=tags.get(ERROR_TAG, ""),
+                    stop=early_stop(tags),
                 )
             )
         return sorted(children, key=lambda c: c.job)
@@ -177,12 +179,20 @@ class SweepParent:
         return SweepOutcome(parent, "\n".join(lines), problem, warning)
 
 
+def early_stop(tags: dict[str, str]) -> str:
+    reason = tags.get("trainlab.early_stop.reason")
+    return f"{reason} at epoch {tags.get('trainlab.early_stop.epoch', '?')}" if reason else ""
+
+
 def table(children: list[Child], keys: list[str]) -> list[dict[str, Any]]:
+    """One row per child; an `early_stop` column when any child stopped early."""
+    stops = any(c.stop for c in children)
     return [
         {
             "job": c.job,
             **{k: c.overrides.get(k, "") for k in keys},
             "final_loss": c.loss,
+            **({"early_stop": c.stop} if stops else {}),
             "status": c.status,
             "run_id": c.run_id,
             "error": c.error,
