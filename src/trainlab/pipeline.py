@@ -91,6 +91,13 @@ def resolve_accelerator(device: DeviceConfig) -> str:
             f"device=gpu: CUDA is not available on this machine (torch {torch.__version__}); "
             "expected device=cpu or device=auto"
         )
+    gpus = torch.cuda.device_count()
+    if device.accelerator == "gpu" and device.devices > gpus:
+        # Lightning would say so only once the run exists.
+        raise ConfigError(
+            f"device.devices={device.devices}: this machine has {gpus} GPU(s); expected "
+            f"device.devices <= {gpus}"
+        )
     if device.accelerator == "auto":
         if torch.cuda.is_available():
             return "gpu"

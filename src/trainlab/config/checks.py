@@ -9,7 +9,7 @@ everywhere: everything after this module works from `settings`.
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
@@ -40,12 +40,35 @@ def check_config(cfg: DictConfig) -> TrainConfig:
             )
     settings = OmegaConf.to_object(cfg)
     assert isinstance(settings, TrainConfig)
+    check_finite(settings)
     check_engine(settings)
     check_distributed(settings)
     check_early_stop(settings)
     if settings.x_test is not None:
         parse_x_test(settings.x_test, None)
     return settings
+
+
+def check_finite(node: Any, prefix: str = "") -> None:
+    """Every number of the config is finite: `optimizer.lr=inf`, `data.noise=inf` or a NaN in
+    `data.weights` pass the range checks of __post_init__ (inf > 0) and would train on, or fail
+    inside the run, in NumPy's or torch's words. (x_test has its own check, parse_x_test.)"""
+    for field in fields(node):
+        key, value = f"{prefix}{field.name}", getattr(node, field.name)
+        if is_dataclass(value):
+            check_finite(value, f"{key}.")
+        elif key != "x_test" and not key.endswith(".x_test") and not all_finite(value):
+            raise ConfigError(
+                f"{key}={value!r} is not allowed: expected finite numbers (no nan or inf)"
+            )
+
+
+def all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(all_finite(v) for v in value)
+    return True
 
 
 def check_engine(settings: TrainConfig) -> None:
@@ -99,7 +122,14 @@ def check_early_stop(settings: TrainConfig) -> None:
 
 
 def check_distributed(settings: TrainConfig) -> None:
-    if settings.device.world_size > 1 and isinstance(settings.optimizer, LBFGSConfig):
+    lbfgs = isinstance(settings.optimizer, LBFGSConfig)
+    if lbfgs and settings.device.precision == "16-mixed":
+        # Lightning's gradient scaler refuses LBFGS at the first step, once the run exists.
+        raise ConfigError(
+            "optimizer=lbfgs cannot train with device.precision='16-mixed' (its gradient scaler "
+            "does not support LBFGS); expected device.precision=32, 64 or bf16-mixed"
+        )
+    if settings.device.world_size > 1 and lbfgs:
         # Its line search re-evaluates the closure on the rank's own loss: the ranks would take
         # different numbers of backward passes and wait for each other forever.
         raise ConfigError(

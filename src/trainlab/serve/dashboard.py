@@ -14,14 +14,22 @@ import os
 import sys
 
 from trainlab import paths
-from trainlab.serve.mlflow_server import is_serving, port_taken, server_command
+from trainlab.serve.mlflow_server import (
+    is_serving,
+    port_number,
+    port_taken,
+    positive_int,
+    server_command,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="trainlab-ui", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
+    parser.add_argument("--port", type=port_number, default=5000)
+    parser.add_argument(
+        "--workers", type=positive_int, default=1, help="server processes (default: 1)"
+    )
     parser.add_argument(
         "--store", default=None, help="backend store URI (default: the embedded store)"
     )

@@ -17,6 +17,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from trainlab.errors import ConfigError
 from trainlab.tracking.liveness import HEARTBEAT_TAG, LIVENESS_TAGS, recorder_tags
 from trainlab.tracking.model import log_trained_model
 from trainlab.tracking.plots import History, log_run_plots
@@ -36,6 +37,12 @@ def safe_folder_name(name: str) -> str:
 
 def experiment_id(client: MlflowClient, name: str, artifact_root: str | None) -> str:
     experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        # MLflow refuses runs in it, and its name stays taken until it is purged.
+        raise ConfigError(
+            f"experiment_name={name!r}: that experiment was deleted; expected another name, or "
+            f"restore it first (mlflow experiments restore --experiment-id {experiment.experiment_id})"
+        )
     if experiment is not None:
         return experiment.experiment_id
     location = (Path(artifact_root) / safe_folder_name(name)).as_uri() if artifact_root else None
