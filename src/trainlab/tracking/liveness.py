@@ -37,12 +37,14 @@ GRACE_SECONDS = 60.0  # clocks of two hosts, a store busy for a while
 
 def start_time(pid: int) -> str | None:
     """When process `pid` started (clock ticks since boot, from /proc): with the pid, what tells
-    a live process from a new one that got the same pid. None where /proc does not tell."""
+    a live process from a new one that got the same pid. None where /proc does not tell, and
+    for a process that has exited but was not reaped yet (a zombie: its parent died too)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return None if fields[0] in ("Z", "X") else fields[19]  # state; field 22, the start time
 
 
 def process_tags(pid_tag: str = PID_TAG, start_tag: str = PID_START_TAG) -> dict[str, str]:
@@ -63,19 +65,19 @@ def recorder_tags(now: float, every: float = HEARTBEAT_SECONDS) -> dict[str, str
 
 
 def alive_here(pid: str | None, started: str | None) -> bool:
-    """Whether process `pid` of this host is the one that started at `started`."""
+    """Whether process `pid` of this host is still the one that started at `started`."""
     if not pid or not pid.isdigit():
         return False
-    now_started = start_time(int(pid))
-    if now_started is None:
-        try:
-            os.kill(int(pid), 0)  # no /proc: the pid alone
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+    if Path("/proc/self/stat").is_file():
+        now_started = start_time(int(pid))
+        return now_started is not None and (not started or now_started == started)
+    try:  # no /proc: the pid alone
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
-    return not started or now_started == started
+    return True
 
 
 def running_here(tags: dict[str, str]) -> str | None:

@@ -58,6 +58,11 @@ def open_client(uri: str) -> MlflowClient:
 
 
 def checked_client(uri: str, database: Path) -> MlflowClient:
+    problem = sqlite_problem(database)  # also for a store MLflow has cached in this process
+    if problem is not None:
+        raise StoreError(
+            f"the store {database} cannot be used: {problem}; {repair_hint(uri, database)}"
+        )
     try:
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)
