@@ -5,6 +5,7 @@ cut-short MLflow migration leaves it, met by `trainlab-train`, `trainlab-predict
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -135,3 +136,25 @@ def test_deleted_experiment_is_one_line_before_training(train_in_process, home, 
     assert "experiment_name='gone': that experiment was deleted" in one_line(err, "trainlab-train")
     assert "Prediction after training" not in out  # it stopped before the fit
     assert all_runs(client) == []
+
+
+def test_relative_store_paths_are_made_absolute(train_in_process, home, monkeypatch, tmp_path):
+    """A store named relative to the current folder lands there, and is named absolutely in
+    what the run prints and records, so that `make ui --store`/predict find it from anywhere;
+    so does a relative TRAINLAB_HOME, also for the processes a run starts."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    status, out, err = train_in_process(
+        "tracking.uri=sqlite:///rel/x.db", "print_every=0", "max_epochs=2", "tracking.plots=false"
+    )
+    assert status == 0, err
+    assert f"store sqlite:///{cwd / 'rel' / 'x.db'}" in out
+    assert (cwd / "rel" / "x.db").is_file()
+
+    monkeypatch.setenv("TRAINLAB_HOME", "relhome")
+    status, out, err = train_in_process("print_every=0", "max_epochs=2", "tracking.plots=false")
+    assert status == 0, err
+    assert f"store sqlite:///{cwd / 'relhome' / 'mlflow.db'}" in out
+    assert (cwd / "relhome" / "mlflow.db").is_file()
+    assert Path(os.environ["TRAINLAB_HOME"]) == cwd / "relhome"  # for the jobs it starts
