@@ -41,25 +41,33 @@ class EarlyStop:
         self.wants_train_loss = self.monitor == LOSS_KEY or cfg.ols_gap is not None
         self._sum: Any = 0.0  # the epoch's loss * rows so far: a float, or a device tensor
         self._rows = 0
+        self._world = 0  # processes, read once
+        self._on_cpu: bool | None = None
         # What a checkpoint keeps:
         self.best = math.inf  # the best score so far
         self.wait = 0  # epochs since it improved
         self.best_epoch: int | None = None
         self.best_params: list[torch.Tensor] | None = None
         self.stopped: tuple[str, int, int] | None = None  # reason, epoch, last step
+        self._params: list[torch.Tensor] | None = None  # the module's, detached
+        self._owned = False  # best_params were made here (not loaded from a checkpoint)
 
     def add(self, loss: torch.Tensor, batch: Any) -> None:
         """One optimizer step's loss (called at every step: one addition)."""
         if not self.wants_train_loss:
             return
         rows = len(batch[0])
-        if loss.device.type == "cpu":
+        if self._on_cpu is None:
+            self._on_cpu = loss.device.type == "cpu"  # asked once: a device object costs ~1 us
+        if self._on_cpu:
             self._sum += loss.item() * rows
         else:  # stays on the device until the epoch ends
             self._sum = loss.detach().double() * rows + self._sum
         self._rows += rows
 
     def epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self._world == 0:
+            self._world = trainer.world_size
         train = self._epoch_train_loss(trainer, module) if self.wants_train_loss else math.nan
         reason = None
         if self.cfg.patience is not None:
@@ -74,7 +82,7 @@ class EarlyStop:
     def _epoch_train_loss(self, trainer: L.Trainer, module: L.LightningModule) -> float:
         total, rows = self._sum, self._rows
         self._sum, self._rows = 0.0, 0
-        if trainer.world_size > 1:  # every rank decides on the same (global) number
+        if self._world > 1:  # every rank decides on the same (global) number
             mean = torch.as_tensor(total / max(rows, 1), dtype=torch.float64, device=module.device)
             return float(trainer.strategy.reduce(mean, reduce_op="mean"))
         return float(total / rows) if rows else math.nan
@@ -87,10 +95,22 @@ class EarlyStop:
         if score < self.best - self.cfg.min_delta:
             self.best, self.wait = score, 0
             self.best_epoch = trainer.current_epoch
-            self.best_params = [p.detach().clone() for p in module.parameters()]
+            self._keep_best(module)
             return None
         self.wait += 1
         return "patience" if self.wait >= self.cfg.patience else None
+
+    def _keep_best(self, module: L.LightningModule) -> None:
+        """Copy the weights into buffers made at the first improvement: a full-batch loss
+        improves at every epoch, and a copy into place costs a fraction of a new clone."""
+        if self._params is None:
+            self._params = [p.detach() for p in module.parameters()]
+        if self.best_params is None or not self._owned:
+            self.best_params = [p.clone() for p in self._params]
+            self._owned = True
+            return
+        for best, param in zip(self.best_params, self._params, strict=True):
+            best.copy_(param)
 
     def restore_best(self, module: L.LightningModule) -> None:
         """Put the weights of the best epoch back (patience rule)."""
