@@ -43,8 +43,7 @@ class RecorderError(RuntimeError):
 
 
 class RecorderRefused(RecorderError, ConfigError):
-    """The recorder refused what was asked for a reason the user can fix (a store to repair, a
-    run still RUNNING elsewhere): shown as one line, like a config error."""
+    """Refused for a reason the user can fix (a store to repair, a run still RUNNING)."""
 
 
 @dataclass(frozen=True)
@@ -96,10 +95,8 @@ class Recorder:
             status, result = pickle.loads(conn.recv_bytes())
         except (OSError, EOFError) as err:
             raise self._stopped(err) from None
-        if status == "refused":
-            raise RecorderRefused(result)
-        if status == "error":
-            raise RecorderError(result)
+        if status != "ok":  # "refused": the user's to fix, shown like a config error
+            raise (RecorderRefused if status == "refused" else RecorderError)(result)
         return result
 
     def _stopped(self, err: BaseException | None = None) -> RecorderError:
