@@ -57,11 +57,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def prepare_store(store: str) -> None:
-    """Create or check the store, and end its stale runs; one line and exit 2 when it cannot
-    be used."""
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    """Create or check an embedded (SQLite) store, and end its stale runs; one line and exit 2
+    when it cannot be used. (A database server is left to `mlflow server`, which retries.)"""
     # Imported here: the port checks above answer without loading MLflow.
     from trainlab.errors import one_line
+    from trainlab.tracking.store import sqlite_path
+
+    if sqlite_path(store) is None:
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from trainlab.tracking.mlflow_store import open_client
     from trainlab.tracking.stale import end_stale_runs
 

@@ -53,7 +53,7 @@ def open_client(uri: str) -> MlflowClient:
             f"the store {database}: another process has held {database}.lock for "
             f"{LOCK_SECONDS} s; if none is creating the store, delete the lock file"
         ) from None
-    except PermissionError:  # a read-only folder: nothing can be created there anyway
+    except OSError:  # a read-only folder or file system: nothing can be created there anyway
         return checked_client(uri, database)
 
 
