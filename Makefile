@@ -43,6 +43,10 @@ ui: $(STAMP)  ## the MLflow dashboard over the embedded store, on 127.0.0.1:$(UI
 server: $(STAMP)  ## the team tracking server (PostgreSQL: TRAINLAB_SERVER_DB_URI) on 127.0.0.1:$(SERVER_PORT)
 	$(BIN)/python -m trainlab.serve.server --port $(SERVER_PORT)
 
+.PHONY: stale
+stale: $(STAMP)  ## list the runs left RUNNING by processes that died, and end them KILLED
+	$(BIN)/trainlab-store stale --mark
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -89,6 +89,61 @@ CASES = [
         ["tracking.system_metrics_every_seconds=0"],
         "tracking.system_metrics_every_seconds=0.0 is not allowed: expected a number of seconds",
     ),
+    ("seed negative", ["seed=-1"], "seed=-1 is not allowed: expected an integer from 0"),
+    (
+        "dampening",
+        ["optimizer.dampening=-1"],
+        "optimizer.dampening=-1.0 is not allowed: expected 0",
+    ),
+    ("heartbeat zero", ["tracking.heartbeat_seconds=0"], "tracking.heartbeat_seconds=0.0 is not"),
+    # --- config: numbers that are not finite (they pass `> 0` and would train on, or fail later)
+    ("x_test nan", ["x_test=[nan]"], "x_test=[nan]: expected finite numbers (no nan or inf)"),
+    ("lr inf", ["optimizer.lr=inf"], "optimizer.lr=inf is not allowed: expected finite numbers"),
+    ("lr nan", ["optimizer.lr=nan"], "optimizer.lr=nan is not allowed"),
+    ("eps nan", ["optimizer=adam", "optimizer.eps=nan"], "optimizer.eps=nan is not allowed"),
+    ("weight decay inf", ["optimizer.weight_decay=inf"], "optimizer.weight_decay=inf is not"),
+    ("huber delta inf", ["loss=huber", "loss.delta=inf"], "loss.delta=inf is not allowed"),
+    ("eta_min inf", ["scheduler=cosine", "scheduler.eta_min=inf"], "scheduler.eta_min=inf is not"),
+    ("noise inf", ["data=synthetic", "data.noise=inf"], "data.noise=inf is not allowed"),
+    (
+        "weights nan",
+        ["data=synthetic", "data.n_features=2", "data.weights=[1,nan]"],
+        "data.weights=[1.0, nan] is not allowed: expected finite numbers",
+    ),
+    ("bias inf", ["data=synthetic", "data.bias=-inf"], "data.bias=-inf is not allowed"),
+    ("seed data nan", ["data.x=[1,2,nan,4]"], "data.x=[1.0, 2.0, nan, 4.0] is not allowed"),
+    ("init nan", ["model.init=constant", "model.init_value=nan"], "model.init_value=nan is not"),
+    ("flush inf", ["tracking.flush_every_seconds=inf"], "tracking.flush_every_seconds=inf is not"),
+    # --- config: combinations Lightning would refuse only once the run exists
+    (
+        "lbfgs with a gradient scaler",
+        ["optimizer=lbfgs", "device.accelerator=gpu", "device.precision=16-mixed"],
+        "optimizer=lbfgs cannot train with device.precision='16-mixed'",
+    ),
+    # --- early stopping
+    ("early stop patience", ["early_stop.patience=0"], "early_stop.patience=0 is not allowed"),
+    (
+        "early stop monitor",
+        ["early_stop.monitor=loss", "early_stop.patience=2"],
+        "one of train/loss",
+    ),
+    ("early stop no patience", ["early_stop.monitor=train/loss"], "needs early_stop.patience"),
+    (
+        "early stop no validation",
+        ["early_stop.monitor=val/loss", "early_stop.patience=2"],
+        "early_stop.monitor='val/loss' needs a validation split; expected data.val_split > 0",
+    ),
+    (
+        "ols gap not mse",
+        ["loss=l1", "early_stop.ols_gap=0.01"],
+        "early_stop.ols_gap=0.01 needs loss=mse",
+    ),
+    ("ols gap negative", ["early_stop.ols_gap=-1"], "early_stop.ols_gap=-1.0 is not allowed"),
+    (
+        "early stop manual engine",
+        ["engine=numpy", "early_stop.patience=3"],
+        "engine=numpy does not support early_stop",
+    ),
     # --- data
     ("missing csv", [*CSV, "data.path={home}/no.csv", "data.target=b"], "no such file"),
     ("empty csv", [*CSV, "data.path={home}/empty.csv", "data.target=b"], "the CSV file is empty"),
@@ -130,6 +185,11 @@ CASES = [
     ),
     ("x_test width", ["x_test=[1,2]"], "x_test=[1, 2] has 2 values per row; the data has 1"),
     ("x_test text", ["x_test=[a]"], "x_test=['a']: expected a list of numbers"),
+    (
+        "csv delimiter",
+        [*CSV, "data.path={home}/houses.csv", "data.target=price", "data.delimiter=."],
+        "data.delimiter='.' is not allowed: expected one character that is not a letter",
+    ),
     # --- environment
     ("gpu without cuda", ["device=gpu"], "device=gpu: CUDA is not available"),
     ("server down", ["tracking.uri=http://127.0.0.1:{port}"], "no MLflow server answers"),
@@ -272,7 +332,9 @@ def test_run_writes_only_to_store_and_output_dir(train_in_process, home, client,
     assert status == 0, err
     assert list(cwd.iterdir()) == []  # nothing in the folder the command ran from
     top = {p.name for p in home.iterdir()} - {"cwd"}
-    assert top == {"mlflow.db", "mlartifacts", "outputs"}
+    # mlflow.db.lock: the lock around creating the store (kept: deleting a lock file while
+    # another process waits on it would let two processes in)
+    assert top == {"mlflow.db", "mlflow.db.lock", "mlartifacts", "outputs"}
     (run,) = all_runs(client)
     artifacts = Path(run.info.artifact_uri.removeprefix("file://")).resolve()
     assert artifacts.is_relative_to((home / "mlartifacts").resolve())

@@ -200,3 +200,20 @@ def test_mlflow_models_serve_answers_what_the_run_predicted(seed_run, seed_store
     after = seed_run.data.metrics["pred/after"]
     assert served == [[pytest.approx(after, rel=1e-6)]]
     assert predicted(capsys, seed_run.info.run_id, "5") == [[pytest.approx(served[0][0], rel=1e-6)]]
+
+
+def test_store_and_csv_inputs_are_checked(seed_run, seed_store, tmp_path, monkeypatch, capsys):
+    home, _, _ = seed_store
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x\n1\n\n2\nnan\n")
+    for args, message in (
+        (["--csv", str(rows)], "row 2 has an empty, NaN or inf value"),
+        (["5", "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"], "no store at"),
+    ):
+        with pytest.raises(SystemExit):
+            main([seed_run.info.run_id, *args])
+        err = capsys.readouterr().err
+        assert err.startswith("trainlab-predict: error: ") and err.count("\n") == 1, err
+        assert message in err
+    monkeypatch.chdir(home)  # a store named relative to the current folder
+    assert predicted(capsys, seed_run.info.run_id, "5", "--tracking-uri", "sqlite:///mlflow.db")

@@ -63,8 +63,21 @@ def task_overrides() -> list[str]:
 
 
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store under home()."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI when set, else the embedded SQLite store under home(); absolute."""
+    return absolute_sqlite_uri(
+        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
+    )
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """`sqlite:///rel/x.db` (relative to the current folder) as `sqlite:////abs/rel/x.db`: a
+    store written relative to wherever a command ran is one `make ui` never finds."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and ":memory:" not in uri:
+        path = uri[len(prefix) :]
+        if path and not path.startswith("/"):
+            return f"{prefix}{resolve_user_path(path)}"
+    return uri
 
 
 def default_artifact_root() -> Path:

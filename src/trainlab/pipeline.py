@@ -55,6 +55,7 @@ def run(
         x_test = test_rows(settings, data, dtype)
         before = predict(module, data, x_test) if resume_from is None else None
         ols_loss = ols_reference(settings, data)
+        check_reference(settings, ols_loss)
         run = session.open(accelerator, data, module, first_metrics(before, ols_loss), resume_from)
         context = FitContext(
             settings, data, module, accelerator, run, ols_loss, interrupts,
@@ -81,11 +82,26 @@ def run(
     return losses.get("final/val_loss", losses["final/train_loss"])
 
 
+def check_reference(settings: TrainConfig, ols_loss: float | None) -> None:
+    if settings.early_stop.ols_gap is not None and ols_loss is None:
+        raise ConfigError(
+            f"early_stop.ols_gap={settings.early_stop.ols_gap}: the training set is too large "
+            "for the least-squares reference; expected early_stop.ols_gap=null (or fewer rows)"
+        )
+
+
 def resolve_accelerator(device: DeviceConfig) -> str:
     if device.accelerator == "gpu" and not torch.cuda.is_available():
         raise ConfigError(
             f"device=gpu: CUDA is not available on this machine (torch {torch.__version__}); "
             "expected device=cpu or device=auto"
+        )
+    gpus = torch.cuda.device_count()
+    if device.accelerator == "gpu" and device.devices > gpus:
+        # Lightning would say so only once the run exists.
+        raise ConfigError(
+            f"device.devices={device.devices}: this machine has {gpus} GPU(s); expected "
+            f"device.devices <= {gpus}"
         )
     if device.accelerator == "auto":
         if torch.cuda.is_available():

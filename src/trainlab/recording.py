@@ -32,6 +32,7 @@ from trainlab.paths import task_overrides
 from trainlab.signals import Interrupted
 from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.environment import COMMAND_TAG, ENV_TAG, command_line, environment_tags
+from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.protocol import (
     RERUN_TAG,
     FinalReport,
@@ -79,6 +80,10 @@ class RunSession:
         if self.target is None:
             return None
         self.run = self._open(run_tags(self.settings, accelerator), resume_from)
+        if self.target.wait == "handled":
+            # A single run starts training once its run exists: a store MLflow refuses, or a
+            # resumed run still recorded elsewhere, stops the job here and not after the fit.
+            self.run.info()
         if resume_from is not None:  # the run has its config and first metrics already
             print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")
             self.run.set_tags({"trainlab.resumed_at_step": resume_from.step})
@@ -108,6 +113,7 @@ class RunSession:
             target.artifact_root, resume_from.run_id if resume_from else None, target.sweep_token,
             tracking.system_metrics_every_seconds if tracking.system_metrics else None,
             rerun.run if rerun.verify else None,
+            tracking.heartbeat_seconds,
         )  # fmt: skip
         return TrackedRun(target.recorder, spec, self.settings.tracking.flush_every_seconds)
 
@@ -177,6 +183,7 @@ def report_interrupt(err: BaseException, run: TrackedRun, resume_from: ResumePoi
 
 def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
     tags = {"mlflow.source.name": "trainlab-train", "trainlab.engine": settings.engine.name}
+    tags.update(process_tags())  # host and pid: whether the run is still alive (liveness.py)
     tags["trainlab.device"] = accelerator
     tags["trainlab.precision"] = settings.device.precision
     if settings.device.world_size > 1:

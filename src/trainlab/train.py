@@ -132,6 +132,7 @@ def main() -> int:
     # Hydra prints its own multi-line report of composition errors unless HYDRA_FULL_ERROR is
     # set; with it set the exception reaches us and becomes one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    absolute_environment()
     try:
         # Hydra writes its job folder under TRAINLAB_HOME first; say so plainly if it cannot.
         reason = unwritable_reason(home())
@@ -153,6 +154,16 @@ def main() -> int:
         return exit_status(err)
     problem = sweep_problem()
     return exit_status(ConfigError(problem)) if problem else 0
+
+
+def absolute_environment() -> None:
+    """TRAINLAB_HOME and a sqlite MLFLOW_TRACKING_URI given relative to this folder, made
+    absolute for the processes this one starts (sweep jobs, DDP ranks, recorders), which may
+    run from another folder (submitit starts its jobs in the sweep's folder)."""
+    if os.environ.get("TRAINLAB_HOME"):
+        os.environ["TRAINLAB_HOME"] = str(home())
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = absolute_uri(os.environ["MLFLOW_TRACKING_URI"])
 
 
 def exit_status(err: BaseException) -> int:

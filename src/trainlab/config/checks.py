@@ -9,7 +9,7 @@ everywhere: everything after this module works from `settings`.
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
@@ -41,12 +41,36 @@ def check_config(cfg: DictConfig) -> TrainConfig:
             )
     settings = OmegaConf.to_object(cfg)
     assert isinstance(settings, TrainConfig)
+    check_finite(settings)
     check_engine(settings)
     check_trainer(settings)
     check_distributed(settings)
+    check_early_stop(settings)
     if settings.x_test is not None:
         parse_x_test(settings.x_test, None)
     return settings
+
+
+def check_finite(node: Any, prefix: str = "") -> None:
+    """Every number of the config is finite: `optimizer.lr=inf`, `data.noise=inf` or a NaN in
+    `data.weights` pass the range checks of __post_init__ (inf > 0) and would train on, or fail
+    inside the run, in NumPy's or torch's words. (x_test has its own check, parse_x_test.)"""
+    for field in fields(node):
+        key, value = f"{prefix}{field.name}", getattr(node, field.name)
+        if is_dataclass(value):
+            check_finite(value, f"{key}.")
+        elif key != "x_test" and not key.endswith(".x_test") and not all_finite(value):
+            raise ConfigError(
+                f"{key}={value!r} is not allowed: expected finite numbers (no nan or inf)"
+            )
+
+
+def all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(all_finite(v) for v in value)
+    return True
 
 
 def check_engine(settings: TrainConfig) -> None:
@@ -88,6 +112,8 @@ def check_engine(settings: TrainConfig) -> None:
             refuse(
                 f"trainer.{knob.name}={as_typed(value)}", f"trainer.{knob.name}={as_typed(default)}"
             )
+    if settings.early_stop.enabled:
+        refuse("early_stop", "early_stop.patience=null and early_stop.ols_gap=null")
 
 
 def as_typed(value: Any) -> str:
@@ -108,8 +134,29 @@ def check_trainer(settings: TrainConfig) -> None:
         )
 
 
+def check_early_stop(settings: TrainConfig) -> None:
+    early = settings.early_stop
+    if early.ols_gap is not None and not isinstance(settings.loss, MSELossConfig):
+        raise ConfigError(
+            f"early_stop.ols_gap={early.ols_gap} needs loss=mse (the least-squares optimum is "
+            f"the optimum of the MSE); got loss={option_name('loss', settings.loss)}"
+        )
+    if early.monitor == "val/loss" and settings.data.val_split == 0:
+        raise ConfigError(
+            "early_stop.monitor='val/loss' needs a validation split; expected data.val_split > 0 "
+            "or early_stop.monitor=train/loss"
+        )
+
+
 def check_distributed(settings: TrainConfig) -> None:
-    if settings.device.world_size > 1 and isinstance(settings.optimizer, LBFGSConfig):
+    lbfgs = isinstance(settings.optimizer, LBFGSConfig)
+    if lbfgs and settings.device.precision == "16-mixed":
+        # Lightning's gradient scaler refuses LBFGS at the first step, once the run exists.
+        raise ConfigError(
+            "optimizer=lbfgs cannot train with device.precision='16-mixed' (its gradient scaler "
+            "does not support LBFGS); expected device.precision=32, 64 or bf16-mixed"
+        )
+    if settings.device.world_size > 1 and lbfgs:
         # Its line search re-evaluates the closure on the rank's own loss: the ranks would take
         # different numbers of backward passes and wait for each other forever.
         raise ConfigError(

@@ -77,7 +77,14 @@ class CsvDataConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(len(self.delimiter) == 1, "data.delimiter", self.delimiter, "one character")
+        # A character that can be part of a number or a quote would cut numbers apart silently.
+        usable = len(self.delimiter) == 1 and not (
+            self.delimiter.isalnum() or self.delimiter in ".+-\"'\r\n"
+        )
+        require(
+            usable, "data.delimiter", self.delimiter,
+            "one character that is not a letter, digit, sign, point, quote or newline (, ; | tab)",
+        )  # fmt: skip
 
 
 @dataclass

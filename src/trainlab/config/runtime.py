@@ -1,5 +1,5 @@
 """Schemas of where and how a run executes and what it records: device, engine, the Lightning
-Trainer's knobs, tracking, the divergence guard, sweep behaviour and re-runs."""
+Trainer's knobs, tracking, the divergence guard, early stopping, sweep behaviour and re-runs."""
 
 from __future__ import annotations
 
@@ -117,6 +117,9 @@ class TrackingConfig:
     system_metrics: bool = True
     system_metrics_every_seconds: float = 10.0  # MLflow's default sampling interval
     grad_norm: bool = False  # train/grad_norm: the gradients' 2-norm at every step
+    # How often the recorder rewrites the run's trainlab.heartbeat tag; a run whose heartbeat is
+    # 4 beats (+1 min) old and whose processes are gone is stale (trainlab-store stale).
+    heartbeat_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.register is not None:
@@ -137,6 +140,43 @@ class TrackingConfig:
         every = self.system_metrics_every_seconds
         key = "tracking.system_metrics_every_seconds"
         require(every > 0, key, every, "a number of seconds > 0")
+        beat = self.heartbeat_seconds
+        require(beat > 0, "tracking.heartbeat_seconds", beat, "a number of seconds > 0")
+
+
+EARLY_STOP_MONITORS = ("train/loss", "val/loss")
+
+
+@dataclass
+class EarlyStopConfig:
+    """Stop training before max_epochs; off unless `patience` or `ols_gap` is set."""
+
+    # The loss watched by `patience`; None: val/loss with a validation split, else train/loss.
+    monitor: str | None = None
+    patience: int | None = None  # epochs without an improvement > min_delta; None: no such rule
+    min_delta: float = 0.0
+    mode: str = "min"  # min: lower is better (losses)
+    # Stop once the epoch's train/loss is within this of ols/loss (MSE runs); None: no such rule.
+    ols_gap: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.monitor is not None:
+            _one_of("early_stop.monitor", self.monitor, EARLY_STOP_MONITORS)
+            if self.patience is None:
+                raise ConfigError(
+                    f"early_stop.monitor={self.monitor!r} needs early_stop.patience; expected "
+                    "early_stop.patience=N (epochs without improvement before stopping)"
+                )
+        if self.patience is not None:
+            require(self.patience > 0, "early_stop.patience", self.patience, "an integer > 0")
+        require(self.min_delta >= 0, "early_stop.min_delta", self.min_delta, "a number >= 0")
+        _one_of("early_stop.mode", self.mode, ("min", "max"))
+        if self.ols_gap is not None:
+            require(self.ols_gap > 0, "early_stop.ols_gap", self.ols_gap, "a loss gap > 0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.patience is not None or self.ols_gap is not None
 
 
 GUARD_MODES = ("stop", "warn")

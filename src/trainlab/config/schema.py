@@ -26,6 +26,7 @@ from trainlab.config.data import (
 from trainlab.config.runtime import (
     AutogradEngineConfig,
     DeviceConfig,
+    EarlyStopConfig,
     EngineConfig,
     GuardConfig,
     NumpyEngineConfig,
@@ -69,6 +70,7 @@ class TrainConfig:
     guard: GuardConfig = field(default_factory=GuardConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     rerun: RerunConfig = field(default_factory=RerunConfig)
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     seed: int = 0  # seeds the weights, the split and the shuffling (0 is a seed like any other)
     max_epochs: int = 100
     max_steps: int = -1  # -1: no step limit, max_epochs decides

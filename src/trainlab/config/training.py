@@ -85,6 +85,7 @@ class SGDConfig(OptimizerConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(0 <= self.momentum < 1, "optimizer.momentum", self.momentum, "0 <= x < 1")
+        require(0 <= self.dampening <= 1, "optimizer.dampening", self.dampening, "0 <= x <= 1")
         if self.nesterov:
             require(
                 self.momentum > 0 and self.dampening == 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import socket
@@ -35,3 +36,21 @@ def server_command(host: str, port: int, store_uri: str, workers: int, *options:
     mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
     common = ["--backend-store-uri", store_uri, "--host", host, "--port", str(port)]
     return [mlflow, "server", *common, "--workers", str(workers), *options]
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port (a value outside 1-65535 is one usage line, not a traceback)."""
+    port = positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; expected 1 to 65535")
+    return port
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number >= 1")
+    return value

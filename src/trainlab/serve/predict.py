@@ -75,9 +75,15 @@ def read_csv(path: Path, feature_names: list[str], n_features: int) -> Any:
         wanted = f"columns {feature_names}" if feature_names else f"{n_features} columns"
         raise PredictError(f"--csv {path}: has columns {columns}; the model expects {wanted}")
     try:
-        return frame.to_numpy(dtype=np.float64)
+        rows = frame.to_numpy(dtype=np.float64)
     except ValueError:
         raise PredictError(f"--csv {path}: non-numeric values; expected numbers only") from None
+    bad = np.argwhere(~np.isfinite(rows))
+    if len(bad):
+        raise PredictError(
+            f"--csv {path}: row {bad[0][0]} has an empty, NaN or inf value; expected numbers only"
+        )
+    return rows
 
 
 def one_line(err: BaseException) -> str:
@@ -109,6 +115,16 @@ def load(uri: str, tracking_uri: str) -> Any:
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
+    from trainlab.tracking.mlflow_store import open_client
+    from trainlab.tracking.store import sqlite_path
+
+    database = sqlite_path(tracking_uri)
+    if database is not None and not database.is_file():
+        raise PredictError(
+            f"no store at {database}; expected TRAINLAB_HOME, MLFLOW_TRACKING_URI or "
+            "--tracking-uri to name the store the run is in"
+        )
+    open_client(tracking_uri)  # checked under its lock: a half-migrated store is one line
     try:
         with tracking_store(tracking_uri):
             return mlflow.pyfunc.load_model(uri)
@@ -195,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         widths = {len(row) for row in typed_rows}
         if len(widths) > 1:
             raise PredictError(f"rows of different lengths {sorted(widths)}; expected one length")
-        model = load(uri, args.tracking_uri or paths.tracking_uri())
+        store = paths.absolute_sqlite_uri(args.tracking_uri or paths.tracking_uri())
+        model = load(uri, store)
         rows = (
             read_csv(
                 paths.resolve_user_path(str(args.csv)), feature_names(model), input_width(model)

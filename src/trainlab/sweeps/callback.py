@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import signal
 import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
@@ -27,9 +29,11 @@ from trainlab.config.checks import check_config
 from trainlab.data.checks import check_source
 from trainlab.errors import ConfigError, one_line
 from trainlab.paths import default_artifact_root, tracking_uri
+from trainlab.signals import Interrupted, in_main_thread
 from trainlab.sweeps.state import STOP_FILE, Sweep, sweep_jobs, swept_keys
 from trainlab.tracking import protocol as msg
 from trainlab.tracking.client import private_recorder, shared_recorder, warm_for
+from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.source import git_commit
 from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
@@ -44,6 +48,7 @@ FORKED_WORKERS_INHERIT = ("torch", "lightning")
 # both (Hydra turns a callback's exceptions into warnings).
 _open: Sweep | None = None
 _problem: str | None = None
+_previous_sigterm: Any = None
 
 
 class SweepCallback(Callback):
@@ -56,6 +61,7 @@ class SweepCallback(Callback):
             check_jobs(config)
             if OmegaConf.select(config, "tracking.enabled", default=False):
                 _open = start_sweep(config)
+                stop_on_sigterm()
             if forks_workers(config):
                 # Imported once here, while the recorder starts: each forked worker has them.
                 for heavy in FORKED_WORKERS_INHERIT:
@@ -68,6 +74,7 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _open, _problem
+        restore_sigterm()
         sweep, _open = _open, None
         if sweep is None:
             return
@@ -95,6 +102,28 @@ def forks_workers(config: DictConfig) -> bool:
         and launcher.get("backend") == "multiprocessing"
         and forking
     )
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM while the launcher waits for its jobs (submitit, joblib, SLURM) ends the sweep as
+    Ctrl-C does: an exception that reaches train.main, which ends the parent run KILLED. Python's
+    default would end this process on the spot and leave the parent to its recorder, if that
+    still lives. (A job the basic launcher runs in this process has its own handler meanwhile.)"""
+    global _previous_sigterm
+    if in_main_thread():
+        _previous_sigterm = signal.signal(signal.SIGTERM, _terminated)
+
+
+def restore_sigterm() -> None:
+    global _previous_sigterm
+    if _previous_sigterm is not None and in_main_thread():
+        signal.signal(signal.SIGTERM, _previous_sigterm)
+    _previous_sigterm = None
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Interrupted(signum)
 
 
 def check_jobs(config: DictConfig) -> None:
@@ -138,6 +167,7 @@ def start_sweep(config: DictConfig) -> Sweep:
         "trainlab.sweep.sweeper": config.hydra.sweeper._target_,
         "trainlab.sweep.launcher": config.hydra.launcher._target_,
         "trainlab.preset": preset,
+        **process_tags(),  # the main process: whether the sweep is still alive (liveness.py)
     }
     commit = git_commit()
     if commit:
@@ -170,6 +200,7 @@ def end_sweep(sweep: Sweep, end: msg.SweepEnd) -> msg.SweepOutcome:
 def end_unfinished_sweep(err: BaseException) -> None:
     """A sweep that raised (bad override, launcher error, Ctrl-C) never leaves its parent RUNNING."""
     global _open
+    restore_sigterm()
     sweep, _open = _open, None
     if sweep is None:
         return

@@ -28,6 +28,7 @@ from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
 
+from trainlab.errors import ConfigError
 from trainlab.tracking import protocol as msg
 from trainlab.tracking.protocol import Address
 
@@ -36,6 +37,10 @@ CONNECT_SECONDS = 60.0  # a recorder that has not started listening by then is r
 
 class RecorderError(RuntimeError):
     """The recorder process failed or stopped; the message is the one line shown."""
+
+
+class RecorderRefused(RecorderError, ConfigError):
+    """Refused for a reason the user can fix (a store to repair, a run still RUNNING)."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,8 @@ class Recorder:
         except (OSError, EOFError) as err:
             raise self._stopped(err) from None
         status, result = self._answers.pop(number)
-        if status == "error":
-            raise RecorderError(result)
+        if status != "ok":  # "refused": the user's to fix, shown like a config error
+            raise (RecorderRefused if status == "refused" else RecorderError)(result)
         return result
 
     def _write(self, message: tuple) -> None:

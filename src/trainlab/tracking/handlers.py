@@ -10,43 +10,34 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
-from trainlab.errors import one_line
+from trainlab.errors import ConfigError, one_line
 from trainlab.tracking import protocol as msg
 from trainlab.tracking import system
 from trainlab.tracking.environment import installed_packages
+from trainlab.tracking.mlflow_store import open_client
 from trainlab.tracking.model import import_pytorch_flavor
-from trainlab.tracking.store import sqlite_path
 from trainlab.tracking.summary import SweepParent
 from trainlab.tracking.writer import RunWriter
 
 # What finishing a run needs, imported while the trainer still imports torch: a run's end then
-# waits on drawing and writing, not on importing (matplotlib 0.5 s, torch 1.5 s).
+# waits on drawing and writing, not on importing (matplotlib 0.5 s, torch 1.5 s). In a thread of
+# their own: messages are handled meanwhile, so a trainer that waits for its run to exist before
+# training waits for the store, not for these imports.
 WARM_MODULES = {
     "plots": ("matplotlib.figure", "matplotlib.backends.backend_agg"),
     "model": ("torch", "mlflow.models"),
 }
 
 
-def open_client(uri: str) -> MlflowClient:
-    """A client on `uri` whose store exists: a new SQLite store's tables are created under a
-    file lock, since processes that create them at the same moment fail (MLflow's migrations)."""
-    client = MlflowClient(tracking_uri=uri)
-    database = sqlite_path(uri)
-    if database is not None and not _has_tables(database):
-        with FileLock(str(database) + ".lock", timeout=600):
-            client.search_experiments(max_results=1)
-    return client
-
-
-def _has_tables(database: Path) -> bool:
-    return database.is_file() and database.stat().st_size > 0
+class RunRefused(ConfigError):
+    """What the user asked of the store cannot be done (a broken store, a run still RUNNING)."""
 
 
 def refusal(err: Exception, spec: msg.RunSpec) -> str | None:
@@ -62,10 +53,11 @@ def refusal(err: Exception, spec: msg.RunSpec) -> str | None:
 
 
 class Handlers:
-    def __init__(self, store_uri: str | None) -> None:
+    def __init__(self, store_uri: str | None, warm: tuple[str, ...] = ()) -> None:
         self.clients: dict[str, MlflowClient] = {}
         self.runs: dict[str, RunWriter] = {}
         self.failed: dict[str, str] = {}
+        self.refused: set[str] = set()  # runs whose failure is the user's to fix: no traceback
         self.sweeps: dict[str, SweepParent] = {}
         self.shutdown = False
         if store_uri is not None:
@@ -75,13 +67,7 @@ class Handlers:
         installed_packages()
         with contextlib.suppress(ImportError):  # psutil missing: each run says so
             system.prime()
-
-    def warm_up(self, name: str) -> None:
-        """Import what finishing a run with `name` ("plots", "model") will need."""
-        for module in WARM_MODULES.get(name, ()):
-            importlib.import_module(module)
-        if name == "model":
-            import_pytorch_flavor()
+        threading.Thread(target=warm_up, args=(warm,), daemon=True).start()
 
     def client(self, uri: str) -> MlflowClient:
         if uri not in self.clients:
@@ -108,7 +94,7 @@ class Handlers:
             if kind == msg.FINISH:
                 self.end_failed(token)
             if kind in (msg.INFO, msg.FINISH, msg.ARTIFACT, msg.SYNC):
-                raise RuntimeError(self.failed[token])
+                raise (RunRefused if token in self.refused else RuntimeError)(self.failed[token])
             return None
         writer = self.runs[token]
         try:
@@ -125,6 +111,9 @@ class Handlers:
             if spec.sweep_token is not None:
                 parent = {"mlflow.parentRunId": self.sweeps[spec.sweep_token].parent_run_id}
             self.runs[token] = RunWriter(self.client(spec.uri), spec, parent)
+        except ConfigError as err:
+            self.failed[token] = one_line(err)
+            self.refused.add(token)
         except Exception as err:
             self.failed[token] = f"store {spec.uri}: {refusal(err, spec) or one_line(err)}"
 
@@ -173,6 +162,14 @@ class Handlers:
             if sweep is not None:
                 sweep.end(msg.SweepEnd(stopped=None, interrupted=True))
 
+    def beat(self) -> None:
+        """The heartbeat of every open run and sweep; a store that fails it is heard about at
+        the run's next message, not here."""
+        now = time.time()
+        for beating in (*self.runs.values(), *self.sweeps.values()):
+            with contextlib.suppress(Exception):
+                beating.beat(now)
+
     def fetch(self, request: msg.FetchRequest) -> dict[str, str]:
         """Download a run's artifacts into a folder: {artifact path: local path}."""
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -184,3 +181,13 @@ class Handlers:
             path: client.download_artifacts(request.run_id, path, str(folder))
             for path in request.artifacts
         }
+
+
+def warm_up(warm: tuple[str, ...]) -> None:
+    """Import what finishing runs with these settings ("plots", "model") will need."""
+    for name in warm:
+        with contextlib.suppress(Exception):  # what fails here fails again, reported, when used
+            for module in WARM_MODULES.get(name, ()):
+                importlib.import_module(module)
+            if name == "model":
+                import_pytorch_flavor()

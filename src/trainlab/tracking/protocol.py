@@ -65,6 +65,7 @@ class RunSpec:
     sweep_token: str | None = None  # a child of this sweep's parent run (the recorder's sweep)
     system_metrics_seconds: float | None = None  # sample system/... this often; None: never
     verify_against: str | None = None  # at the end, compare the trajectory with this run's
+    heartbeat_seconds: float = 30.0  # how often the recorder rewrites trainlab.heartbeat
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

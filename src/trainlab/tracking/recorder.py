@@ -9,7 +9,9 @@ messages are handled in the order they were sent.
 
 It ends once its owner (the process that started it) is gone and every connection is closed. A
 run whose trainer disconnected without finishing it (killed, crashed) ends KILLED with all it was
-handed; SIGTERM and SIGINT are held off until then (SLURM signals every process of a job).
+handed; SIGTERM and SIGINT are held off until then (SLURM signals every process of a job). While
+it holds a run open it rewrites the run's heartbeat tag (tracking/liveness.py), so that a run
+whose trainer and recorder both died is recognisable as stale.
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
-from trainlab.errors import one_line
+from trainlab.errors import ConfigError, one_line
 from trainlab.logs import quiet_libraries
 from trainlab.tracking import protocol as msg
 from trainlab.tracking.client import Launch
 
 CLOSED = "closed"  # pseudo-message: a connection ended
+BEAT_CHECK_SECONDS = 1.0  # how often the loop asks the open runs whether a heartbeat is due
 DIED_TAG = "trainlab.failure"
 
 
@@ -87,16 +91,17 @@ class RecorderProcess:
             self.inbox.put((peer, message))
 
     # ------------------------------------------------------------------ the writer loop
-    def run(self, warm: list[str]) -> None:
-        """Handle messages until nothing more can come; import `warm` whenever idle (the run is
-        created and its rows written first; finishing it needs these imports last)."""
+    def run(self) -> None:
+        """Handle messages until nothing more can come; rewrite the open runs' heartbeats."""
+        next_beat = time.monotonic() + BEAT_CHECK_SECONDS
         while True:
+            if time.monotonic() >= next_beat:
+                self.handlers.beat()
+                next_beat = time.monotonic() + BEAT_CHECK_SECONDS
             try:
-                peer, message = self.inbox.get(timeout=0 if warm else 0.2)
+                peer, message = self.inbox.get(timeout=0.2)
             except queue.Empty:
-                if warm:
-                    self.handlers.warm_up(warm.pop(0))
-                elif self.finished():
+                if self.finished():
                     return
                 continue
             kind, token, payload, reply, number = message
@@ -111,7 +116,9 @@ class RecorderProcess:
                 result = self.handlers.handle(kind, token, payload)
             except Exception as err:
                 if reply == "handled":
-                    peer.reply(number, "error", one_line(err))
+                    # "refused": the user's to fix (the trainer shows one line, no traceback hint)
+                    status = "refused" if isinstance(err, ConfigError) else "error"
+                    peer.reply(number, status, one_line(err))
                 continue
             if kind in (msg.FINISH, msg.SWEEP_END):
                 peer.tokens.discard(token)
@@ -147,8 +154,8 @@ def main() -> None:
 
     code = 0
     try:
-        recorder.handlers = Handlers(launch.store_uri)
-        recorder.run(list(launch.warm))
+        recorder.handlers = Handlers(launch.store_uri, launch.warm)
+        recorder.run()
     except BaseException:  # a bug: say where, and let the trainer report that it stopped
         traceback.print_exc()
         code = 1

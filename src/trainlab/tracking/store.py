@@ -3,32 +3,110 @@
 A store that cannot work fails with one line before any run exists: an unknown scheme, a server
 that does not answer (MLflow would retry for minutes), a server that refuses this user's
 credentials (MLFLOW_TRACKING_USERNAME / _PASSWORD, sent as MLflow's client sends them), a SQLite
-file in a folder that cannot be written. A SQLite path given relative to the current folder is made absolute, as data paths are.
+file in a folder that cannot be written, a SQLite store left half-migrated. A SQLite path given
+relative to the current folder is made absolute, as data paths are.
+
+Why a lock: MLflow creates a new SQLite store's tables with a chain of alembic migrations, and
+processes that do it at the same moment fail and leave the file half-migrated (6 of 6 processes
+that opened a new store within one second, measured). Whoever creates, upgrades or repairs an
+embedded store holds `<store>.lock` (tracking/mlflow_store.py); a store that looks unfinished is
+judged only under that lock, so a store another process is creating right now is waited for,
+not reported.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import sqlite3
 import urllib.error
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from trainlab.errors import ConfigError
-from trainlab.paths import resolve_user_path, unwritable_reason
+from trainlab.paths import absolute_sqlite_uri, unwritable_reason
 
 # Stores MLflow can open; anything else fails in MLflow with a long message about model registries.
 STORE_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssql", "databricks")
 SQLITE = "sqlite:///"
 
 
+LOCK_SECONDS = 600  # creating a store takes ~1 s; a holder stuck longer than this is reported
+BUSY_SECONDS = 30.0  # SQLite's wait for another writer (MLflow's own sessions wait 20 s)
+TMP_PREFIX = "_alembic_tmp_"  # what alembic's SQLite migrations leave when they are cut short
+
+
+class StoreError(ConfigError):
+    """A store that exists but cannot be used as it is; the message says how to repair it."""
+
+
 def absolute_uri(uri: str) -> str:
     """`sqlite:///rel/x.db` (relative to the current folder) as `sqlite:////abs/rel/x.db`."""
-    if uri.startswith(SQLITE) and ":memory:" not in uri:
-        path = uri[len(SQLITE) :]
-        if not path.startswith("/"):
-            return f"{SQLITE}{resolve_user_path(path)}"
-    return uri
+    return absolute_sqlite_uri(uri)
+
+
+def store_lock(database: Path) -> FileLock:
+    """The lock held while a SQLite store is created, upgraded or repaired (beside the file, so
+    that processes on every machine that shares the folder see it)."""
+    return FileLock(str(database) + ".lock", timeout=LOCK_SECONDS)
+
+
+def sqlite_problem(database: Path) -> str | None:
+    """What is wrong with an existing SQLite store, read with the standard library (no MLflow):
+    None for a missing or empty file (MLflow creates it) and for a store that looks complete."""
+    if not database.is_file() or database.stat().st_size == 0:
+        return None
+    try:
+        with closing(
+            sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=BUSY_SECONDS)
+        ) as con:
+            tables = {
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            versions = (
+                con.execute("SELECT version_num FROM alembic_version").fetchall()
+                if "alembic_version" in tables
+                else []
+            )
+    except sqlite3.DatabaseError as err:
+        return f"it is not a readable SQLite database ({err})"
+    leftovers = sorted(t for t in tables if t.startswith(TMP_PREFIX))
+    if leftovers:
+        return (
+            f"it is half-migrated: {', '.join(leftovers)} left by an MLflow schema migration "
+            "that was cut short"
+        )
+    if tables and not versions:
+        if "experiments" not in tables:
+            return "it is not an MLflow store (no experiments table)"
+        return "it is half-created: MLflow's tables exist but no schema version was recorded"
+    return None
+
+
+def repair_hint(uri: str, database: Path) -> str:
+    return (
+        f"repair it with `trainlab-store repair --store {uri}` (it keeps a backup), or move "
+        f"{database.name} aside to start a new, empty store"
+    )
+
+
+def check_sqlite_store(uri: str, database: Path) -> None:
+    """One line for a half-migrated store; a store that looks unfinished is judged again under
+    the store's lock, since the process that holds it may be creating it right now."""
+    if sqlite_problem(database) is None:
+        return
+    try:
+        with store_lock(database):
+            problem = sqlite_problem(database)
+    except Timeout:
+        problem = f"another process has held {database}.lock for {LOCK_SECONDS} s"
+    if problem is not None:
+        raise StoreError(
+            f"the store {database} cannot be used: {problem}; {repair_hint(uri, database)}"
+        )
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -125,3 +203,4 @@ def check_store(uri: str) -> None:
                 f"tracking.uri={uri!r}: cannot write the store {database} ({reason}); expected "
                 "a writable folder (set TRAINLAB_HOME, or tracking.uri=sqlite:////<path>/mlflow.db)"
             )
+        check_sqlite_store(uri, database)

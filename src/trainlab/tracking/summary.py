@@ -13,6 +13,7 @@ import io
 import json
 import math
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
 from trainlab.config.checks import override_key
+from trainlab.tracking.liveness import HEARTBEAT_SECONDS, HEARTBEAT_TAG, recorder_tags, staleness
 from trainlab.tracking.plots import Curve, History
 from trainlab.tracking.protocol import (
     ERROR_TAG,
@@ -32,6 +34,7 @@ from trainlab.tracking.protocol import (
     SweepOutcome,
     SweepSpec,
 )
+from trainlab.tracking.stale import mark_stale
 from trainlab.tracking.writer import as_params, as_tags, experiment_id
 
 # Files a sweeper leaves in the sweep dir that belong on the parent run (Optuna's best params).
@@ -47,6 +50,7 @@ class Child:
     overrides: dict[str, str]
     loss: float  # the objective: final/val_loss, else final/train_loss; NaN when missing
     error: str
+    stop: str = ""  # how early stopping ended it ("patience at epoch 12"); "" when it did not
 
     @property
     def finished(self) -> bool:
@@ -57,10 +61,17 @@ class SweepParent:
     def __init__(self, client: MlflowClient, spec: SweepSpec) -> None:
         self.client, self.spec = client, spec
         self.experiment_id = experiment_id(client, spec.experiment_name, spec.artifact_root)
-        run = client.create_run(self.experiment_id, run_name=spec.run_name, tags=spec.tags)
+        self.last_beat = time.time()
+        tags = {**spec.tags, **recorder_tags(self.last_beat)}
+        run = client.create_run(self.experiment_id, run_name=spec.run_name, tags=tags)
         self.parent_run_id = run.info.run_id
         client.log_batch(self.parent_run_id, params=as_params(spec.params))
         self.curves: dict[str, Curve] = {}
+
+    def beat(self, now: float) -> None:
+        if now - self.last_beat >= HEARTBEAT_SECONDS:
+            self.last_beat = now
+            self.client.set_tag(self.parent_run_id, HEARTBEAT_TAG, f"{now:.0f}")
 
     def keep_curve(self, run_id: str, history: History) -> None:
         if "train/loss" in history.curves:
@@ -81,6 +92,10 @@ class SweepParent:
                 break
         children = []
         for run in runs:
+            reason = staleness(run.data.tags) if run.info.status == "RUNNING" else None
+            if reason is not None:  # a job killed with its recorder (a node that failed ...)
+                mark_stale(self.client, run, reason)
+                run = self.client.get_run(run.info.run_id)
             metrics, tags = run.data.metrics, run.data.tags
             overrides = json.loads(tags.get(OVERRIDES_TAG, "[]"))
             children.append(
@@ -92,6 +107,7 @@ class SweepParent:
                     overrides={override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o},
                     loss=metrics.get("final/val_loss", metrics.get("final/train_loss", math.nan)),
                     error=tags.get(ERROR_TAG, ""),
+                    stop=early_stop(tags),
                 )
             )
         return sorted(children, key=lambda c: c.job)
@@ -163,12 +179,20 @@ class SweepParent:
         return SweepOutcome(parent, "\n".join(lines), problem, warning)
 
 
+def early_stop(tags: dict[str, str]) -> str:
+    reason = tags.get("trainlab.early_stop.reason")
+    return f"{reason} at epoch {tags.get('trainlab.early_stop.epoch', '?')}" if reason else ""
+
+
 def table(children: list[Child], keys: list[str]) -> list[dict[str, Any]]:
+    """One row per child; an `early_stop` column when any child stopped early."""
+    stops = any(c.stop for c in children)
     return [
         {
             "job": c.job,
             **{k: c.overrides.get(k, "") for k in keys},
             "final_loss": c.loss,
+            **({"early_stop": c.stop} if stops else {}),
             "status": c.status,
             "run_id": c.run_id,
             "error": c.error,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,14 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from trainlab.errors import ConfigError
 from trainlab.tracking.datasets import dataset_input
 from trainlab.tracking.environment import installed_packages
+from trainlab.tracking.liveness import HEARTBEAT_TAG, LIVENESS_TAGS, recorder_tags
 from trainlab.tracking.model import log_trained_model
 from trainlab.tracking.plots import History, log_run_plots
 from trainlab.tracking.protocol import ERROR_TAG, FinalReport, Rows, RunInfo, RunSpec, RunStart
+from trainlab.tracking.stale import before_resume
 from trainlab.tracking.system import start_monitor, stop_monitor
 from trainlab.tracking.verify import Trajectory, verify
 
@@ -40,6 +44,12 @@ def safe_folder_name(name: str) -> str:
 
 def experiment_id(client: MlflowClient, name: str, artifact_root: str | None) -> str:
     experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        # MLflow refuses runs in it, and its name stays taken until it is purged.
+        raise ConfigError(
+            f"experiment_name={name!r}: that experiment was deleted; expected another name, or "
+            f"restore it first (mlflow experiments restore --experiment-id {experiment.experiment_id})"
+        )
     if experiment is not None:
         return experiment.experiment_id
     location = (Path(artifact_root) / safe_folder_name(name)).as_uri() if artifact_root else None
@@ -66,12 +76,18 @@ class RunWriter:
 
     def __init__(self, client: MlflowClient, spec: RunSpec, parent_tags: dict[str, str]) -> None:
         self.client, self.spec = client, spec
+        self.last_beat = time.time()
+        alive = recorder_tags(self.last_beat, spec.heartbeat_seconds)
         if spec.resume_run_id is None:
             exp_id = experiment_id(client, spec.experiment_name, spec.artifact_root)
-            tags = {**spec.tags, **parent_tags}
+            tags = {**spec.tags, **parent_tags, **alive}
             run = client.create_run(exp_id, run_name=spec.run_name, tags=tags)
         else:
+            before_resume(client, client.get_run(spec.resume_run_id))
             client.update_run(spec.resume_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            # The processes that record it now, for whoever asks whether it is alive.
+            now = {k: v for k, v in spec.tags.items() if k in LIVENESS_TAGS}
+            client.log_batch(spec.resume_run_id, tags=as_tags({**now, **alive}))
             run = client.get_run(spec.resume_run_id)
         self.info = RunInfo(
             run.info.run_id, run.info.run_name or "", run.info.experiment_id, spec.uri
@@ -95,6 +111,12 @@ class RunWriter:
     @property
     def run_id(self) -> str:
         return self.info.run_id
+
+    def beat(self, now: float) -> None:
+        """Rewrite the heartbeat tag once its period has passed (one small write)."""
+        if now - self.last_beat >= self.spec.heartbeat_seconds:
+            self.last_beat = now
+            self.tags({HEARTBEAT_TAG: f"{now:.0f}"})
 
     def start(self, start: RunStart) -> None:
         self.client.log_batch(self.run_id, params=as_params(start.params))
