@@ -1,7 +1,7 @@
 """What every engine is given and returns, and what it needs from the run's tracking.
 
 Engines sit below tracking: they talk to the run through the `RunRecorder` protocol, which
-`trainlab.tracking.client.TrackedRun` implements (a test can pass anything with these methods).
+`trainlab.tracking.run.TrackedRun` implements (a test can pass anything with these methods).
 """
 
 from __future__ import annotations
