@@ -20,6 +20,10 @@ HARMLESS_WARNINGS = (
     # The data module's way of saying "no validation data" under DDP.
     ".*Total length of `list` across ranks is zero.*",
     ".*`isinstance.treespec, LeafSpec.` is deprecated.*",
+    # Printed by every run on a machine where SLURM is installed (a login node, CI): a run
+    # started without srun there is an ordinary local run; SLURM jobs of the `slurm` launcher
+    # do run under srun, and trainlab picks the DDP strategy itself (engines/distributed.py).
+    ".*The `srun` command is available on your system but is not used.*",
 )
 
 
