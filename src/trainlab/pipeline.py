@@ -8,6 +8,8 @@ the config has passed its checks.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 
@@ -17,10 +19,12 @@ from trainlab.config.schema import TrainConfig
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
 from trainlab.engines.base import Engine, FitContext, ResumePoint
+from trainlab.engines.checkpoints import monitored
 from trainlab.engines.console import format_prediction
 from trainlab.engines.lightning import fit_lightning
 from trainlab.engines.manual import fit_autograd, fit_numpy
 from trainlab.engines.reference import ols_reference
+from trainlab.engines.trajectory import row_keys
 from trainlab.errors import ConfigError
 from trainlab.logs import quiet_libraries
 from trainlab.models.module import RegressionModule, build_module
@@ -54,10 +58,11 @@ def run(
         x_test = test_rows(settings, data, dtype)
         before = predict(module, data, x_test) if resume_from is None else None
         ols_loss = ols_reference(settings, data)
+        check_monitor(settings, module, ols_loss, data)
         run = session.open(accelerator, data, module, first_metrics(before, ols_loss), resume_from)
         context = FitContext(
             settings, data, module, accelerator, run, ols_loss, interrupts,
-            output_dir() / "checkpoints", resume_from,
+            checkpoint_folder(resume_from), resume_from,
         )  # fmt: skip
         if before is not None:
             print(
@@ -74,6 +79,21 @@ def run(
         info = session.finish(Ending(result.steps, metrics, module))
     print_outcome(settings, x_test, after, losses, ols_loss, info)
     return losses.get("final/val_loss", losses["final/train_loss"])
+
+
+def check_monitor(
+    settings: TrainConfig, module: RegressionModule, ols_loss: float | None, data: Dataset
+) -> None:
+    """A `checkpoint.monitor` this run does not record stops it before its MLflow run opens."""
+    if settings.engine.name == "lightning":
+        keys = row_keys(module, settings.tracking.trajectory_limit, ols_loss)
+        monitored(settings.checkpoint, keys, data.x_val is not None)
+
+
+def checkpoint_folder(resume_from: ResumePoint | None) -> Path:
+    if resume_from is not None and resume_from.checkpoint_dir is not None:
+        return resume_from.checkpoint_dir
+    return output_dir() / "checkpoints"
 
 
 def resolve_accelerator(device: DeviceConfig) -> str:

@@ -95,9 +95,12 @@ class RunSession:
     def _open(self, tags: dict[str, str], resume_from: ResumePoint | None) -> TrackedRun:
         target = self.target
         assert target is not None
+        # Rows wait for the checkpoint that commits them where periodic checkpoints exist.
+        gated = self.settings.engine.name == "lightning" and self.settings.checkpoint.periodic
         spec = RunSpec(
             target.uri, target.experiment_name, target.run_name, {**tags, **target.tags},
             target.artifact_root, resume_from.run_id if resume_from else None, target.sweep_token,
+            gated,
         )  # fmt: skip
         return TrackedRun(target.recorder, spec, self.settings.tracking.flush_every_seconds)
 

@@ -12,13 +12,16 @@ import lightning as L
 from trainlab.data.batches import TensorDataModule
 from trainlab.engines import distributed
 from trainlab.engines.base import FitContext, FitResult
-from trainlab.engines.checkpoints import CheckpointSaver
+from trainlab.engines.checkpoints import CheckpointSaver, monitored
 from trainlab.engines.monitor import TrainingMonitor
+from trainlab.engines.trajectory import row_keys
 
 
 def fit_lightning(context: FitContext) -> FitResult:
     settings, resume = context.settings, context.resume_from
-    checkpoints = CheckpointSaver(context.checkpoint_dir, context.run)
+    keys = row_keys(context.module, settings.tracking.trajectory_limit, context.ols_loss)
+    monitor = monitored(settings.checkpoint, keys, context.data.x_val is not None)
+    checkpoints = CheckpointSaver(context.checkpoint_dir, context.run, settings.checkpoint, monitor)
     callbacks = [*distributed.callbacks(settings.device), TrainingMonitor(context, checkpoints)]
     trainer = L.Trainer(
         accelerator=context.accelerator,

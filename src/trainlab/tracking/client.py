@@ -145,8 +145,7 @@ def _recorder_environment() -> tuple[tuple[str, str], ...]:
 
 def private_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> Recorder:
     """This process's own recorder, started on first use and kept for the runs that follow (a
-    serial sweep's jobs, tests, benchmarks); a new one when the last one stopped or the
-    environment it was started with changed."""
+    serial sweep's jobs, tests); a new one when it stopped or its environment changed."""
     global _private
     environment = _recorder_environment()
     if _private is not None:
@@ -220,6 +219,16 @@ class TrackedRun:
         if self._attached:
             # A ddp_spawn rank's rows must be handled before the job's process ends the run.
             self.recorder.send(msg.SYNC, self.token, reply="handled")
+
+    def commit(self, step: int, staged: Path, last: Path, best: tuple, tags: dict) -> None:
+        """Hand the rows over, then the checkpoint that makes them durable (commits.py)."""
+        self.flush()
+        self.recorder.send(
+            msg.COMMIT, self.token, msg.Commit(step, str(staged), str(last), *best, tags)
+        )
+
+    def sync(self) -> None:  # returns once everything sent so far is handled (a commit too)
+        self.recorder.send(msg.SYNC, self.token, reply="handled")
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.recorder.send(msg.TAGS, self.token, {k: str(v) for k, v in tags.items()})

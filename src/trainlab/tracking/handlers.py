@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from trainlab.errors import one_line
 from trainlab.tracking import protocol as msg
+from trainlab.tracking.commits import find_resumable
 from trainlab.tracking.store import sqlite_path
 from trainlab.tracking.summary import SweepParent
 from trainlab.tracking.writer import RunWriter
@@ -76,6 +77,8 @@ class Handlers:
             return None
         if kind == msg.FETCH:
             return self.fetch(payload)
+        if kind == msg.FIND:
+            return find_resumable(self.client(payload.uri), payload)
         if kind == msg.SWEEP_START:
             self.sweeps[token] = SweepParent(self.client(payload.uri), payload)
             return self.sweeps[token].parent_run_id
@@ -116,6 +119,8 @@ class Handlers:
             writer.tags(payload)
         elif kind == msg.ARTIFACT:
             writer.artifact(*payload)
+        elif kind == msg.COMMIT:
+            writer.commit(payload)
         elif kind == msg.INFO:
             return writer.info
         elif kind == msg.FINISH:
@@ -143,6 +148,7 @@ class Handlers:
             writer = self.runs.pop(token, None)
             if writer is not None and not writer.finished:
                 try:
+                    writer.gate.end(resumable=True)  # rows after the last commit: recomputed
                     writer.tags({"trainlab.failure": "process_ended", "trainlab.error":
                                  "the training process ended without ending its run"})  # fmt: skip
                     writer.end("KILLED")

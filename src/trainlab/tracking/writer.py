@@ -16,9 +16,18 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from trainlab.tracking.commits import STEP_TAG, CommitGate, recorded_ends
 from trainlab.tracking.model import log_trained_model
 from trainlab.tracking.plots import History, log_run_plots
-from trainlab.tracking.protocol import ERROR_TAG, FinalReport, Rows, RunInfo, RunSpec, RunStart
+from trainlab.tracking.protocol import (
+    ERROR_TAG,
+    Commit,
+    FinalReport,
+    Rows,
+    RunInfo,
+    RunSpec,
+    RunStart,
+)
 
 MAX_PARAM_VALUE_CHARS = 6000
 MAX_KEY_CHARS = 250
@@ -59,6 +68,9 @@ class RunWriter:
 
     def __init__(self, client: MlflowClient, spec: RunSpec, parent_tags: dict[str, str]) -> None:
         self.client, self.spec = client, spec
+        # Per metric, the last step already in the store when a resume recomputes it (after a
+        # commit that was cut short; see tracking/commits.py): those rows are not written twice.
+        self.skip: dict[str, int] = {}
         if spec.resume_run_id is None:
             exp_id = experiment_id(client, spec.experiment_name, spec.artifact_root)
             tags = {**spec.tags, **parent_tags}
@@ -66,10 +78,20 @@ class RunWriter:
         else:
             client.update_run(spec.resume_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             run = client.get_run(spec.resume_run_id)
+            self.skip = recorded_ends(client, spec.resume_run_id)
         self.info = RunInfo(
             run.info.run_id, run.info.run_name or "", run.info.experiment_id, spec.uri
         )
+        if spec.resume_run_id is not None:
+            # How the last attempt ended is no longer how the run ends.
+            for key in ("trainlab.failure", ERROR_TAG):
+                if key in run.data.tags:
+                    client.delete_tag(self.run_id, key)
+            if spec.tags:
+                self.tags(spec.tags)  # this attempt's cluster job, for its own requeue
         self.history = History()
+        self.gate = CommitGate(client, self.info.run_id, self.write_rows, spec.gated)
+        self.gate.committed = STEP_TAG in run.data.tags
         self.finished = False
 
     @property
@@ -83,11 +105,21 @@ class RunWriter:
         self.log_metrics(start.metrics, step=0)
 
     def rows(self, rows: Rows) -> None:
+        self.gate.rows(rows)
+
+    def commit(self, commit: Commit) -> None:
+        self.gate.commit(commit)
+
+    def write_rows(self, rows: Rows) -> None:
         metrics = [
             Metric(key, float(value), int(ms), int(step))
             for step, ms, values in zip(rows.steps, rows.times, rows.values, strict=True)
             for key, value in zip(rows.keys, values, strict=True)
         ]
+        if self.skip:
+            metrics = [m for m in metrics if m.step > self.skip.get(m.key, -1)]
+            if len(rows.steps) and int(rows.steps.min()) > max(self.skip.values()):
+                self.skip = {}
         self.client.log_batch(self.run_id, metrics=metrics)  # MLflow splits it into requests
         self.history.add(rows)
 
@@ -106,6 +138,9 @@ class RunWriter:
         """Final metrics, tags, plots and model; then the status. A plot or model that cannot
         be written is reported (a warning) without failing a run that trained."""
         warnings: list[str] = []
+        # A run stopped by a signal ends at its last commit (a resume computes the rest again);
+        # a run that ends for good keeps everything it was handed.
+        self.gate.end(resumable=report.status == "KILLED")
         self.log_metrics(report.metrics, report.step, clock_ms)
         tags = dict(report.tags)
         if report.error:
