@@ -40,7 +40,7 @@ from trainlab.paths import (
 from trainlab.sweeps.callback import end_unfinished_sweep, run_job, sweep_problem
 from trainlab.sweeps.state import SweepJob, current_job
 from trainlab.tracking.client import TrackingTarget, private_recorder, warm_for
-from trainlab.tracking.protocol import ResumeQuery
+from trainlab.tracking.protocol import ResumeQuery, ResumeState
 from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
 if TYPE_CHECKING:
@@ -72,7 +72,11 @@ def train(cfg: DictConfig, job: SweepJob | None) -> float:
     check_source(settings.data)
     target = tracking_target(settings, job)
     if resume_from is None and wants_auto_resume(settings):
-        resume_from = auto_resume(settings, job)
+        found = auto_resume(settings, job)
+        if found is not None and found[1] is None:  # a requeue of a job that had finished
+            print(f"Run {found[0].run_id} of this cluster job already finished; nothing to do")
+            return found[0].objective if found[0].objective is not None else float("nan")
+        resume_from = found[1] if found is not None else None
     # Imported now, not at the top: torch and Lightning take seconds, the checks above do not.
     pipeline = importlib.import_module("trainlab.pipeline")
     return pipeline.run(settings, target, resume_from)
@@ -114,7 +118,9 @@ def wants_auto_resume(settings: TrainConfig) -> bool:
     return settings.resume == AUTO or (implicit and settings.tracking.enabled)
 
 
-def auto_resume(settings: TrainConfig, job: SweepJob | None) -> ResumePoint | None:
+def auto_resume(
+    settings: TrainConfig, job: SweepJob | None
+) -> tuple[ResumeState, ResumePoint | None] | None:
     """This job's run to continue (every DDP rank asks; rank 0 opens it), or None."""
     from trainlab.tracking.resume import find_run  # reading a checkpoint needs torch
 
@@ -124,11 +130,9 @@ def auto_resume(settings: TrainConfig, job: SweepJob | None) -> ResumePoint | No
         target.uri, target.experiment_name, None, target.tags[JOB_KEY_TAG], cluster_job
     )
     found = find_run(target.recorder, query, output_dir())
-    if found is None:
-        if settings.resume == AUTO:
-            print("resume=auto: no unfinished run of this job with a checkpoint; a new run")
-        return None
-    return found[1]
+    if found is None and settings.resume == AUTO:
+        print("resume=auto: no unfinished run of this job with a checkpoint; a new run")
+    return found
 
 
 def plan_resume(cfg: DictConfig) -> tuple:

@@ -142,6 +142,10 @@ def find_resumable(client: MlflowClient, query: ResumeQuery) -> ResumeState | No
         [experiment.experiment_id], wanted, order_by=["attributes.start_time DESC"]
     )
     for run in runs:
+        # A requeue of a job that had already finished (its notice came after the end) trains
+        # nothing again: the caller reports the finished run.
+        if query.cluster_job is not None and run.info.status == "FINISHED":
+            return _state(run)
         if run.info.status not in ("FINISHED", "FAILED") and STEP_TAG in run.data.tags:
             return _state(run)
     return None
@@ -150,7 +154,9 @@ def find_resumable(client: MlflowClient, query: ResumeQuery) -> ResumeState | No
 def _state(run: Run) -> ResumeState:
     tags = run.data.tags
     step = tags.get(STEP_TAG)
+    metrics = run.data.metrics
+    objective = metrics.get("final/val_loss", metrics.get("final/train_loss"))
     return ResumeState(
         run.info.run_id, run.info.status, int(step) if step is not None else None,
-        tags.get(DIR_TAG),
+        tags.get(DIR_TAG), objective,
     )  # fmt: skip

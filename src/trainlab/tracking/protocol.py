@@ -167,6 +167,7 @@ class ResumeState:
     status: str
     committed_step: int | None  # None: a run recorded before commits (its last.ckpt is the end)
     checkpoint_dir: str | None  # where its trainer kept last.ckpt (may be gone or elsewhere)
+    objective: float | None = None  # a FINISHED run's final val (else train) loss
 
 
 @dataclass(frozen=True)

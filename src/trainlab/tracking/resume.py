@@ -70,12 +70,15 @@ def plan_resume(
 
 def find_run(
     recorder: Recorder, query: msg.ResumeQuery, folder: Path
-) -> tuple[str, ResumePoint] | None:
-    """`resume=auto`: this job's run to continue and its checkpoint, or None (a new run)."""
+) -> tuple[msg.ResumeState, ResumePoint | None] | None:
+    """`resume=auto`: this job's run and the checkpoint to continue it from (None: the run of
+    this cluster job already FINISHED), or None: a new run."""
     state = ask(recorder, msg.FIND, query, "auto", None, query.uri)
     if state is None:
         return None
-    return state.run_id, committed_checkpoint(state, recorder, query.uri, "auto", folder)
+    if state.status == "FINISHED":
+        return state, None
+    return state, committed_checkpoint(state, recorder, query.uri, "auto", folder)
 
 
 def committed_checkpoint(
