@@ -155,3 +155,61 @@ def test_resume_auto_without_a_run_starts_fresh_and_tags_the_job(train_in_proces
     assert train_in_process("max_epochs=3", "print_every=0", "seed=1")[0] == 0
     keys = {r.data.tags["trainlab.job_key"] for r in all_runs(client)}
     assert len(keys) == 2
+
+
+def processes_with(text: str) -> list[int]:
+    """Processes whose command line holds `text` (this test's own: `text` is its tmp home)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_submitit_preemption_requeues_and_continues_the_same_run(train_in_process, client, home):
+    """submitit's simulated preemption (USR2 to the job, as `job._interrupt()` sends): the run
+    stops at a step with a checkpoint, submitit requeues the job, the job resumes its run."""
+    args = (*COMMON, *CASES["full_batch"], "seed=5")
+    assert train_in_process(*args, "experiment_name=whole")[0] == 0
+    whole = only_run(client, "whole")
+
+    sweep = start(home, "-m", "hydra/launcher=submitit_local", *args, "experiment_name=parts")
+    deadline = time.monotonic() + 120
+    while True:  # the job's run (the sweep's child), once it has committed a checkpoint
+        found = client.get_experiment_by_name("parts")
+        runs = client.search_runs([found.experiment_id]) if found else []
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        if children and int(children[0].data.tags.get(STEP_TAG, "0")) > 0:
+            break
+        assert time.monotonic() < deadline and sweep.poll() is None, sweep.communicate()
+        time.sleep(0.02)
+    (job,) = jobs_of(home)
+    os.kill(job, signal.SIGUSR2)
+    _, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err
+
+    run_id = children[0].info.run_id
+    runs = client.search_runs([found.experiment_id])
+    assert len(runs) == 2  # the parent and its one child: the requeued job made no new run
+    resumed = client.get_run(run_id)
+    assert resumed.info.status == "FINISHED"
+    assert int(resumed.data.tags["trainlab.resumed_at_step"]) > 0
+    for key in KEYS:
+        assert history(client, run_id, key) == history(client, whole.info.run_id, key), key
+    assert resumed.data.metrics["final/train_loss"] == whole.data.metrics["final/train_loss"]
+
+
+def jobs_of(home: Path) -> list[int]:
+    """submitit's job processes (not its controller) of the sweep under `home`."""
+    return [p for p in processes_with(str(home)) if _cmdline(p).count("submitit.core._submit")]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
