@@ -213,3 +213,34 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+@pytest.mark.slow
+def test_signal_inside_an_epoch_resumes_exactly(train_in_process, client, home):
+    """SIGTERM between two batches: the checkpoint holds the batcher's order and position, so
+    the resumed run trains the rest of that epoch (before, Lightning skipped it)."""
+    args = (
+        *COMMON, *CASES["mini_batch"][:6], "max_epochs=12", "checkpoint.every_seconds=null",
+        "tracking.flush_every_seconds=0.05", "seed=5",
+    )  # fmt: skip
+    assert train_in_process(*args, "experiment_name=whole")[0] == 0
+    whole = only_run(client, "whole")
+    process = start(home, *args, "experiment_name=parts")
+    deadline = time.monotonic() + 120
+    while True:  # not gated (no periodic checkpoints): rows arrive as they are trained
+        found = client.get_experiment_by_name("parts")
+        runs = client.search_runs([found.experiment_id]) if found else []
+        if runs and len(history(client, runs[0].info.run_id)) > 50:
+            break
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    run_id = runs[0].info.run_id
+    stopped = len(history(client, run_id))  # inside an epoch but for 1 time in 40
+    status, out, err = train_in_process(f"resume={run_id}")
+    assert status == 0, err
+    assert f"Resuming run {run_id} at step {stopped}" in out
+    for key in (*KEYS, "val/loss"):
+        assert history(client, run_id, key) == history(client, whole.info.run_id, key), key

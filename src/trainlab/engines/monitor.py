@@ -47,6 +47,7 @@ class TrainingMonitor(L.Callback):
         self.last_loss: Any = None
         self.epoch_started = time.monotonic()
         self.pending = False  # a checkpoint due when the next epoch starts
+        self.stopped_inside_epoch = False  # a signal stopped the fit between two batches
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.keys = row_keys(pl_module, self.limit, self.ols_loss)
@@ -116,6 +117,7 @@ class TrainingMonitor(L.Callback):
             trainer.should_stop = True
             if not inside_epoch:
                 return  # the fit ends with this epoch; on_train_end writes the checkpoint
+            self.stopped_inside_epoch = True
         self._save(trainer, pl_module, batch_idx + 1 if inside_epoch else None)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -150,6 +152,10 @@ class TrainingMonitor(L.Callback):
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.run is None or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        if self.stopped_inside_epoch:
+            # Lightning validates once more when stopped inside an epoch; the resumed run
+            # validates at this epoch's real end, so this one is not part of the history.
             return
         value = trainer.callback_metrics.get("val/loss")
         if value is not None:
