@@ -1,12 +1,13 @@
 """Metrics and checkpoints commit together (the recorder's side of periodic checkpoints).
 
-The guarantee: the metric history in MLflow never runs ahead of the run's last durable
-checkpoint. After any kill, a resume from that checkpoint continues the history with no gap and
-no repeated step.
+The guarantee: once a run has a checkpoint, its metric history in MLflow never runs ahead of
+its last durable one. After any kill, a resume from that checkpoint continues the history with
+no gap and no repeated step (a cut-short commit, below, is the one case where the history goes
+further, and the resume then skips what is there).
 
-How: the trainer hands its rows over as always, but the recorder *holds* them (numpy arrays, in
-memory). At a checkpoint the trainer flushes its rows, writes `last.ckpt.partial` (fsynced) and
-sends COMMIT(step). The recorder then, in this order:
+How: the trainer hands its rows over as always; once the run has a checkpoint, the recorder
+*holds* them (numpy arrays, in memory). At a checkpoint the trainer flushes its rows, writes
+`last.ckpt.partial` (fsynced) and sends COMMIT(step). The recorder then, in this order:
 
 1. tags `trainlab.checkpoint.committing=<step>` (only when it holds rows),
 2. writes the held rows (every row sent before the COMMIT: steps < step),
@@ -15,13 +16,17 @@ sends COMMIT(step). The recorder then, in this order:
 4. copies `last.ckpt` (and the best slots that changed) into the run's artifacts,
 5. tags `trainlab.checkpoint.step=<step>` (and `.committing`, `.dir`): the commit mark.
 
+Before its first checkpoint a run's rows are written as they come: no resume can start from a
+run without one (resume=auto skips it, resume=<id> refuses it), so nothing can be recorded
+twice, and a run shorter than the interval records and costs exactly what it did before (the
+dashboard also shows its first minute live).
+
 Every death order (the recorder runs in its own process and session, so it outlives the trainer
 unless the whole job or machine goes):
 
 - the trainer alone (SIGKILL, OOM): the recorder handles every message sent before the death,
   a COMMIT included, then drops the rows after the last commit (the resume computes them
   again) and ends the run KILLED; history, `last.ckpt` and the artifact end at the same step.
-  A run that never committed keeps its rows instead (nothing could resume it).
 - the trainer while writing `last.ckpt.partial`: the COMMIT was never sent; `last.ckpt` is the
   previous one, and the partial file is ignored.
 - trainer and recorder together (node failure, `scancel --signal=KILL`) between commits: the
@@ -67,9 +72,9 @@ class CommitGate:
         self.committed = False  # a checkpoint exists that a resume would start from
 
     def rows(self, rows: Rows) -> None:
-        if self.gated:
+        if self.gated and self.committed:
             self.held.append(rows)
-        else:
+        else:  # nothing to resume from yet: nothing can be recorded twice (see above)
             self.write(rows)
 
     def commit(self, commit: Commit) -> None:
