@@ -3,9 +3,11 @@ the best. Lightning's own format (weights, optimizer and scheduler state, loop p
 batcher's shuffle state and position) plus the MLflow run it belongs to.
 
 When: every `checkpoint.every_seconds` or `every_n_steps`, at the end of the fit and at a signal.
-A checkpoint that falls due inside an epoch is written when the next epoch starts (after the
-epoch's validation and scheduler step, so a resume starts at an epoch boundary), unless the rest
-of the epoch is longer than one interval: then at that step, with the batcher's position.
+A checkpoint that falls due inside an epoch is written at the epoch's end (after its validation,
+in on_train_epoch_end: Lightning resumes such a checkpoint at the next epoch, scheduler step
+included, and the history then matches an uninterrupted run exactly; one written when the next
+epoch starts resumed one epoch short), unless the rest of the epoch is longer than one
+interval: then at that step, with the batcher's position (data/batches.py).
 
 How: the trainer writes `last.ckpt.partial` and fsyncs it; then, for a tracked run, hands its
 rows and the checkpoint to the recorder, which renames it over `last.ckpt` once those rows are

@@ -95,7 +95,7 @@ class TrainingMonitor(L.Callback):
             self._act(trainer, pl_module, batch_idx, trainer.strategy.broadcast(action, src=0))
 
     def _action(self, trainer: L.Trainer, batch_idx: int) -> str | None:
-        """stop (a signal), now (a checkpoint at this step), epoch (at the next epoch's start)."""
+        """stop (a signal), now (a checkpoint at this step), epoch (at this epoch's end)."""
         if self.interrupts.received is not None:
             return "stop"
         if self.pending or not self.checkpoints.due(trainer.global_step):
