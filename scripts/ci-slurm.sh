@@ -15,7 +15,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 HOST="$(hostname -s)"
 CPUS="${TRAINLAB_SLURM_CPUS:-$(nproc)}"
-MEMORY_MB="${TRAINLAB_SLURM_MEMORY_MB:-8000}"
+# What jobs may ask for (sbatch refuses more): 90% of this machine's memory.
+MEMORY_MB="${TRAINLAB_SLURM_MEMORY_MB:-$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)}"
 CONF=/etc/slurm/slurm.conf
 
 if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
