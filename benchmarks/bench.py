@@ -62,7 +62,8 @@ def p1_store_floor(lab: Trainlab, home: Path, steps: int, repeats: int) -> Resul
 
 def c1_checkpoints(lab: Trainlab, steps: int, every: int, repeats: int) -> list[Result]:
     """What a periodic checkpoint costs a tracked run: written, committed with the metrics
-    (the recorder writes the held rows, renames it, copies it into the artifacts), waited for."""
+    (the recorder writes the held rows, renames it, copies it into the artifacts), waited for.
+    Many of them (one every 10 steps), so that their cost stands out of a run's noise."""
     lean = (f"max_epochs={steps}", *LEAN, "checkpoint.every_seconds=null")
     without = median_time(lambda: lab.run(*lean), repeats)
     periodic = median_time(lambda: lab.run(*lean, f"checkpoint.every_n_steps={every}"), repeats)
@@ -144,7 +145,7 @@ def main() -> None:
             ("P1", lambda: p1_tracking(lab, steps, repeats, naive, *LEAN)),
             ("P1", lambda: p1_tracking(lab, steps, repeats, naive)),
             ("P1", lambda: p1_store_floor(lab, home, steps, repeats)),
-            ("C1", lambda: c1_checkpoints(lab, steps, 100, repeats)),
+            ("C1", lambda: c1_checkpoints(lab, steps, 10, repeats)),
             ("P2", lambda: p2_framework(lab, steps, repeats)),
             ("P3", lambda: p3_big_data(lab, rows, "cpu", repeats)),
             ("P4", lambda: p4_serial_jobs(lab, home, 8, *LEAN)),
