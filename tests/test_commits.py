@@ -31,7 +31,9 @@ def staged(folder: Path, step: int) -> Path:
 
 
 def spec(uri: str, run_id: str | None = None) -> RunSpec:
-    return RunSpec(uri, "gate", None, {}, None, run_id, gated=True)
+    # Artifacts beside the store, as trainlab's own runs keep them (never ./mlruns).
+    artifacts = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    return RunSpec(uri, "gate", None, {}, str(artifacts), run_id, gated=True)
 
 
 def test_rows_wait_for_the_commit_that_covers_them(client: MlflowClient, tmp_path: Path):

@@ -68,9 +68,11 @@ def committed(client, experiment: str, child: bool = False):
 
 
 def requeued_fast(job: str) -> None:
-    """Start a requeued job now rather than at its BeginTime (AuthInfo=cred_expire later)."""
+    """Start a requeued job in 2 s rather than at its BeginTime (cred_expire, see
+    scripts/ci-slurm.sh). Not `starttime=now`: a job that starts again within the second of its
+    requeue is killed for good ("Job credential revoked": the new credential must be newer)."""
     until(f"job {job} pending again", lambda: job_field(job, "JobState") == "PENDING", 60)
-    subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], capture_output=True)
+    subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now+2"], capture_output=True)
 
 
 def check_resumed(client, experiment: str, child: bool = False):
