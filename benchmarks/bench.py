@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -35,6 +36,7 @@ from benchmarks.measures import (
     s1_long_run,
     table,
 )
+from trainlab.config.checkpoint import CheckpointConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +58,25 @@ def p1_store_floor(lab: Trainlab, home: Path, steps: int, repeats: int) -> Resul
     untracked = median_time(lambda: lab.run(f"max_epochs={steps}", "tracking=none"), repeats)
     what = f"untracked run + MLflow storing its {4 * steps} metrics in series (the old way)"
     return Result("P1-floor", what, untracked, untracked + store, float("inf"))
+
+
+def c1_checkpoints(lab: Trainlab, steps: int, every: int, repeats: int) -> list[Result]:
+    """What a periodic checkpoint costs a tracked run: written, committed with the metrics
+    (the recorder writes the held rows, renames it, copies it into the artifacts), waited for.
+    Many of them (one every 10 steps), so that their cost stands out of a run's noise."""
+    lean = (f"max_epochs={steps}", *LEAN, "checkpoint.every_seconds=null")
+    without = median_time(lambda: lab.run(*lean), repeats)
+    periodic = median_time(lambda: lab.run(*lean, f"checkpoint.every_n_steps={every}"), repeats)
+    count = steps // every
+    each = max(periodic - without, 0.0) / count
+    what = f"seed run, {steps} steps, {count} checkpoints vs only the final one ({each * 1000:.1f} ms each)"
+    default = CheckpointConfig().every_seconds or math.inf
+    share = f"share of a run spent on checkpoints at the default interval (every {default:g} s)"
+    return [
+        Result("C1", what, without, periodic, float("inf")),
+        # The baseline column holds the interval, the trainlab column one checkpoint's cost.
+        Result("C1-default", share, default, each, 0.01),
+    ]
 
 
 def p2_framework(lab: Trainlab, steps: int, repeats: int) -> list[Result]:
@@ -106,12 +127,14 @@ def main() -> None:
     parser.add_argument(
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
     )
-    parser.add_argument("--only", nargs="*", help="measures to run (P1 P2 P3 P4 P4-par P5 S1 F1)")
+    parser.add_argument(
+        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 P4 P4-par P5 S1 F1)"
+    )
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     steps = 500 if args.quick else 2000
     rows = 200_000 if args.quick else 1_000_000
-    wanted = set(args.only or ["P1", "P2", "P3", "P4", "P4-par", "P5", "S1", "F1"])
+    wanted = set(args.only or ["P1", "C1", "P2", "P3", "P4", "P4-par", "P5", "S1", "F1"])
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
         home = Path(tmp)
@@ -122,6 +145,7 @@ def main() -> None:
             ("P1", lambda: p1_tracking(lab, steps, repeats, naive, *LEAN)),
             ("P1", lambda: p1_tracking(lab, steps, repeats, naive)),
             ("P1", lambda: p1_store_floor(lab, home, steps, repeats)),
+            ("C1", lambda: c1_checkpoints(lab, steps, 10, repeats)),
             ("P2", lambda: p2_framework(lab, steps, repeats)),
             ("P3", lambda: p3_big_data(lab, rows, "cpu", repeats)),
             ("P4", lambda: p4_serial_jobs(lab, home, 8, *LEAN)),

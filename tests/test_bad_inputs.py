@@ -70,6 +70,16 @@ CASES = [
     ("val split one", ["data.val_split=1.0"], "data.val_split=1.0 is not allowed: expected 0 <="),
     ("precision", ["device.precision=8"], "device.precision='8' is not allowed: expected one of"),
     ("guard mode", ["guard.nonfinite=maybe"], "guard.nonfinite='maybe' is not allowed"),
+    ("checkpoint interval", ["checkpoint.every_seconds=0"], "checkpoint.every_seconds=0.0 is not"),
+    ("checkpoint steps", ["checkpoint.every_n_steps=-5"], "checkpoint.every_n_steps=-5 is not"),
+    ("checkpoint top k", ["checkpoint.save_top_k=-1"], "checkpoint.save_top_k=-1 is not allowed"),
+    ("checkpoint mode", ["checkpoint.mode=low"], "checkpoint.mode='low' is not allowed"),
+    (
+        "checkpoint monitor",
+        ["checkpoint.monitor=val/loss"],
+        "checkpoint.monitor='val/loss' is not a metric of this run; expected one of train/loss",
+    ),
+    ("resume auto untracked", ["resume=auto", "tracking=none"], "resume=auto finds the job's run"),
     ("seed data lengths", ["data.y=[1,2]"], "data.y=[1.0, 2.0] is not allowed: expected 4 values"),
     ("clip zero", ["trainer.gradient_clip_val=0"], "trainer.gradient_clip_val=0.0 is not allowed"),
     (

@@ -180,6 +180,8 @@ def test_slurm_recipe_generates_a_multi_node_job(home, tmp_path, monkeypatch):
         "#SBATCH --ntasks-per-node=2",
         "#SBATCH --gpus-per-node=2",
         "#SBATCH --array=0-1",  # one SLURM job per sweep point
+        "#SBATCH --requeue",  # a preempted or timed-out job continues its run
+        "#SBATCH --signal=USR2@120",
     ):
         assert line in script, script
     assert "srun " in script and "submitit.core._submit" in script

@@ -150,7 +150,7 @@ def test_signal_ends_run_killed_with_every_step_and_a_checkpoint(home, client, s
         assert len(history(client, run.info.run_id, key)) == len(steps)
     assert "pred/before" in run.data.metrics
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")]
-    assert artifacts == ["checkpoints/last.ckpt"]
+    assert artifacts == ["checkpoints/best-1.ckpt", "checkpoints/last.ckpt"]
     state = torch.load(
         client.download_artifacts(run.info.run_id, "checkpoints/last.ckpt", str(home / "dl")),
         map_location="cpu",

@@ -273,6 +273,7 @@ def test_launcher_failure_never_leaves_the_parent_running(home):
     ("launcher", "target", "key", "value"),
     [
         ("slurm", "submitit_launcher.SlurmLauncher", "array_parallelism", 32),
+        ("slurm", "submitit_launcher.SlurmLauncher", "max_num_timeout", 3),  # requeued, resumed
         ("parallel", "joblib_launcher.JoblibLauncher", "n_jobs", 2),
     ],
 )

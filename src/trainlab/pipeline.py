@@ -8,6 +8,8 @@ the config has passed its checks.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 
@@ -17,11 +19,13 @@ from trainlab.config.schema import TrainConfig
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
 from trainlab.engines.base import Engine, FitContext, ResumePoint
+from trainlab.engines.checkpoints import monitored
 from trainlab.engines.console import format_prediction
 from trainlab.engines.lightning import fit_lightning
 from trainlab.engines.manual import fit_autograd, fit_numpy
 from trainlab.engines.ranks import is_tracking_process
 from trainlab.engines.reference import ols_reference
+from trainlab.engines.trajectory import row_keys
 from trainlab.errors import ConfigError
 from trainlab.logs import quiet_libraries
 from trainlab.models.module import RegressionModule, build_module
@@ -55,11 +59,11 @@ def run(
         x_test = test_rows(settings, data, dtype)
         before = predict(module, data, x_test) if resume_from is None else None
         ols_loss = ols_reference(settings, data)
-        check_reference(settings, ols_loss)
+        check_with_reference(settings, module, ols_loss, data)
         run = session.open(accelerator, data, module, first_metrics(before, ols_loss), resume_from)
         context = FitContext(
             settings, data, module, accelerator, run, ols_loss, interrupts,
-            output_dir() / "checkpoints", resume_from,
+            checkpoint_folder(resume_from), resume_from,
         )  # fmt: skip
         # The other ranks of a DDP job (SLURM tasks, torchrun, Lightning's launcher) train
         # silently: one job, one set of lines.
@@ -82,12 +86,27 @@ def run(
     return losses.get("final/val_loss", losses["final/train_loss"])
 
 
-def check_reference(settings: TrainConfig, ols_loss: float | None) -> None:
+def check_with_reference(
+    settings: TrainConfig, module: RegressionModule, ols_loss: float | None, data: Dataset
+) -> None:
+    """What can only be checked once the data and the least-squares reference exist, before the
+    MLflow run opens: early_stop.ols_gap needs the reference, checkpoint.monitor a metric this
+    run records."""
     if settings.early_stop.ols_gap is not None and ols_loss is None:
         raise ConfigError(
             f"early_stop.ols_gap={settings.early_stop.ols_gap}: the training set is too large "
             "for the least-squares reference; expected early_stop.ols_gap=null (or fewer rows)"
         )
+    if settings.engine.name == "lightning":
+        tracking = settings.tracking
+        keys = row_keys(module, tracking.trajectory_limit, ols_loss, tracking.grad_norm)
+        monitored(settings.checkpoint, keys, data.x_val is not None)
+
+
+def checkpoint_folder(resume_from: ResumePoint | None) -> Path:
+    if resume_from is not None and resume_from.checkpoint_dir is not None:
+        return resume_from.checkpoint_dir
+    return output_dir() / "checkpoints"
 
 
 def resolve_accelerator(device: DeviceConfig) -> str:

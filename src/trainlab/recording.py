@@ -107,6 +107,8 @@ class RunSession:
     def _open(self, tags: dict[str, str], resume_from: ResumePoint | None) -> TrackedRun:
         target = self.target
         assert target is not None
+        # Rows wait for the checkpoint that commits them where periodic checkpoints exist.
+        gated = self.settings.engine.name == "lightning" and self.settings.checkpoint.periodic
         tracking, rerun = self.settings.tracking, self.settings.rerun
         spec = RunSpec(
             target.uri, target.experiment_name, target.run_name, {**tags, **target.tags},
@@ -114,8 +116,9 @@ class RunSession:
             tracking.system_metrics_every_seconds if tracking.system_metrics else None,
             rerun.run if rerun.verify else None,
             tracking.heartbeat_seconds,
+            gated=gated,
         )  # fmt: skip
-        return TrackedRun(target.recorder, spec, self.settings.tracking.flush_every_seconds)
+        return TrackedRun(target.recorder, spec, tracking.flush_every_seconds)
 
     def finish(self, ending: Ending) -> RunInfo | None:
         self.ended = True

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM: stop at the next step boundary, keep everything, exit KILLED.
+"""Ctrl-C, SIGTERM and a cluster's USR2: stop at the next step boundary, keep everything, exit
+KILLED with a checkpoint.
 
 Why not Lightning's own handling: on Ctrl-C it raises KeyboardInterrupt wherever the program is
 (possibly between an optimizer step and the callback that logs it, or inside a store write) and
@@ -7,6 +8,10 @@ first signal only sets a flag while the Trainer runs; the engines' step callback
 `trainer.should_stop` after the step's metrics are buffered, so the fit ends as cleanly as at
 `max_steps` (checkpoint included), and the pipeline then ends the run KILLED. Outside the fit the
 first signal raises KeyboardInterrupt at once. A second signal exits the process immediately.
+
+USR2 is how submitit (and SLURM's `--signal`) announces a preemption or the time limit. Whoever
+handled it before (submitit's requeue) is called once the run has ended KILLED with its
+checkpoint: it requeues the job, and the requeued job resumes the run (resume=auto).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-HANDLED = (signal.SIGINT, signal.SIGTERM)
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+PREEMPTION = signal.SIGUSR2  # submitit's default (SUBMITIT_PREEMPT_SIGNAL)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -61,7 +67,7 @@ class Interrupts:
             flush=True,
         )
         if not self.deferred:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
 
     def install(self) -> None:
         for signum in HANDLED:
@@ -84,9 +90,20 @@ def handle_interrupts() -> Iterator[Interrupts]:
     interrupts.install()
     try:
         yield interrupts
+    except Interrupted as err:
+        handler = previous.get(err.signum)
+        if err.signum != PREEMPTION or not callable(handler):
+            raise
+        _restore(previous)
+        handler(err.signum, None)  # submitit: checkpoint the job, requeue it, SystemExit
+        raise
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        _restore(previous)
+
+
+def _restore(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def in_main_thread() -> bool:

@@ -11,15 +11,17 @@ costs Python 1.5-2 s of shutdown that nobody waits for (measured; FACTS.md).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG, cluster_job_id, job_key
 from trainlab.config.checks import check_config
 from trainlab.config.schema import TrainConfig, register_configs
 from trainlab.data.checks import check_source
@@ -38,9 +40,14 @@ from trainlab.paths import (
 from trainlab.sweeps.callback import end_unfinished_sweep, run_job, sweep_problem
 from trainlab.sweeps.state import SweepJob, current_job
 from trainlab.tracking.client import TrackingTarget, private_recorder, warm_for
+from trainlab.tracking.protocol import ResumeQuery, ResumeState
 from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
+if TYPE_CHECKING:
+    from trainlab.engines.base import ResumePoint
+
 register_configs()
+AUTO = "auto"  # resume=auto
 
 # Set by main() from the user's own HYDRA_FULL_ERROR before it sets the variable for Hydra.
 _show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -59,13 +66,19 @@ def fail(err: BaseException) -> NoReturn:
 def train(cfg: DictConfig, job: SweepJob | None) -> float:
     """One job: checks, then the recorder, then the heavy imports and the pipeline."""
     resume_from = None
-    if cfg.get("resume"):
+    if cfg.get("resume") and cfg.resume != AUTO:
         cfg, resume_from = plan_resume(cfg)
     elif OmegaConf.select(cfg, "rerun.run") is not None:
         cfg = plan_rerun(cfg, job)
     settings = check_config(cfg)
     check_source(settings.data)
     target = tracking_target(settings, job)
+    if resume_from is None and wants_auto_resume(settings):
+        found = auto_resume(settings, job)
+        if found is not None and found[1] is None:  # a requeue of a job that had finished
+            print(f"Run {found[0].run_id} of this cluster job already finished; nothing to do")
+            return found[0].objective if found[0].objective is not None else float("nan")
+        resume_from = found[1] if found is not None else None
     # Imported now, not at the top: torch and Lightning take seconds, the checks above do not.
     pipeline = importlib.import_module("trainlab.pipeline")
     return pipeline.run(settings, target, resume_from)
@@ -75,13 +88,53 @@ def tracking_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarg
     """Where this job's run goes; None when untracked (or a DDP rank that does not track)."""
     if not settings.tracking.enabled or not is_tracking_process(settings.device):
         return None
+    return job_target(settings, job)
+
+
+def job_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarget:
+    """The job's run's store and experiment, tagged with what `resume=auto` looks it up by."""
+    resolved = OmegaConf.to_container(OmegaConf.structured(settings), resolve=True)
+    sweep = (job.sweep.sweep_dir, job.num) if job is not None else (None, None)
+    tags = {JOB_KEY_TAG: job_key(resolved, *sweep)}
+    cluster_job = cluster_job_id()
+    if cluster_job is not None:
+        tags[CLUSTER_JOB_TAG] = cluster_job
     if job is not None:
-        return job.target(settings.run_name)
+        target = job.target(settings.run_name)
+        return dataclasses.replace(target, tags={**target.tags, **tags})
     uri = absolute_uri(settings.tracking.uri or tracking_uri())
     check_store(uri)
     recorder = private_recorder(uri, warm_for(settings.tracking))
     root = str(default_artifact_root()) if sqlite_path(uri) else None
-    return TrackingTarget(recorder, uri, settings.experiment_name, settings.run_name, {}, root)
+    return TrackingTarget(recorder, uri, settings.experiment_name, settings.run_name, tags, root)
+
+
+def wants_auto_resume(settings: TrainConfig) -> bool:
+    """`resume=auto`, or a cluster job (SLURM, submitit) that may be a requeue of itself."""
+    if settings.resume == AUTO and not settings.tracking.enabled:
+        raise ConfigError(
+            "resume=auto finds the job's run in MLflow; expected tracking enabled (an untracked "
+            "run writes no checkpoint: there is no run to continue)"
+        )
+    implicit = settings.resume is None and cluster_job_id() is not None
+    return settings.resume == AUTO or (implicit and settings.tracking.enabled)
+
+
+def auto_resume(
+    settings: TrainConfig, job: SweepJob | None
+) -> tuple[ResumeState, ResumePoint | None] | None:
+    """This job's run to continue (every DDP rank asks; rank 0 opens it), or None."""
+    from trainlab.tracking.resume import find_run  # reading a checkpoint needs torch
+
+    target = job_target(settings, job)
+    cluster_job = target.tags.get(CLUSTER_JOB_TAG) if settings.resume is None else None
+    query = ResumeQuery(
+        target.uri, target.experiment_name, None, target.tags[JOB_KEY_TAG], cluster_job
+    )
+    found = find_run(target.recorder, query, output_dir())
+    if found is None and settings.resume == AUTO:
+        print("resume=auto: no unfinished run of this job with a checkpoint; a new run")
+    return found
 
 
 def plan_resume(cfg: DictConfig) -> tuple:

@@ -16,6 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.config.data import (
     CsvDataConfig,
     DataConfig,
@@ -71,6 +72,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     rerun: RerunConfig = field(default_factory=RerunConfig)
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     seed: int = 0  # seeds the weights, the split and the shuffling (0 is a seed like any other)
     max_epochs: int = 100
     max_steps: int = -1  # -1: no step limit, max_epochs decides
@@ -82,7 +84,10 @@ class TrainConfig:
     experiment_name: str = "trainlab"
     run_name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
-    resume: str | None = None  # a run id or a checkpoint path: continue that MLflow run
+    # A run id or a checkpoint path: continue that MLflow run. `auto`: continue this job's
+    # latest unfinished run (same config, same sweep job) from its last committed checkpoint, or
+    # start fresh. null: `auto` for a requeued cluster job (SLURM, submitit), else a new run.
+    resume: str | None = None
 
     def __post_init__(self) -> None:
         require(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")

@@ -46,23 +46,39 @@ class TensorBatches:
             )
         self.shuffle = shuffle and self.batch_size < len(x)  # a full batch has no order
         self.generator = torch.Generator().manual_seed(seed)
+        self.epoch_start: torch.Tensor | None = None  # the generator before this epoch's order
+        self.position: int | None = None  # batches trained this epoch, set before a checkpoint
+        self.skip = 0  # batches of a resumed epoch already trained
 
     def __len__(self) -> int:
         return math.ceil(self.rows / self.batch_size)
 
     # Lightning saves these in checkpoints (a "stateful" loader), so a resumed run shuffles
-    # its next epochs exactly as an uninterrupted one would.
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
+    # its next epochs exactly as an uninterrupted one would; a checkpoint taken inside an epoch
+    # (`at_batch`) also holds where the epoch was, and the resumed epoch goes on from there with
+    # the same order (Lightning then expects only the remaining batches).
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        if not self.position:
+            return {"generator": self.generator.get_state()}
+        start = self.epoch_start if self.epoch_start is not None else self.generator.get_state()
+        return {"generator": start, "position": self.position}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
         self.generator.set_state(state["generator"])
+        self.skip = int(state.get("position", 0))
+
+    def at_batch(self, position: int | None) -> None:
+        """Where the epoch is for the next state_dict: batches trained, None at its end."""
+        self.position = position
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.position = None
         order = None
         if self.shuffle:
+            self.epoch_start = self.generator.get_state()
             order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
-        for start in range(0, self.rows, self.batch_size):
+        skip, self.skip = self.skip, 0
+        for start in range(skip * self.batch_size, self.rows, self.batch_size):
             share = (min(start + self.batch_size, self.rows) - start) // self.world_size
             first = start + self.rank * share
             if order is None:

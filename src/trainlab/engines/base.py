@@ -36,6 +36,13 @@ class RunRecorder(Protocol):
     def log_artifact(self, local_path: Path, artifact_path: str) -> None:
         """Copy a file into the run's artifacts (the file may be replaced once this returns)."""
 
+    def commit(self, step: int, staged: Path, last: Path, best: tuple, tags: dict) -> None:
+        """Hand the rows over, then the checkpoint `staged` that makes them durable: the
+        recorder renames it to `last` once they are in the store (tracking/commits.py)."""
+
+    def sync(self) -> None:
+        """Return once everything handed over so far is handled (the last commit included)."""
+
 
 @dataclass(frozen=True)
 class ResumePoint:
@@ -47,6 +54,9 @@ class ResumePoint:
     # The batcher's shuffle state. Lightning restores it only when it stopped inside an epoch,
     # not from a checkpoint taken at the end of one (its "resumed on epoch end" case).
     loader_states: tuple[dict[str, Any], ...] = ()
+    # The folder the run kept its checkpoints in, when it is still there: a requeued job goes on
+    # writing there (its own Hydra folder is a new, timestamped one).
+    checkpoint_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class FitContext:
     run: RunRecorder | None  # None: untracked (or a DDP rank that does not track)
     ols_loss: float | None  # the least-squares optimum of the training MSE, when it applies
     interrupts: Interrupts
-    checkpoint_dir: Path
+    checkpoint_dir: Path  # a resumed run keeps the folder it started with, where it can
     resume_from: ResumePoint | None = None
 
 

@@ -1,36 +1,175 @@
-"""The checkpoint a run can be resumed from: Lightning's own format (weights, optimizer and
-scheduler state, loop progress, the batcher's shuffle state) plus the MLflow run it belongs to.
+"""The checkpoints a run can be resumed from: when they are due, how they are written, which are
+the best. Lightning's own format (weights, optimizer and scheduler state, loop progress, the
+batcher's shuffle state and position) plus the MLflow run it belongs to.
 
-Written atomically (a temporary file renamed over `last.ckpt`, so a kill never leaves a torn file)
-into the job's output folder, and copied into the run's artifacts as `checkpoints/last.ckpt`.
+When: every `checkpoint.every_seconds` or `every_n_steps`, at the end of the fit and at a signal.
+A checkpoint that falls due inside an epoch is written at the epoch's end (after its validation,
+in on_train_epoch_end: Lightning resumes such a checkpoint at the next epoch, scheduler step
+included, and the history then matches an uninterrupted run exactly; one written when the next
+epoch starts resumed one epoch short), unless the rest of the epoch is longer than one
+interval: then at that step, with the batcher's position (data/batches.py).
+
+How: the trainer writes `last.ckpt.partial` and fsyncs it; then, for a tracked run, hands its
+rows and the checkpoint to the recorder, which renames it over `last.ckpt` once those rows are
+in the store (tracking/commits.py: the metric history never runs ahead of the checkpoint). An
+untracked run renames it at once. A kill never leaves a torn `last.ckpt`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning as L
+from trainlab.config.checkpoint import CheckpointConfig
+from trainlab.errors import ConfigError
 
-from trainlab.engines.base import RunRecorder
+if TYPE_CHECKING:  # the recorder process imports this module for link_best: no torch there
+    import lightning as L
+
+    from trainlab.engines.base import RunRecorder
 
 ARTIFACT_DIR = "checkpoints"
 LAST = "last.ckpt"
 
 
-class CheckpointSaver:
-    def __init__(self, folder: Path, run: RunRecorder | None) -> None:
-        self.path = folder / LAST
-        self.run = run
-        self.saved: Path | None = None
+def monitored(config: CheckpointConfig, keys: list[str], has_validation: bool) -> str:
+    """The metric the best checkpoints are ranked by (checked before the run opens)."""
+    allowed = [*keys, "val/loss"] if has_validation else keys
+    monitor = config.monitor or ("val/loss" if has_validation else "train/loss")
+    if monitor not in allowed:
+        raise ConfigError(
+            f"checkpoint.monitor={monitor!r} is not a metric of this run; expected one of "
+            f"{', '.join(allowed)} (val/loss needs data.val_split > 0)"
+        )
+    return monitor
 
-    def save(self, trainer: L.Trainer) -> Path:
-        """Save `last.ckpt` (every rank takes part; rank 0 writes) and log it to the run."""
-        partial = self.path.with_name(self.path.name + ".partial")
-        trainer.save_checkpoint(partial)
+
+class CheckpointSaver:
+    def __init__(
+        self, folder: Path, run: RunRecorder | None, config: CheckpointConfig, monitor: str
+    ) -> None:
+        self.path = folder / LAST
+        self.staged = folder / (LAST + ".partial")
+        self.run, self.config, self.monitor = run, config, monitor
+        self.saved: Path | None = None
+        self.committed_step = -1  # the global step of the last checkpoint written
+        self.best: list[tuple[float, int]] = []  # (value, step), the best first
+        self.next_time = math.inf
+        self.next_step = math.inf
+
+    def schedule(self, step: int) -> None:
+        """The next periodic checkpoint, counted from `step` (a fit's start or a checkpoint)."""
+        if self.config.every_seconds is not None:
+            self.next_time = time.monotonic() + self.config.every_seconds
+        if self.config.every_n_steps is not None:
+            self.next_step = step + self.config.every_n_steps
+
+    def due(self, steps_done: int) -> bool:
+        """Cheap enough for every step: an integer compare and a clock read."""
+        return steps_done >= self.next_step or time.monotonic() >= self.next_time
+
+    def wait_for_epoch_end(self, remaining_batches: int, seconds_per_batch: float) -> bool:
+        """A due checkpoint waits for the epoch's end unless that is more than one interval off."""
+        if remaining_batches == 0:
+            return True
+        every_n, every_s = self.config.every_n_steps, self.config.every_seconds
+        steps_ok = every_n is None or remaining_batches <= every_n
+        seconds_ok = every_s is None or remaining_batches * seconds_per_batch <= every_s
+        return steps_ok and seconds_ok
+
+    def save(self, trainer: L.Trainer, value: float | None) -> Path:
+        """Write the checkpoint of this step (every rank takes part; rank 0 writes) and commit
+        it with the rows handed over before it."""
+        step = trainer.global_step
+        self.schedule(step)
+        if step == self.committed_step:  # nothing trained since the last one
+            return self.path
+        if self.run is not None and trainer.is_global_zero:
+            self.run.sync()  # the previous commit has taken its staged file
+        trainer.save_checkpoint(self.staged)
         if trainer.is_global_zero:
-            os.replace(partial, self.path)
-            self.saved = self.path
+            _fsync(self.staged)
+            rank = self._rank(value, step)
             if self.run is not None:
-                self.run.log_artifact(self.path, ARTIFACT_DIR)
+                best = (rank, self.config.save_top_k)
+                self.run.commit(step, self.staged, self.path, best, self._best_tags(rank))
+            else:
+                os.replace(self.staged, self.path)
+                link_best(self.path, rank, self.config.save_top_k)
+            self.saved = self.path
+        self.committed_step = step
         return self.path
+
+    def _rank(self, value: float | None, step: int) -> int | None:
+        """Where this checkpoint enters the best k (1 = best), or None."""
+        k = self.config.save_top_k
+        if value is None or not math.isfinite(value) or k == 0:
+            return None
+        sign = 1.0 if self.config.mode == "min" else -1.0
+        rank = 1 + sum(1 for v, _ in self.best if sign * v <= sign * value)
+        if rank > k:
+            return None
+        self.best.insert(rank - 1, (value, step))
+        del self.best[k:]
+        return rank
+
+    def _best_tags(self, rank: int | None) -> dict[str, str]:
+        if rank is None:
+            return {}
+        return {
+            f"trainlab.checkpoint.best-{i}": f"step {step}, {self.monitor}={value:.8g}"
+            for i, (value, step) in enumerate(self.best, start=1)
+            if i >= rank
+        }
+
+    def state_dict(self) -> dict:
+        return {"best": [list(entry) for entry in self.best]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = [(float(v), int(s)) for v, s in state.get("best", [])]
+
+
+def link_best(last: Path, rank: int | None, count: int) -> list[Path]:
+    """Put `last` in slot best-<rank> and move the slots below it down one (best-k drops out);
+    returns the slots that changed. Links, not copies: a slot keeps its file when last.ckpt is
+    replaced."""
+    if rank is None or rank > count:
+        return []
+    slot = lambda i: last.with_name(f"best-{i}.ckpt")  # noqa: E731
+    for i in range(count - 1, rank - 1, -1):
+        if slot(i).exists():
+            os.replace(slot(i), slot(i + 1))
+    staged = last.with_name(f"best-{rank}.ckpt.partial")
+    with contextlib.suppress(FileNotFoundError):
+        staged.unlink()
+    try:
+        os.link(last, staged)
+    except OSError:  # a file system without hard links
+        staged.write_bytes(last.read_bytes())
+    os.replace(staged, slot(rank))
+    sync_folder(last.parent)
+    return [slot(i) for i in range(rank, count + 1) if slot(i).exists()]
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (a power cut after it must not undo it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync(path: Path) -> None:
+    """The file's bytes on disk before anyone renames it into place."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

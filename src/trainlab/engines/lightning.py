@@ -12,15 +12,23 @@ import lightning as L
 from trainlab.data.batches import TensorDataModule
 from trainlab.engines import distributed
 from trainlab.engines.base import FitContext, FitResult
-from trainlab.engines.checkpoints import CheckpointSaver
+from trainlab.engines.checkpoints import CheckpointSaver, monitored
 from trainlab.engines.monitor import TrainingMonitor
+from trainlab.engines.trajectory import row_keys
 
 
 def fit_lightning(context: FitContext) -> FitResult:
     settings, resume = context.settings, context.resume_from
-    checkpoints = CheckpointSaver(context.checkpoint_dir, context.run)
-    monitor = TrainingMonitor(context, checkpoints)
-    callbacks = [*distributed.callbacks(settings.device), monitor, *monitor.helpers]
+    tracking = settings.tracking
+    keys = row_keys(context.module, tracking.trajectory_limit, context.ols_loss, tracking.grad_norm)
+    monitor = monitored(settings.checkpoint, keys, context.data.x_val is not None)
+    checkpoints = CheckpointSaver(context.checkpoint_dir, context.run, settings.checkpoint, monitor)
+    training_monitor = TrainingMonitor(context, checkpoints)
+    callbacks = [
+        *distributed.callbacks(settings.device),
+        training_monitor,
+        *training_monitor.helpers,
+    ]
     knobs = settings.trainer
     trainer = L.Trainer(
         accelerator=context.accelerator,

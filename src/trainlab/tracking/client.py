@@ -168,8 +168,7 @@ def _recorder_environment() -> tuple[tuple[str, str], ...]:
 
 def private_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> Recorder:
     """This process's own recorder, started on first use and kept for the runs that follow (a
-    serial sweep's jobs, tests, benchmarks); a new one when the last one stopped or the
-    environment it was started with changed."""
+    serial sweep's jobs, tests); a new one when it stopped or its environment changed."""
     global _private
     environment = _recorder_environment()
     if _private is not None:

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from trainlab.errors import ConfigError, one_line
 from trainlab.tracking import protocol as msg
 from trainlab.tracking import system
+from trainlab.tracking.commits import find_resumable
 from trainlab.tracking.environment import installed_packages
 from trainlab.tracking.mlflow_store import open_client
 from trainlab.tracking.model import import_pytorch_flavor
@@ -81,6 +82,8 @@ class Handlers:
             return None
         if kind == msg.FETCH:
             return self.fetch(payload)
+        if kind == msg.FIND:
+            return find_resumable(self.client(payload.uri), payload)
         if kind == msg.SWEEP_START:
             self.sweeps[token] = SweepParent(self.client(payload.uri), payload)
             return self.sweeps[token].parent_run_id
@@ -126,6 +129,8 @@ class Handlers:
             writer.tags(payload)
         elif kind == msg.ARTIFACT:
             writer.artifact(*payload)
+        elif kind == msg.COMMIT:
+            writer.commit(payload)
         elif kind == msg.INFO:
             return writer.info
         elif kind == msg.FINISH:
@@ -153,6 +158,7 @@ class Handlers:
             writer = self.runs.pop(token, None)
             if writer is not None and not writer.finished:
                 try:
+                    writer.gate.end(resumable=True)  # rows after the last commit: recomputed
                     writer.tags({"trainlab.failure": "process_ended", "trainlab.error":
                                  "the training process ended without ending its run"})  # fmt: skip
                     writer.end("KILLED")

@@ -27,6 +27,8 @@ ARTIFACT = "artifact"  # (local path, artifact dir): copy a file into the run's 
 INFO = "info"  # -> RunInfo once the run exists
 FINISH = "finish"  # FinalReport: final metrics, plots, model, status -> RunInfo
 SYNC = "sync"  # -> None once everything sent before it is handled
+COMMIT = "commit"  # Commit: a checkpoint, durable together with every row sent before it
+FIND = "find"  # ResumeQuery -> ResumeState | None: the run a job continues, and its checkpoint
 FETCH = "fetch"  # FetchRequest -> {artifact path: local path}
 SWEEP_START = "sweep_start"  # SweepSpec: create the sweep's parent run
 SWEEP_END = "sweep_end"  # SweepEnd -> SweepOutcome
@@ -66,6 +68,9 @@ class RunSpec:
     system_metrics_seconds: float | None = None  # sample system/... this often; None: never
     verify_against: str | None = None  # at the end, compare the trajectory with this run's
     heartbeat_seconds: float = 30.0  # how often the recorder rewrites trainlab.heartbeat
+    # Rows are held until a checkpoint commits them (tracking/commits.py); False: written as
+    # they come (engines without checkpoints, or no periodic checkpoints).
+    gated: bool = False
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -141,6 +146,40 @@ class RunInfo:
     model_uri: str | None = None
     warnings: tuple[str, ...] = ()  # what went wrong while recording, without losing the run
     verification: tuple[str, ...] = ()  # a rerun's comparison with its original, as printed
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A checkpoint the trainer has written (`staged`); once every row sent before this message
+    is in the store it becomes `last` (renamed, atomic) and the run's artifacts."""
+
+    step: int  # its global step: the rows of steps < step belong to it
+    staged: str  # <folder>/last.ckpt.partial, written and fsynced by the trainer
+    last: str  # <folder>/last.ckpt
+    best_rank: int | None = None  # the rank (1 = best) it takes among the best k, if any
+    best_count: int = 0  # k
+    tags: dict[str, str] = field(default_factory=dict)  # what each best-<i> slot now holds
+
+
+@dataclass(frozen=True)
+class ResumeQuery:
+    """Which run to continue: `run_id`, or this job's latest unfinished run (by job key, and
+    cluster job when given) that has a committed checkpoint."""
+
+    uri: str
+    experiment_name: str
+    run_id: str | None = None
+    job_key: str | None = None
+    cluster_job: str | None = None
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    run_id: str
+    status: str
+    committed_step: int | None  # None: a run recorded before commits (its last.ckpt is the end)
+    checkpoint_dir: str | None  # where its trainer kept last.ckpt (may be gone or elsewhere)
+    objective: float | None = None  # a FINISHED run's final val (else train) loss
 
 
 @dataclass(frozen=True)

@@ -137,8 +137,10 @@ def main() -> None:
     launch: Launch = pickle.load(sys.stdin.buffer)
     # SLURM and terminals signal every process of a job; the trainer decides when the run ends,
     # and this process ends when its owner is gone (see RecorderProcess.finished).
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # USR2 too: SLURM's `--signal` (submitit's preemption and time-limit notice) reaches every
+    # process of the job, and its default action would end this one before it ends the run.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_IGN)
     recorder = RecorderProcess(launch)
     listener = Listener(launch.address.path, "AF_UNIX", authkey=launch.address.authkey)
     threading.Thread(target=recorder.serve, args=(listener,), daemon=True).start()

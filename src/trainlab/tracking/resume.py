@@ -1,10 +1,21 @@
-"""`trainlab-train resume=<run id | path/to/last.ckpt>`: continue a run where it stopped.
+"""`trainlab-train resume=<run id | path/to/last.ckpt | auto>`: continue a run where it stopped.
 
-Resuming re-opens the same MLflow run (no new run), rebuilds the config the run recorded
-(`config/resolved.yaml`, whatever the option files say today) with the few keys a resume may
-change, and hands the run's checkpoint to `trainer.fit(ckpt_path=...)`: Lightning restores the
-global step, so `train/loss` goes on at the next step with no gap and no repeat. The recorder
-process downloads the artifacts: the trainer never imports MLflow.
+Resuming re-opens the same MLflow run (no new run) and hands its checkpoint to
+`trainer.fit(ckpt_path=...)`: Lightning restores the global step, so `train/loss` goes on at
+the next step with no gap and no repeat. The recorder process finds the run and downloads what
+is needed: the trainer never imports MLflow.
+
+- `resume=<run id>` (or a checkpoint file) rebuilds the config the run recorded
+  (`config/resolved.yaml`, whatever the option files say today) with the few keys a resume may
+  change.
+- `resume=auto` finds this job's run by its job key (config/checkpoint.py: same config, same
+  job of the same sweep): the latest one that did not end for good and has a committed
+  checkpoint; none: a new run. Inside a cluster job (`resume` unset) the same happens, limited
+  to runs of this very cluster job, so that a requeued job continues its own run.
+
+Which checkpoint: the run's last *committed* one (tracking/commits.py). The job's folder holds
+it as `last.ckpt` when it is still there (no download); otherwise the artifact. Either is taken
+only when its step is at least the committed step, so history and weights meet.
 """
 
 from __future__ import annotations
@@ -15,27 +26,18 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trainlab.config.checkpoint import RESUMABLE_KEYS
 from trainlab.config.checks import config_from_record, override_key
 from trainlab.engines.base import ResumePoint
 from trainlab.engines.checkpoints import ARTIFACT_DIR, LAST
 from trainlab.errors import ConfigError
-from trainlab.paths import resolve_user_path
+from trainlab.paths import resolve_user_path, unwritable_reason
 from trainlab.tracking import protocol as msg
 from trainlab.tracking.client import Recorder, RecorderError
 from trainlab.tracking.store import sqlite_path
 
 CHECKPOINT_ARTIFACT = f"{ARTIFACT_DIR}/{LAST}"
-# What a resumed run may change: how long it trains and how it reports, never what it trains.
-RESUMABLE_KEYS = (
-    "max_epochs",
-    "max_steps",
-    "print_every",
-    "engine.progress_bar",
-    "guard.nonfinite",
-    "guard.check_every",
-    "tracking.uri",
-    "tracking.flush_every_seconds",
-)
+CONFIG_ARTIFACT = "config/resolved.yaml"
 
 
 def plan_resume(
@@ -54,48 +56,126 @@ def plan_resume(
                 f"resume={target!r}: {override!r} cannot change when resuming (the run keeps its "
                 f"config); expected only {', '.join(RESUMABLE_KEYS)}"
             )
-    files = fetch(recorder, uri, run_id, target, folder, with_checkpoint=not given)
-    resolved = yaml.safe_load(Path(files["config/resolved.yaml"]).read_text())
+    state = ask(recorder, msg.FIND, msg.ResumeQuery(uri, "", run_id), target, run_id, uri)
+    files = fetch(recorder, uri, run_id, target, folder, (CONFIG_ARTIFACT,))
+    resolved = yaml.safe_load(Path(files[CONFIG_ARTIFACT]).read_text())
     merged = OmegaConf.merge(config_from_record(resolved), OmegaConf.from_dotlist(changed))
     with open_dict(merged):
         merged.resume = run_id
         merged.tracking.uri = uri
-    checkpoint = path if given else Path(files[CHECKPOINT_ARTIFACT])
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if given:
+        return merged, resume_point(run_id, path, continue_in(state))
+    return merged, committed_checkpoint(state, recorder, uri, target, folder)
+
+
+def find_run(
+    recorder: Recorder, query: msg.ResumeQuery, folder: Path
+) -> tuple[msg.ResumeState, ResumePoint | None] | None:
+    """`resume=auto`: this job's run and the checkpoint to continue it from (None: the run of
+    this cluster job already FINISHED), or None: a new run."""
+    state = ask(recorder, msg.FIND, query, "auto", None, query.uri)
+    if state is None:
+        return None
+    if state.status == "FINISHED":
+        return state, None
+    return state, committed_checkpoint(state, recorder, query.uri, "auto", folder)
+
+
+def committed_checkpoint(
+    state: msg.ResumeState, recorder: Recorder, uri: str, target: str, folder: Path
+) -> ResumePoint:
+    """The newest readable checkpoint at or after the run's commit mark: the job folder's
+    `last.ckpt` if it qualifies, else the run's artifact."""
+    local = Path(state.checkpoint_dir) / LAST if state.checkpoint_dir else None
+    if local is not None and _step(local, state.committed_step) is not None:
+        return resume_point(state.run_id, local, continue_in(state))
+    files = fetch(recorder, uri, state.run_id, target, folder, (CHECKPOINT_ARTIFACT,))
+    artifact = Path(files[CHECKPOINT_ARTIFACT])
+    if _step(artifact, state.committed_step) is None:
+        raise ConfigError(
+            f"resume={target!r}: run {state.run_id}'s checkpoint {CHECKPOINT_ARTIFACT} cannot be "
+            f"read or is older than its committed step {state.committed_step} (the job folder's "
+            f"{local or LAST} is missing too); start a new run"
+        )
+    return resume_point(state.run_id, artifact, continue_in(state))
+
+
+def _step(path: Path, committed: int | None) -> int | None:
+    """The checkpoint's global step when it is readable and not behind the commit mark."""
+    try:
+        step = int(_load(path)["global_step"])
+    except Exception:  # missing, torn by a kill during a copy, not a checkpoint
+        return None
+    return step if committed is None or step >= committed else None
+
+
+def resume_point(run_id: str, checkpoint: Path, folder: Path | None) -> ResumePoint:
+    state = _load(checkpoint)
     loader_states = state["loops"]["fit_loop"]["state_dict"].get("combined_loader", [])
-    return merged, ResumePoint(run_id, checkpoint, int(state["global_step"]), tuple(loader_states))
+    return ResumePoint(run_id, checkpoint, int(state["global_step"]), tuple(loader_states), folder)
+
+
+def continue_in(state: msg.ResumeState | None) -> Path | None:
+    """The run's checkpoint folder, where the resumed fit goes on writing, if still usable."""
+    if state is None or not state.checkpoint_dir:
+        return None
+    folder = Path(state.checkpoint_dir)
+    return folder if folder.is_dir() and unwritable_reason(folder) is None else None
+
+
+def ask(
+    recorder: Recorder, kind: str, payload: object, target: str, run_id: str | None, uri: str
+) -> msg.ResumeState | None:
+    database = sqlite_path(uri)
+    if database is not None and not database.exists():
+        if run_id is None:
+            return None  # resume=auto on a store that does not exist yet: a new run
+        raise _no_run(target, run_id, uri)
+    try:
+        return recorder.send(kind, "", payload, reply="handled")
+    except RecorderError as err:
+        if run_id is not None and _not_found(err):
+            raise _no_run(target, run_id, uri) from None
+        raise
 
 
 def fetch(
-    recorder: Recorder, uri: str, run_id: str, target: str, folder: Path, with_checkpoint: bool
+    recorder: Recorder, uri: str, run_id: str, target: str, folder: Path, wanted: tuple[str, ...]
 ) -> dict[str, str]:
-    """The run's recorded config (and checkpoint), downloaded by the recorder process."""
-    database = sqlite_path(uri)
-    # No new empty store (and MLflow's table creation) for a run that cannot be there.
-    missing = database is not None and not database.exists()
-    wanted = ("config/resolved.yaml", *((CHECKPOINT_ARTIFACT,) if with_checkpoint else ()))
+    """Artifacts of the run, downloaded by the recorder process."""
     try:
-        if missing:
-            raise RecorderError(f"no store at {uri}")
         request = msg.FetchRequest(uri, run_id, wanted, str(folder / "resume"))
         return recorder.send(msg.FETCH, "", request, reply="handled")
     except RecorderError as err:
-        if "RESOURCE_DOES_NOT_EXIST" in str(err) or "not found" in str(err).lower() or missing:
+        if _not_found(err) and CONFIG_ARTIFACT in wanted:
             raise ConfigError(
-                f"resume={target!r}: no run {run_id!r} in the store {uri}; expected a run id "
-                "printed by trainlab-train (or tracking.uri= pointing at its store)"
+                f"resume={target!r}: run {run_id} has no artifact {CONFIG_ARTIFACT}; only runs "
+                "that trainlab-train recorded can be resumed"
             ) from None
         raise ConfigError(
-            f"resume={target!r}: run {run_id} has no artifact {CHECKPOINT_ARTIFACT} or "
-            "config/resolved.yaml; only runs that trainlab-train saved a checkpoint for can "
-            f"be resumed ({err})"
+            f"resume={target!r}: run {run_id} has no artifact {', '.join(wanted)}; only runs "
+            f"that trainlab-train saved a checkpoint for can be resumed ({err})"
         ) from None
+
+
+def _not_found(err: Exception) -> bool:
+    return "RESOURCE_DOES_NOT_EXIST" in str(err) or "not found" in str(err).lower()
+
+
+def _no_run(target: str, run_id: str, uri: str) -> ConfigError:
+    return ConfigError(
+        f"resume={target!r}: no run {run_id!r} in the store {uri}; expected a run id printed by "
+        "trainlab-train (or tracking.uri= pointing at its store)"
+    )
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _run_id_in(path: Path, target: str) -> str:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        run_id = state.get("trainlab", {}).get("run_id")
+        run_id = _load(path).get("trainlab", {}).get("run_id")
     except Exception as err:
         raise ConfigError(f"resume={target!r}: not a readable checkpoint ({err})") from None
     if not run_id:

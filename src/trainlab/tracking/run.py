@@ -73,6 +73,16 @@ class TrackedRun:
             # A ddp_spawn rank's rows must be handled before the job's process ends the run.
             self.recorder.send(msg.SYNC, self.token, reply="handled")
 
+    def commit(self, step: int, staged: Path, last: Path, best: tuple, tags: dict) -> None:
+        """Hand the rows over, then the checkpoint that makes them durable (commits.py)."""
+        self.flush()
+        self.recorder.send(
+            msg.COMMIT, self.token, msg.Commit(step, str(staged), str(last), *best, tags)
+        )
+
+    def sync(self) -> None:  # returns once everything sent so far is handled (a commit too)
+        self.recorder.send(msg.SYNC, self.token, reply="handled")
+
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.recorder.send(msg.TAGS, self.token, {k: str(v) for k, v in tags.items()})
 

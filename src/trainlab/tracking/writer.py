@@ -20,12 +20,21 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError
+from trainlab.tracking.commits import STEP_TAG, CommitGate, recorded_ends
 from trainlab.tracking.datasets import dataset_input
 from trainlab.tracking.environment import installed_packages
 from trainlab.tracking.liveness import HEARTBEAT_TAG, LIVENESS_TAGS, recorder_tags
 from trainlab.tracking.model import log_trained_model
 from trainlab.tracking.plots import History, log_run_plots
-from trainlab.tracking.protocol import ERROR_TAG, FinalReport, Rows, RunInfo, RunSpec, RunStart
+from trainlab.tracking.protocol import (
+    ERROR_TAG,
+    Commit,
+    FinalReport,
+    Rows,
+    RunInfo,
+    RunSpec,
+    RunStart,
+)
 from trainlab.tracking.stale import before_resume
 from trainlab.tracking.system import start_monitor, stop_monitor
 from trainlab.tracking.verify import Trajectory, verify
@@ -78,6 +87,9 @@ class RunWriter:
         self.client, self.spec = client, spec
         self.last_beat = time.time()
         alive = recorder_tags(self.last_beat, spec.heartbeat_seconds)
+        # Per metric, the last step already in the store when a resume recomputes it (after a
+        # commit that was cut short; see tracking/commits.py): those rows are not written twice.
+        self.skip: dict[str, int] = {}
         if spec.resume_run_id is None:
             exp_id = experiment_id(client, spec.experiment_name, spec.artifact_root)
             tags = {**spec.tags, **parent_tags, **alive}
@@ -89,10 +101,20 @@ class RunWriter:
             now = {k: v for k, v in spec.tags.items() if k in LIVENESS_TAGS}
             client.log_batch(spec.resume_run_id, tags=as_tags({**now, **alive}))
             run = client.get_run(spec.resume_run_id)
+            self.skip = recorded_ends(client, spec.resume_run_id)
         self.info = RunInfo(
             run.info.run_id, run.info.run_name or "", run.info.experiment_id, spec.uri
         )
+        if spec.resume_run_id is not None:
+            # How the last attempt ended is no longer how the run ends.
+            for key in ("trainlab.failure", ERROR_TAG):
+                if key in run.data.tags:
+                    client.delete_tag(self.run_id, key)
+            if spec.tags:
+                self.tags(spec.tags)  # this attempt's cluster job, for its own requeue
         self.history = History()
+        self.gate = CommitGate(client, self.info.run_id, self.write_rows, spec.gated)
+        self.gate.committed = STEP_TAG in run.data.tags
         self.finished = False
         self.warnings: list[str] = []
         self.monitor = None
@@ -131,11 +153,21 @@ class RunWriter:
         self.log_metrics(start.metrics, step=0)
 
     def rows(self, rows: Rows) -> None:
+        self.gate.rows(rows)
+
+    def commit(self, commit: Commit) -> None:
+        self.gate.commit(commit)
+
+    def write_rows(self, rows: Rows) -> None:
         metrics = [
             Metric(key, float(value), int(ms), int(step))
             for step, ms, values in zip(rows.steps, rows.times, rows.values, strict=True)
             for key, value in zip(rows.keys, values, strict=True)
         ]
+        if self.skip:
+            metrics = [m for m in metrics if m.step > self.skip.get(m.key, -1)]
+            if len(rows.steps) and int(rows.steps.min()) > max(self.skip.values()):
+                self.skip = {}
         self.client.log_batch(self.run_id, metrics=metrics)  # MLflow splits it into requests
         self.history.add(rows)
         if self.trajectory is not None:
@@ -163,6 +195,9 @@ class RunWriter:
         """Final metrics, tags, plots and model; then the status. A plot or model that cannot
         be written is reported (a warning) without failing a run that trained."""
         warnings = self.warnings
+        # A run stopped by a signal ends at its last commit (a resume computes the rest again);
+        # a run that ends for good keeps everything it was handed.
+        self.gate.end(resumable=report.status == "KILLED")
         self.log_metrics(report.metrics, report.step, clock_ms)
         tags = dict(report.tags)
         if report.error:
