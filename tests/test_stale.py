@@ -99,7 +99,10 @@ def test_resume_is_refused_while_the_run_lives_and_marks_it_once_it_died(
     checkpoint = client.download_artifacts(run.info.run_id, "checkpoints/last.ckpt", str(tmp_path))
     trainer = start(home, f"resume={checkpoint}", "max_epochs=100000000", "print_every=0")
     try:
-        wait_for(lambda: len(history(client, run.info.run_id)) > 5)
+        # The resumed run is this trainer's once its tags name it (its rows are held until its
+        # next checkpoint: commits.py).
+        mine = lambda: client.get_run(run.info.run_id).data.tags.get(liveness.PID_TAG)  # noqa: E731
+        wait_for(lambda: mine() == str(trainer.pid))
         status, _, err = train_in_process(f"resume={checkpoint}", "max_epochs=6")
         assert status == 2 and err.count("\n") == 1, err
         assert f"the run is still RUNNING (trainer pid {trainer.pid} on this host)" in err
