@@ -14,11 +14,8 @@ import warnings
 # MLflow database tables...") belong in the job's log file, not on the console.
 LIBRARY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic")
 HARMLESS_WARNINGS = (
-    ".*validation_step.*val_dataloader.*",
     ".*LeafSpec.*is deprecated.*",
     ".*does not have many workers.*",
-    # The data module's way of saying "no validation data" under DDP.
-    ".*Total length of `list` across ranks is zero.*",
     ".*`isinstance.treespec, LeafSpec.` is deprecated.*",
     # Printed by every run on a machine where SLURM is installed (a login node, CI): a run
     # started without srun there is an ordinary local run; SLURM jobs of the `slurm` launcher

@@ -122,11 +122,27 @@ class TensorDataModule(L.LightningDataModule):
             batches.load_state_dict(self.loader_state)
         return batches
 
-    def val_dataloader(self) -> TensorBatches | list:
-        if self.data.x_val is None or self.data.y_val is None:
-            return []  # no validation loop
+
+class ValidatedDataModule(TensorDataModule):
+    """The same with a validation split (the module is then a ValidatedRegressionModule). A
+    module and data without validation define no validation hooks at all: Lightning then runs no
+    validation machinery, prints nothing about it, and skips its per-step check."""
+
+    def val_dataloader(self) -> TensorBatches:
+        x_val, y_val = self.data.x_val, self.data.y_val
+        assert x_val is not None and y_val is not None, "a validation split"
         # Every rank scores the whole validation set: val/loss is exact on any number of ranks.
         device = self.trainer.strategy.root_device
-        return TensorBatches(
-            self.data.x_val.to(device), self.data.y_val.to(device), None, False, self.seed
-        )
+        return TensorBatches(x_val.to(device), y_val.to(device), None, False, self.seed)
+
+
+def lightning_data(
+    data: Dataset,
+    batch_size: int | None,
+    shuffle: bool,
+    seed: int,
+    loader_state: dict[str, torch.Tensor] | None = None,
+) -> TensorDataModule:
+    """The Trainer's data, with validation hooks only when there are validation rows."""
+    kind = ValidatedDataModule if data.x_val is not None else TensorDataModule
+    return kind(data, batch_size, shuffle, seed, loader_state)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import lightning as L
 
-from trainlab.data.batches import TensorDataModule
+from trainlab.data.batches import lightning_data
 from trainlab.engines import distributed
 from trainlab.engines.base import FitContext, FitResult
 from trainlab.engines.checkpoints import CheckpointSaver, monitored
@@ -52,7 +52,7 @@ def fit_lightning(context: FitContext) -> FitResult:
         num_sanity_val_steps=0,
         default_root_dir=context.checkpoint_dir.parent,
     )
-    data_module = TensorDataModule(
+    data_module = lightning_data(
         context.data,
         settings.data.batch_size,
         settings.data.shuffle,
