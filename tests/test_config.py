@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from trainlab.config.checks import check_config
-from trainlab.config.schema import SCHEMAS, TrainConfig
+from trainlab.config.schema import SCHEMAS, TrainConfig, as_plain_dict
 from trainlab.errors import ConfigError
 from trainlab.paths import CONFIG_DIR, EXPERIMENTS_DIR
 
@@ -29,12 +30,17 @@ def test_every_group_option_composes_and_validates(composed, group, option):
     node = getattr(settings, group)
     schemas = SCHEMAS[group]
     assert type(node) is schemas.get(option, next(iter(schemas.values())))
+    # What is recorded (resolved.yaml, params, the job key) is OmegaConf's plain form, exactly.
+    expected = OmegaConf.to_container(OmegaConf.structured(settings), resolve=True)
+    assert repr(as_plain_dict(settings)) == repr(expected)  # the same types too (1 vs 1.0)
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")))
 def test_every_experiment_composes(composed, name):
     settings = check_config(composed(f"experiment={name}"))
     assert settings.experiment_name  # presets name their MLflow experiment
+    expected = OmegaConf.to_container(OmegaConf.structured(settings), resolve=True)
+    assert repr(as_plain_dict(settings)) == repr(expected)  # the same types too (1 vs 1.0)
 
 
 def test_seed_pipeline_is_note_20(composed):

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 
 from trainlab.config.runtime import TrackingConfig
-from trainlab.config.schema import TrainConfig
+from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.data.dataset import Dataset
 from trainlab.engines.base import ResumePoint
 from trainlab.engines.distributed import choose_strategy
@@ -93,7 +92,7 @@ class RunSession:
 
     def _run_start(self, first_metrics: dict[str, float]) -> RunStart:
         """The config as params and files (config/resolved.yaml, config/overrides.yaml)."""
-        resolved = OmegaConf.to_container(OmegaConf.structured(self.settings), resolve=True)
+        resolved = as_plain_dict(self.settings)
         files = {
             "config/resolved.yaml": resolved,
             "config/overrides.yaml": {"overrides": task_overrides()},

@@ -10,6 +10,7 @@ dataclasses (config/checks.py), before anything heavy is imported.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +143,21 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "tracking": {"tracking": TrackingConfig},
 }
+
+
+def as_plain_dict(settings: TrainConfig) -> dict[str, Any]:
+    """The checked config as plain nested dicts and lists: what config/resolved.yaml, the params
+    and the job key are made of. The same as OmegaConf.to_container(OmegaConf.structured(...))
+    for these dataclasses (tested), at a hundredth of its ~10 ms."""
+    return _plain(dataclasses.asdict(settings))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def schema_name(group: str, option: str) -> str:

@@ -88,7 +88,7 @@ class CheckpointSaver:
         self.schedule(step)
         if step == self.committed_step:  # nothing trained since the last one
             return self.path
-        if self.run is not None and trainer.is_global_zero:
+        if self.run is not None and trainer.is_global_zero and self.saved is not None:
             self.run.sync()  # the previous commit has taken its staged file
         trainer.save_checkpoint(self.staged)
         if trainer.is_global_zero:
