@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from matplotlib import rc_context
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
@@ -26,12 +28,19 @@ PARAMETER_PREFIXES = ("weight/", "bias/")
 SIZE = (7, 4.5)  # inches, at 100 dpi: 700 x 450 pixels
 
 
-def new_figure() -> Figure:
-    """A figure with fixed margins: a layout engine ("tight") costs ~60 ms a figure here, a
-    third of drawing it, at the end of every run; these margins fit the labels we draw."""
-    figure = Figure(figsize=SIZE)
-    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)
-    return figure
+def new_axes() -> tuple[Figure, Axes]:
+    """A figure with fixed margins and fixed places for the title and the axis labels.
+
+    Placing them automatically makes matplotlib measure every tick label of the figure before
+    it draws: a layout engine ("tight") cost ~60 ms a figure here, the automatic title and label
+    positions another half of the remaining drawing time; these positions fit what we draw."""
+    with rc_context({"axes.titley": 1.01}):  # a title position given: no measuring for it
+        figure = Figure(figsize=SIZE)
+        figure.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)
+        axes = figure.subplots()
+    axes.xaxis.set_label_coords(0.5, -0.085)
+    axes.yaxis.set_label_coords(-0.105, 0.5)
+    return figure, axes
 
 
 class Curve:
@@ -106,8 +115,7 @@ def log_run_plots(client: MlflowClient, run_id: str, history: History, data: Plo
 
 
 def loss_figure(history: History) -> Figure:
-    figure = new_figure()
-    axes = figure.subplots()
+    figure, axes = new_axes()
     everything: list[float] = []
     for key in LOSS_KEYS:
         if key in history.curves:
@@ -126,8 +134,7 @@ def loss_figure(history: History) -> Figure:
 
 def fit_figure(data: PlotData) -> Figure:
     """One feature: the data and the fitted line. Several: predicted against actual."""
-    figure = new_figure()
-    axes = figure.subplots()
+    figure, axes = new_axes()
     if next(iter(data.x.values())).shape[1] == 1:
         for name, y in data.y.items():
             for t in range(y.shape[1]):
@@ -153,8 +160,7 @@ def fit_figure(data: PlotData) -> Figure:
 
 
 def residual_figure(data: PlotData) -> Figure:
-    figure = new_figure()
-    axes = figure.subplots()
+    figure, axes = new_axes()
     for name, y in data.y.items():
         predicted = data.predicted[name]
         axes.scatter(predicted.reshape(-1), (y - predicted).reshape(-1), s=14, label=name)
@@ -166,8 +172,7 @@ def residual_figure(data: PlotData) -> Figure:
 
 
 def weight_figure(history: History) -> Figure:
-    figure = new_figure()
-    axes = figure.subplots()
+    figure, axes = new_axes()
     keys = history.trajectory_keys()
     for key in keys:
         axes.plot(*history.curves[key].finite(), label=key)
