@@ -134,6 +134,7 @@ def main() -> None:
     repeats = 3 if args.quick else 5
     steps = 500 if args.quick else 2000
     rows = 200_000 if args.quick else 1_000_000
+    long_jobs = 500 if args.quick else 2000  # epochs of P4-par's long sweep
     wanted = set(args.only or ["P1", "C1", "P2", "P3", "P4", "P4-par", "P5", "S1", "F1"])
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
@@ -150,8 +151,10 @@ def main() -> None:
             ("P3", lambda: p3_big_data(lab, rows, "cpu", repeats)),
             ("P4", lambda: p4_serial_jobs(lab, home, 8, *LEAN)),
             ("P4", lambda: p4_serial_jobs(lab, home, 8)),
-            ("P4-par", lambda: p4_parallel(home, 8, 2000 if not args.quick else 500, 1.6)),
-            ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0)),
+            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.6, "joblib")),
+            ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "joblib")),
+            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.6, "parallel")),
+            ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "parallel")),
             ("P5", lambda: p5_whole_process(home, repeats, *LEAN)),
             ("P5", lambda: p5_whole_process(home, repeats)),
             (

@@ -168,13 +168,16 @@ def wall(command: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-def p4_parallel(home: Path, jobs: int, epochs: int, target: float) -> Result:
+def p4_parallel(home: Path, jobs: int, epochs: int, target: float, launcher: str) -> Result:
+    """A sweep run serially against the same sweep on `launcher` with 2 workers: `joblib` (the
+    plugin's default, loky: fresh workers that import torch and Lightning again) or trainlab's
+    `parallel` preset (forked workers that inherit them)."""
     env = {**os.environ, "TRAINLAB_HOME": str(home)}
     base = [str(BIN / "trainlab-train"), "-m", f"seed=range({jobs})", f"max_epochs={epochs}",
             "print_every=0", "experiment_name=bench_par"]  # fmt: skip
     serial = wall(base, env, home)
-    parallel = wall([*base, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], env, home)
-    what = f"{jobs}-job sweep of {epochs} epochs: serial vs joblib n_jobs=2 (speed-up)"
+    parallel = wall([*base, f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=2"], env, home)
+    what = f"{jobs}-job sweep of {epochs} epochs: serial vs {launcher} n_jobs=2 (speed-up)"
     return Result("P4-par", what, serial, parallel, target, higher=True)
 
 

@@ -135,6 +135,30 @@ def test_joblib_sweep_on_a_fresh_store(fresh_home):
     check_summary(client, parent, children, steps=20, swept=["optimizer.lr"])
 
 
+def test_parallel_launcher_forks_workers_that_record_every_job(fresh_home):
+    """`hydra/launcher=parallel`: jobs in 2 forked workers (each takes several jobs), every metric
+    of every job in the store, a diverging job FAILED in the summary like a serial sweep's."""
+    home = fresh_home
+    done = run_cli(
+        "-m", "hydra/launcher=parallel", "optimizer.lr=0.001,0.01,0.03,100", "max_epochs=20",
+        *QUIET, home=home,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Launching 4 jobs in 2 forked worker processes" in done.stdout + done.stderr
+    assert "1 of 4 jobs failed" in done.stderr
+    client = store(home)
+    parent, children = read_sweep(client, 4)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["trainlab.sweep.launcher"].endswith("fork_launcher.ForkLauncher")
+    statuses = [c.info.status for c in children]
+    assert statuses == ["FINISHED", "FINISHED", "FINISHED", "FAILED"]
+    assert len({c.data.tags["trainlab.pid"] for c in children}) == 2  # two workers, reused
+    for child in children[:3]:
+        for key in ("train/loss", "weight/0_0", "bias/0"):
+            history = client.get_metric_history(child.info.run_id, key)
+            assert [m.step for m in history] == list(range(20))
+
+
 def test_submitit_local_sweep(home):
     done = run_cli(
         "-m", "hydra/launcher=submitit_local", "optimizer=sgd,adam", "optimizer.lr=0.05",
@@ -274,7 +298,7 @@ def test_launcher_failure_never_leaves_the_parent_running(home):
     [
         ("slurm", "submitit_launcher.SlurmLauncher", "array_parallelism", 32),
         ("slurm", "submitit_launcher.SlurmLauncher", "max_num_timeout", 3),  # requeued, resumed
-        ("parallel", "joblib_launcher.JoblibLauncher", "n_jobs", 2),
+        ("parallel", "fork_launcher.ForkLauncher", "n_jobs", 2),
     ],
 )
 def test_launcher_presets_compose(launcher, target, key, value):

@@ -11,7 +11,6 @@ launcher it trains nothing and its jobs start at once.
 from __future__ import annotations
 
 import importlib
-import multiprocessing
 import signal
 import sys
 import uuid
@@ -39,9 +38,9 @@ from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
 # Launchers whose jobs run on this machine: they hand their runs to this process's recorder.
 # Others (SLURM ...) may run jobs elsewhere: the parent run's id goes into the sweep file first.
-LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "LocalLauncher")
+LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "LocalLauncher", "ForkLauncher")
 
-# What forked workers (joblib's multiprocessing backend) should find imported: a job needs them.
+# What forked workers (`hydra/launcher=parallel`) should find imported: a job needs them.
 FORKED_WORKERS_INHERIT = ("torch", "lightning")
 
 # The sweep this process opened and has not ended yet, and what it came to; train.main() reads
@@ -94,14 +93,8 @@ class SweepCallback(Callback):
 
 
 def forks_workers(config: DictConfig) -> bool:
-    """True for joblib's multiprocessing backend on a platform whose processes fork."""
-    launcher = config.hydra.launcher
-    forking = multiprocessing.get_start_method() == "fork"
-    return (
-        launcher._target_.endswith("JoblibLauncher")
-        and launcher.get("backend") == "multiprocessing"
-        and forking
-    )
+    """True for trainlab's `parallel` launcher (src/hydra_plugins/trainlab_launcher)."""
+    return str(config.hydra.launcher.get("_target_", "")).endswith(".ForkLauncher")
 
 
 def stop_on_sigterm() -> None:

@@ -1,0 +1,127 @@
+"""`hydra/launcher=parallel`: N jobs at once in worker processes forked from the launching one.
+
+It lives in `hydra_plugins`, where Hydra looks for launchers, and imports nothing of trainlab.
+
+Why not Hydra's joblib launcher: it hard-codes joblib's loky backend, whose workers are fresh
+Python processes that import torch, Lightning and trainlab again (~5 s of CPU each, measured
+here), so on a small machine a parallel sweep of short jobs was slower than a serial one. Forked
+workers inherit what the launching process has imported (sweeps/callback.py imports torch and
+Lightning there while the sweep's recorder starts) and begin at once.
+
+Each job runs as the joblib launcher runs it, with Hydra's public launcher API: the sweep config
+of its overrides, its own HydraConfig, `run_job` in its own job folder. Linux and other systems
+where processes fork; the launching process has not touched CUDA (it only imports torch), so a
+job may use the GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)  # the sweep's job list, as Hydra's own launchers print it
+
+# What the forked workers inherit instead of receiving it pickled: the task function is the
+# undecorated main, which pickle could not name. Set in the launching process before it forks.
+# A worker restoring Hydra's singletons makes Hydra scan its plugins again, which runs this
+# module again in the same namespace: what is already there is kept.
+_batch: dict[str, Any] = globals().get("_batch", {})
+
+
+class ForkLauncher(Launcher):
+    def __init__(self, n_jobs: int = 2) -> None:
+        self.n_jobs = n_jobs
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        assert self.config is not None and self.hydra_context is not None
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        workers = min(self.n_jobs if self.n_jobs > 0 else os.cpu_count() or 1, len(job_overrides))
+        log.info(f"Launching {len(job_overrides)} jobs in {workers} forked worker processes")
+        for idx, overrides in enumerate(job_overrides):
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        _batch.update(
+            context=self.hydra_context, config=self.config, task=self.task_function,
+            singletons=Singleton.get_state(), jobs=[list(o) for o in job_overrides],
+        )  # fmt: skip
+        numbers = [initial_job_idx + i for i in range(len(job_overrides))]
+        fork = multiprocessing.get_context("fork")
+        try:
+            with ProcessPoolExecutor(workers, mp_context=fork) as pool:
+                returned = list(pool.map(_run_job, range(len(job_overrides)), numbers))
+        finally:
+            _batch.clear()
+        return [_received(job) for job in returned]
+
+
+def _run_job(index: int, number: int) -> JobReturn:
+    """One job in a forked worker, as Hydra's own launchers run it."""
+    context: HydraContext = _batch["context"]
+    config, task, overrides = _batch["config"], _batch["task"], _batch["jobs"][index]
+    setup_globals()
+    Singleton.set_state(_batch["singletons"])
+    sweep_config = context.config_loader.load_sweep_config(config, overrides)
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{number}"
+        sweep_config.hydra.job.num = number
+    HydraConfig.instance().set_config(sweep_config)
+    done = run_job(
+        hydra_context=context,
+        config=sweep_config,
+        task_function=task,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+    return _portable(done)
+
+
+def _portable(job: JobReturn) -> JobReturn:
+    """The job's return as plain data for the trip back: its configs as containers (their
+    structured types belong to this process's re-scanned plugins, which pickle cannot name), a
+    failure that pickle cannot carry as a RuntimeError with its message."""
+    job.cfg = OmegaConf.to_container(job.cfg) if job.cfg is not None else None
+    job.hydra_cfg = OmegaConf.to_container(job.hydra_cfg) if job.hydra_cfg is not None else None
+    if job.status == JobStatus.FAILED:
+        try:
+            pickle.dumps(job._return_value)
+        except Exception:
+            error = job._return_value
+            job._return_value = RuntimeError(f"{type(error).__name__}: {error}")
+    return job
+
+
+def _received(job: JobReturn) -> JobReturn:
+    job.cfg = OmegaConf.create(job.cfg) if job.cfg is not None else None
+    job.hydra_cfg = OmegaConf.create(job.hydra_cfg) if job.hydra_cfg is not None else None
+    return job
