@@ -10,6 +10,7 @@ import torch
 
 from tests.helpers import all_runs, history, run_composed
 from trainlab.engines.guard import DivergedError
+from trainlab.tracking.commits import STEP_TAG
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -57,3 +58,17 @@ def test_guard_finds_the_exact_bad_step_on_the_gpu(composed, client):
     assert int(run.data.tags["trainlab.failure_step"]) == bad
     assert not math.isfinite(steps[bad][1]) or steps[bad][1] > 1e300
     assert all(math.isfinite(v) and v < 1e300 for _, v in steps[:bad])
+
+
+def test_periodic_checkpoints_commit_with_the_metrics_on_the_gpu(composed, client):
+    """Rows on the device are held by the recorder until each checkpoint commits them; the
+    history is whole and the last commit is the last step."""
+    run_composed(composed("print_every=0", "device=gpu", "max_epochs=120",
+                          "checkpoint.every_n_steps=25", "checkpoint.every_seconds=null"))  # fmt: skip
+    (run,) = all_runs(client)
+    assert run.info.status == "FINISHED"
+    assert [s for s, _ in history(client, run.info.run_id)] == list(range(120))
+    assert run.data.tags[STEP_TAG] == "120"
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")][-1].endswith(
+        "last.ckpt"
+    )
