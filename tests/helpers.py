@@ -37,6 +37,16 @@ def run_cli(
     )
 
 
+def start_cli(home: Path, *args: str) -> subprocess.Popen:
+    """Start `trainlab-train ARGS` in the background (to signal or kill it), store under `home`."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["TRAINLAB_HOME"] = str(home)
+    return subprocess.Popen(
+        [TRAIN, *args], cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
 def run_composed(cfg: DictConfig) -> float:
     """One job from a composed config, through the entry's own path (checks, recorder,
     pipeline), in this process: what `trainlab-train` does after Hydra has composed."""

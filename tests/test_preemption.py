@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import TRAIN, all_runs, history
+from tests.helpers import all_runs, history, start_cli
 
 COMMON = (
     "print_every=0",
@@ -40,15 +40,6 @@ CASES = {
 }  # fmt: skip
 KEYS = ("train/loss", "weight/0_0", "bias/0")
 STEP_TAG, COMMITTING_TAG = "trainlab.checkpoint.step", "trainlab.checkpoint.committing"
-
-
-def start(home: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["TRAINLAB_HOME"] = str(home)
-    return subprocess.Popen(
-        [TRAIN, *args], cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
 
 
 def wait_for_commit(client, experiment: str, process: subprocess.Popen, timeout: float = 120):
@@ -100,7 +91,7 @@ def test_hard_kill_then_resume_auto_equals_an_uninterrupted_run(
     assert train_in_process(*args, "experiment_name=whole")[0] == 0
     whole = only_run(client, "whole")
 
-    process = start(home, *args, "experiment_name=parts", "resume=auto")
+    process = start_cli(home, *args, "experiment_name=parts", "resume=auto")
     run = wait_for_commit(client, "parts", process)
     if victims == "both":  # the machine goes: the recorder cannot end the run
         os.kill(recorder_of(process.pid), signal.SIGKILL)
@@ -177,7 +168,7 @@ def test_submitit_preemption_requeues_and_continues_the_same_run(train_in_proces
     assert train_in_process(*args, "experiment_name=whole")[0] == 0
     whole = only_run(client, "whole")
 
-    sweep = start(home, "-m", "hydra/launcher=submitit_local", *args, "experiment_name=parts")
+    sweep = start_cli(home, "-m", "hydra/launcher=submitit_local", *args, "experiment_name=parts")
     deadline = time.monotonic() + 120
     while True:  # the job's run (the sweep's child), once it has committed a checkpoint
         found = client.get_experiment_by_name("parts")
@@ -225,7 +216,7 @@ def test_signal_inside_an_epoch_resumes_exactly(train_in_process, client, home):
     )  # fmt: skip
     assert train_in_process(*args, "experiment_name=whole")[0] == 0
     whole = only_run(client, "whole")
-    process = start(home, *args, "experiment_name=parts")
+    process = start_cli(home, *args, "experiment_name=parts")
     deadline = time.monotonic() + 120
     while True:  # not gated (no periodic checkpoints): rows arrive as they are trained
         found = client.get_experiment_by_name("parts")

@@ -7,27 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import TRAIN, all_runs, history, store
+from tests.helpers import all_runs, history, start_cli, store
 from trainlab.serve import store as store_command
 from trainlab.tracking import liveness
 from trainlab.tracking.liveness import staleness
 
 FOREVER = ("print_every=0", "max_epochs=100000000", "tracking.plots=false")
-
-
-def start(home: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["TRAINLAB_HOME"] = str(home)
-    return subprocess.Popen(
-        [TRAIN, *args], cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
 
 
 def wait_for(check, timeout: float = 120):
@@ -54,7 +43,7 @@ def kill_hard(run) -> None:
 
 @pytest.mark.slow
 def test_a_run_killed_with_its_recorder_is_listed_and_ended_stale(home, client, capsys):
-    trainer = start(home, *FOREVER, "tracking.heartbeat_seconds=1")
+    trainer = start_cli(home, *FOREVER, "tracking.heartbeat_seconds=1")
     try:
         (run,) = wait_for(lambda: running(client))
         tags = run.data.tags
@@ -97,7 +86,7 @@ def test_resume_is_refused_while_the_run_lives_and_marks_it_once_it_died(
     assert train_in_process("print_every=0", "max_epochs=5", "tracking.plots=false")[0] == 0
     (run,) = all_runs(client)
     checkpoint = client.download_artifacts(run.info.run_id, "checkpoints/last.ckpt", str(tmp_path))
-    trainer = start(home, f"resume={checkpoint}", "max_epochs=100000000", "print_every=0")
+    trainer = start_cli(home, f"resume={checkpoint}", "max_epochs=100000000", "print_every=0")
     try:
         # The resumed run is this trainer's once its tags name it (its rows are held until its
         # next checkpoint: commits.py).
@@ -136,7 +125,7 @@ def test_staleness_from_the_tags_of_another_host():
 
 @pytest.mark.slow
 def test_sigterm_to_a_sweeps_main_process_ends_its_parent_killed(home, client):
-    sweep = start(home, "-m", "hydra/launcher=submitit_local", "optimizer.lr=0.01", *FOREVER)
+    sweep = start_cli(home, "-m", "hydra/launcher=submitit_local", "optimizer.lr=0.01", *FOREVER)
     try:
         children = wait_for(
             lambda: [r for r in running(client) if "mlflow.parentRunId" in r.data.tags]

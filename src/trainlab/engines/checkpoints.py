@@ -157,16 +157,11 @@ def link_best(last: Path, rank: int | None, count: int) -> list[Path]:
 
 def sync_folder(folder: Path) -> None:
     """Make a rename in `folder` durable (a power cut after it must not undo it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    _fsync(folder)
 
 
 def _fsync(path: Path) -> None:
-    """The file's bytes on disk before anyone renames it into place."""
+    """A file's bytes (or a folder's entries) on disk before anyone relies on them."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
