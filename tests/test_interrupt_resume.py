@@ -65,7 +65,8 @@ def test_resumed_run_equals_uninterrupted_run(train_in_process, client, tmp_path
     assert 0 < first_steps < len(history(client, whole.info.run_id))
 
     more = ("max_epochs=6",) if case == "mini_batch" else ("max_steps=-1",)
-    status, out, err = train_in_process(f"resume={part.info.run_id}", *more)
+    # `tracking=<option>` says where the run is (here the default store), nothing more.
+    status, out, err = train_in_process(f"resume={part.info.run_id}", *more, "tracking=sqlite")
     assert status == 0, err
     assert f"Resuming run {part.info.run_id} at step {first_steps}" in out
     assert len(all_runs(client)) == 2  # the same run went on; nothing new was created

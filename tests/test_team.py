@@ -135,8 +135,8 @@ def test_a_run_lives_in_the_object_store_and_works_from_there(team, home, monkey
     outputs.append(done.stdout + done.stderr)
 
     # Resumed from its checkpoint artifact (downloaded through the server) to step 40.
-    resume = (f"resume={run_id}", f"tracking.uri={team.url}", "max_steps=40")
-    done = run_cli(*resume, home=home, extra_env=alice)
+    resume = (f"resume={run_id}", "tracking=server", "max_steps=40")
+    done = run_cli(*resume, home=home, extra_env={**alice, "TRAINLAB_SERVER_URI": team.url})
     assert done.returncode == 0, done.stderr
     outputs.append(done.stdout + done.stderr)
     assert f"Resuming run {run_id} at step 20" in done.stdout

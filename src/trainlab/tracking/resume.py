@@ -49,12 +49,15 @@ def plan_resume(
     if given and not path.is_file():
         raise ConfigError(f"resume={target!r}: no such checkpoint file ({path})")
     run_id = _run_id_in(path, target) if given else target
-    changed = [o for o in overrides if override_key(o) != "resume"]
+    # `tracking=<option>` (e.g. `tracking=server`) only says where the run is: its uri was
+    # read from it by the caller; the run keeps its own recorded tracking settings.
+    changed = [o for o in overrides if override_key(o) not in ("resume", "tracking")]
     for override in changed:
         if override_key(override) not in RESUMABLE_KEYS:
             raise ConfigError(
                 f"resume={target!r}: {override!r} cannot change when resuming (the run keeps its "
-                f"config); expected only {', '.join(RESUMABLE_KEYS)}"
+                f"config); expected only {', '.join(RESUMABLE_KEYS)} (and tracking=<option> to "
+                "say where the run is)"
             )
     state = ask(recorder, msg.FIND, msg.ResumeQuery(uri, "", run_id), target, run_id, uri)
     files = fetch(recorder, uri, run_id, target, folder, (CONFIG_ARTIFACT,))
