@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import TRAIN, history
+from tests.helpers import TRAIN, history, start_cli
 from tests.slurm_cluster import slurm  # noqa: F401  (the fixture)
-from tests.test_preemption import STEP_TAG, start
+from tests.test_preemption import STEP_TAG
 
 ARGS = (
     "max_epochs=10000000", "print_every=0", "checkpoint.every_n_steps=100",
@@ -137,7 +137,7 @@ def test_time_limit_signal_requeues_through_submitit(slurm, home, client):  # no
     """A sweep job of the `slurm` launcher preset reaches its time limit: SLURM sends USR2
     signal_delay_s before it (--signal), the run stops with a checkpoint, submitit requeues the
     job and the requeued job continues the same run."""
-    sweep = start(
+    sweep = start_cli(
         home, "-m", "hydra/launcher=slurm", f"hydra.launcher.partition={slurm}",
         "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
         "hydra.launcher.timeout_min=10", *ARGS, "experiment_name=timelimit",

@@ -1,8 +1,8 @@
 """The Lightning engine (note 20): the Trainer runs the loop over the in-memory data module.
 
 The LightningModule (models/module.py) holds the math; the Trainer holds forward, backward, step
-and zero_grad; one callback (monitor.py) holds what cuts across: tracking, printing, the
-divergence guard, the checkpoint and signals.
+and zero_grad; the monitor (monitor.py, called from the module's hooks) holds what cuts across:
+tracking, printing, the divergence guard, the checkpoints and signals.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ def fit_lightning(context: FitContext) -> FitResult:
     settings, resume = context.settings, context.resume_from
     tracking = settings.tracking
     keys = row_keys(context.module, tracking.trajectory_limit, context.ols_loss, tracking.grad_norm)
-    monitor = monitored(settings.checkpoint, keys, context.data.x_val is not None)
-    checkpoints = CheckpointSaver(context.checkpoint_dir, context.run, settings.checkpoint, monitor)
-    training_monitor = TrainingMonitor(context, checkpoints)
-    callbacks = [
-        *distributed.callbacks(settings.device),
-        training_monitor,
-        *training_monitor.helpers,
-    ]
+    ranked_by = monitored(settings.checkpoint, keys, context.data.x_val is not None)
+    checkpoints = CheckpointSaver(
+        context.checkpoint_dir, context.run, settings.checkpoint, ranked_by
+    )
+    monitor = TrainingMonitor(context, checkpoints)
+    callbacks = [*distributed.callbacks(settings.device), *monitor.helpers]
     knobs = settings.trainer
     trainer = L.Trainer(
         accelerator=context.accelerator,
@@ -60,5 +58,12 @@ def fit_lightning(context: FitContext) -> FitResult:
         loader_state=resume.loader_states[0] if resume and resume.loader_states else None,
     )
     ckpt_path = str(resume.checkpoint) if resume is not None else None
-    trainer.fit(context.module, datamodule=data_module, ckpt_path=ckpt_path)
+    # The monitor watches through the module's hooks and the data module's on_exception
+    # (monitor.py says why it is not a callback); for this fit only.
+    monitor.trainer, data_module.on_failure = trainer, monitor.on_exception
+    context.module.observer = monitor
+    try:
+        trainer.fit(context.module, datamodule=data_module, ckpt_path=ckpt_path)
+    finally:
+        context.module.observer = None
     return FitResult(distributed.steps_done(trainer), checkpoints.saved)

@@ -1,4 +1,4 @@
-"""The one Lightning callback of a run: what happens after every optimizer step.
+"""What watches a Lightning fit: what happens after every optimizer step.
 
 After each step: the step's row (loss, learning rate, parameters, gap) goes to the run, the
 divergence guard looks at the loss, the console prints the seed's line or redraws the progress
@@ -8,12 +8,13 @@ written (checkpoint_trigger.py says when). After each epoch the early-stopping r
 the end of the fit the last checkpoint is written (also when a signal stopped it), then the best
 weights are put back when early stopping kept them.
 
-Why one callback and not one per concern: Lightning calls every hook of every callback at every
-step, overridden or not: one empty callback costs ~23 us a step in the seed's one-batch epochs
-(2000 steps in a bare Trainer: 1.137 s -> 1.184 s, measured 2026-11-26), 4% of the floor; the
-parts are plain objects called in order from here. (Calling them from the LightningModule's own
-hooks would save that too, but Lightning reports exceptions and Ctrl-C only to callbacks.)
-The one exception, `GradientNorm`, is added only when `tracking.grad_norm` asks for it.
+Not a Lightning Callback: Lightning calls every hook of every callback at every step, overridden
+or not; one empty callback costs ~23 us a step in the seed's one-batch epochs (2000 steps in a
+bare Trainer: 1.137 s -> 1.184 s, measured 2026-11-26), 4% of the floor. The LightningModule
+calls this object from its own hooks (models/module.py, FitObserver), which Lightning calls
+anyway, and the data module passes on exceptions (Lightning reports them to callbacks and the
+data module only). Its parts are plain objects called in order from here. `GradientNorm` is a
+callback, added only when `tracking.grad_norm` asks for it.
 
 With `trainer.accumulate_grad_batches=k` a row is written per optimizer step, not per batch (the
 step is Lightning's global step): its `train/loss` is the mean of the k batches' losses (Lightning
@@ -37,8 +38,9 @@ from trainlab.engines.trajectory import LOSS_KEY, gradient_norm, row_keys, step_
 from trainlab.signals import in_main_thread
 
 
-class TrainingMonitor(L.Callback):
+class TrainingMonitor:
     def __init__(self, context: FitContext, checkpoints: CheckpointSaver) -> None:
+        self.trainer: L.Trainer | None = None  # the Trainer of this fit (for on_exception)
         settings = context.settings
         self.run = context.run
         self.interrupts = context.interrupts
@@ -68,6 +70,7 @@ class TrainingMonitor(L.Callback):
         self.trigger = CheckpointTrigger(checkpoints, distributed, self._monitored)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.trainer = trainer
         self.keys = row_keys(pl_module, self.limit, self.ols_loss, self.gradients is not None)
         self.several_batches = trainer.num_training_batches != 1
         # Read as the optimizer steps: an epoch's scheduler step comes before the epoch's last
@@ -175,14 +178,21 @@ class TrainingMonitor(L.Callback):
                 ["val/loss"], value.detach().reshape(1).double(), max(trainer.global_step - 1, 0)
             )
 
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        # So that `resume=<path>` finds the MLflow run the checkpoint belongs to.
-        checkpoint["trainlab"] = {"run_id": self.run.run_id if self.run is not None else None}
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The MLflow run (so that `resume=<path>` finds it), the best checkpoints so far and
+        # early stopping's counters.
+        checkpoint["trainlab"] = {
+            "run_id": self.run.run_id if self.run is not None else None,
+            "monitor": self.state_dict(),
+        }
 
-    # Lightning keeps a callback's state in the checkpoint: the best checkpoints so far and
-    # early stopping's counters.
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("trainlab", {}).get("monitor")
+        if state is None:  # written while the monitor was a Lightning callback
+            state = checkpoint.get("callbacks", {}).get("TrainingMonitor")
+        if state:
+            self.load_state_dict(state)
+
     def state_dict(self) -> dict[str, Any]:
         state = self.checkpoints.state_dict()
         if self.early_stop is not None:
@@ -214,13 +224,15 @@ class TrainingMonitor(L.Callback):
                 if line is not None:
                     print(line, flush=True)
 
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, exception: BaseException) -> None:
+        """The fit failed or was interrupted (called by the data module, see the docstring)."""
+        trainer = self.trainer
         self.interrupts.deferred = False
         self._remove_lr_hook()
         if in_main_thread():
             self.interrupts.install()  # Lightning ignores Ctrl-C during its shutdown; not us
+        if trainer is None:
+            return
         self._close_console(trainer)
         if self.run is not None and trainer.is_global_zero:
             self.run.flush()

@@ -5,7 +5,7 @@ holds tracking, printing and the guard."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -15,8 +15,32 @@ from torch import nn
 from trainlab.config.schema import TrainConfig
 
 
+class FitObserver(Protocol):
+    """What watches a fit step by step (engines/monitor.py): called from this module's own hooks
+    with the Trainer's names and arguments."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None: ...
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None: ...
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None: ...
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None: ...
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None: ...
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None: ...
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None: ...
+
+
 class RegressionModule(L.LightningModule):
-    """Model + loss + optimizer (+ scheduler) for the Lightning Trainer."""
+    """Model + loss + optimizer (+ scheduler) for the Lightning Trainer.
+
+    `observer` (set by the Lightning engine for one fit) is called from the module's own hooks,
+    not registered as a Callback: Lightning calls every hook of every callback at every step,
+    overridden or not (~23 us a step for one callback, 4% of a seed step in a bare Trainer),
+    while the module's hooks are called anyway. Exceptions reach it through the data module.
+    """
+
+    observer: FitObserver | None = None
 
     def __init__(
         self,
@@ -47,6 +71,38 @@ class RegressionModule(L.LightningModule):
             # sync_dist: under DDP every rank's scheduler must see the same (global) loss.
             self.log("train/loss", loss, on_step=False, on_epoch=True, logger=False, sync_dist=True)
         return loss
+
+    def on_train_start(self) -> None:
+        if self.observer is not None:
+            self.observer.on_train_start(self.trainer, self)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.observer is not None:
+            self.observer.on_train_batch_end(self.trainer, self, outputs, batch, batch_idx)
+
+    def on_train_epoch_start(self) -> None:
+        if self.observer is not None:
+            self.observer.on_train_epoch_start(self.trainer, self)
+
+    def on_train_epoch_end(self) -> None:
+        if self.observer is not None:
+            self.observer.on_train_epoch_end(self.trainer, self)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.observer is not None:
+            self.observer.on_validation_epoch_end(self.trainer, self)
+
+    def on_train_end(self) -> None:
+        if self.observer is not None:
+            self.observer.on_train_end(self.trainer, self)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.observer is not None:
+            self.observer.on_save_checkpoint(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.observer is not None:
+            self.observer.on_load_checkpoint(checkpoint)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())
