@@ -41,6 +41,10 @@ def test_seed_run_has_plots_and_a_loadable_model(home, client, composed, monkeyp
     (output,) = run.outputs.model_outputs
     logged = client.get_logged_model(output.model_id)
     assert logged.source_run_id == run.info.run_id and logged.name == "model"
+    assert output.step == 99  # the last step; the final metrics there are the model's
+    linked = {m.key: m.value for m in logged.metrics}
+    assert linked["pred/after"] == run.data.metrics["pred/after"]
+    assert linked["final/train_loss"] == run.data.metrics["final/train_loss"]
     assert logged.artifact_location.startswith((home / "mlartifacts").as_uri())
     assert os.environ.get("MLFLOW_TRACKING_URI") is None  # the fluent API's URI did not leak
     with tracking_store(client.tracking_uri):

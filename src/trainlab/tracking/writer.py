@@ -214,7 +214,9 @@ class RunWriter:
         model_uri = None
         if report.model is not None and report.status == "FINISHED":
             try:
-                model_uri = log_trained_model(self.client, self.run_id, report.model, report.step)
+                model_uri = log_trained_model(
+                    self.client, self.run_id, report.model, report.step, report.metrics, clock_ms
+                )
             except Exception as err:
                 warnings.append(f"model not logged: {err}")
                 traceback.print_exc()
