@@ -30,20 +30,23 @@ RESUMED_TAG = "trainlab.resumed_after"  # how the attempt before a resume ended,
 def running_runs(client: MlflowClient) -> list[Run]:
     """Every RUNNING run of every active experiment."""
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    if not experiments:
+        return []
+    return every_run(client, experiments, "attributes.status = 'RUNNING'")
+
+
+def every_run(client: MlflowClient, experiments: list[str], filter_string: str) -> list[Run]:
+    """All the runs a search finds, page after page (MlflowClient returns one page a call)."""
     runs: list[Run] = []
     token = None
-    while experiments:
+    while True:
         page = client.search_runs(
-            experiments,
-            filter_string="attributes.status = 'RUNNING'",
-            max_results=1000,
-            page_token=token,
+            experiments, filter_string=filter_string, max_results=1000, page_token=token
         )
         runs += list(page)
         token = page.token
         if not token:
-            break
-    return runs
+            return runs
 
 
 def stale_runs(client: MlflowClient, now: float | None = None) -> list[tuple[Run, str]]:

@@ -34,7 +34,7 @@ from trainlab.tracking.protocol import (
     SweepOutcome,
     SweepSpec,
 )
-from trainlab.tracking.stale import mark_stale
+from trainlab.tracking.stale import every_run, mark_stale
 from trainlab.tracking.writer import as_params, as_tags, experiment_id
 
 # Files a sweeper leaves in the sweep dir that belong on the parent run (Optuna's best params).
@@ -78,18 +78,8 @@ class SweepParent:
             self.curves[run_id] = history.curves["train/loss"]
 
     def children(self) -> list[Child]:
-        runs, token = [], None
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
-                max_results=1000,
-                page_token=token,
-            )
-            runs += list(page)
-            token = page.token
-            if not token:
-                break
+        mine = f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
+        runs = every_run(self.client, [self.experiment_id], mine)
         children = []
         for run in runs:
             reason = staleness(run.data.tags) if run.info.status == "RUNNING" else None
