@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from trainlab import paths
+from trainlab.tracking.store import sqlite_path
 
 PROG = "trainlab-compare"
 # The metrics that sum a run up; per-step trajectories (weight/..., system/...) are left out.
@@ -33,9 +34,7 @@ class CompareError(ValueError):
 
 
 def open_store(uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    from trainlab.tracking.store import sqlite_path
+    from mlflow.tracking import MlflowClient  # only here: --help and argument errors stay fast
 
     database = sqlite_path(uri)
     if database is not None and not database.is_file():

@@ -14,6 +14,7 @@ import os
 import sys
 
 from trainlab import paths
+from trainlab.errors import one_line
 from trainlab.serve.mlflow_server import (
     is_serving,
     port_number,
@@ -21,6 +22,7 @@ from trainlab.serve.mlflow_server import (
     positive_int,
     server_command,
 )
+from trainlab.tracking.store import sqlite_path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,13 +61,10 @@ def main(argv: list[str] | None = None) -> None:
 def prepare_store(store: str) -> None:
     """Create or check an embedded (SQLite) store, and end its stale runs; one line and exit 2
     when it cannot be used. (A database server is left to `mlflow server`, which retries.)"""
-    # Imported here: the port checks above answer without loading MLflow.
-    from trainlab.errors import one_line
-    from trainlab.tracking.store import sqlite_path
-
     if sqlite_path(store) is None:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # Imported here, not at the top: they load MLflow, and the port checks answer without it.
     from trainlab.tracking.mlflow_store import open_client
     from trainlab.tracking.stale import end_stale_runs
 
