@@ -7,7 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
@@ -45,6 +48,17 @@ def start_cli(home: Path, *args: str) -> subprocess.Popen:
         [TRAIN, *args], cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
+    """check()'s first truthy value, polled until `timeout`; else the test fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
 def run_composed(cfg: DictConfig) -> float:

@@ -10,14 +10,11 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.helpers import TRAIN, history, start_cli
+from tests.helpers import TRAIN, history, start_cli, until
 from tests.slurm_cluster import slurm  # noqa: F401  (the fixture)
 from tests.test_preemption import STEP_TAG
 
@@ -41,16 +38,6 @@ def job_field(job: str, name: str) -> str | None:
         if key == name:
             return value
     return None
-
-
-def until(what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
 def the_run(client, experiment: str, child: bool = False):

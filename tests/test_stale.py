@@ -11,22 +11,12 @@ import time
 
 import pytest
 
-from tests.helpers import all_runs, history, start_cli, store
+from tests.helpers import all_runs, history, start_cli, store, until
 from trainlab.serve import store as store_command
 from trainlab.tracking import liveness
 from trainlab.tracking.liveness import staleness
 
 FOREVER = ("print_every=0", "max_epochs=100000000", "tracking.plots=false")
-
-
-def wait_for(check, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def running(client) -> list:
@@ -45,14 +35,17 @@ def kill_hard(run) -> None:
 def test_a_run_killed_with_its_recorder_is_listed_and_ended_stale(home, client, capsys):
     trainer = start_cli(home, *FOREVER, "tracking.heartbeat_seconds=1")
     try:
-        (run,) = wait_for(lambda: running(client))
+        (run,) = until("the run RUNNING", lambda: running(client))
         tags = run.data.tags
         assert tags[liveness.HOST_TAG] == socket.gethostname()
         assert tags[liveness.PID_TAG] == str(trainer.pid)
         assert staleness(tags) is None  # alive
         first = float(tags[liveness.HEARTBEAT_TAG])
-        wait_for(
-            lambda: float(client.get_run(run.info.run_id).data.tags[liveness.HEARTBEAT_TAG]) > first
+        until(
+            "a newer heartbeat",
+            lambda: (
+                float(client.get_run(run.info.run_id).data.tags[liveness.HEARTBEAT_TAG]) > first
+            ),
         )
         kill_hard(client.get_run(run.info.run_id))
         trainer.wait(timeout=30)
@@ -91,7 +84,7 @@ def test_resume_is_refused_while_the_run_lives_and_marks_it_once_it_died(
         # The resumed run is this trainer's once its tags name it (its rows are held until its
         # next checkpoint: commits.py).
         mine = lambda: client.get_run(run.info.run_id).data.tags.get(liveness.PID_TAG)  # noqa: E731
-        wait_for(lambda: mine() == str(trainer.pid))
+        until("the resumed run naming its trainer", lambda: mine() == str(trainer.pid))
         status, _, err = train_in_process(f"resume={checkpoint}", "max_epochs=6")
         assert status == 2 and err.count("\n") == 1, err
         assert f"the run is still RUNNING (trainer pid {trainer.pid} on this host)" in err
@@ -127,8 +120,9 @@ def test_staleness_from_the_tags_of_another_host():
 def test_sigterm_to_a_sweeps_main_process_ends_its_parent_killed(home, client):
     sweep = start_cli(home, "-m", "hydra/launcher=submitit_local", "optimizer.lr=0.01", *FOREVER)
     try:
-        children = wait_for(
-            lambda: [r for r in running(client) if "mlflow.parentRunId" in r.data.tags]
+        children = until(
+            "the sweep's child running",
+            lambda: [r for r in running(client) if "mlflow.parentRunId" in r.data.tags],
         )
         sweep.send_signal(signal.SIGTERM)  # while the launcher waits on its job
         assert sweep.wait(timeout=60) == 128 + signal.SIGTERM
@@ -138,5 +132,8 @@ def test_sigterm_to_a_sweeps_main_process_ends_its_parent_killed(home, client):
     assert parent.info.status == "KILLED"
     for child in children:  # a submitit job lives on; stopped here, it ends KILLED too
         os.kill(int(child.data.tags[liveness.PID_TAG]), signal.SIGTERM)
-    wait_for(lambda: all(client.get_run(c.info.run_id).info.status == "KILLED" for c in children))
+    until(
+        "every child KILLED",
+        lambda: all(client.get_run(c.info.run_id).info.status == "KILLED" for c in children),
+    )
     assert store(home).get_run(parent.info.run_id).info.status == "KILLED"
