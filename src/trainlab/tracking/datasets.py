@@ -10,6 +10,7 @@ the dataset's profile. `MlflowClient.log_inputs` links it to the run with the co
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
 from mlflow.data.code_dataset_source import CodeDatasetSource
@@ -17,6 +18,8 @@ from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
@@ -44,3 +47,25 @@ def dataset_input(record: DataRecord) -> DatasetInput:
     }
     entity = Dataset(**dataset.to_dict(), profile=json.dumps(profile))
     return DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, record.context)])
+
+
+LINK_ATTEMPTS = 3
+
+
+def link_inputs(client: MlflowClient, run_id: str, inputs: list[DatasetInput]) -> None:
+    """`log_inputs`, tried again when it fails.
+
+    MLflow's SQL store looks a dataset up by (experiment, name, digest) and inserts it when it is
+    missing, without a lock: two runs that start on the same data at the same moment both insert,
+    and the second fails on the unique key (seen on PostgreSQL with 4 jobs at a time). Its
+    transaction is rolled back, and a second try finds the row the other run wrote and only links
+    it. A failure that persists (permissions, a deleted run) is raised after the last try.
+    """
+    for attempt in range(1, LINK_ATTEMPTS + 1):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException:
+            if attempt == LINK_ATTEMPTS:
+                raise
+            time.sleep(0.05 * attempt)

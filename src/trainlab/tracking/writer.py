@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError
 from trainlab.tracking.commits import STEP_TAG, CommitGate, recorded_ends
-from trainlab.tracking.datasets import dataset_input
+from trainlab.tracking.datasets import dataset_input, link_inputs
 from trainlab.tracking.environment import installed_packages
 from trainlab.tracking.liveness import HEARTBEAT_TAG, LIVENESS_TAGS, recorder_tags
 from trainlab.tracking.model import log_trained_model
@@ -149,7 +149,7 @@ class RunWriter:
             self.client.log_text(self.run_id, text, artifact_file)
         if start.datasets:
             inputs = [dataset_input(record) for record in start.datasets]
-            self.client.log_inputs(self.run_id, datasets=inputs)
+            link_inputs(self.client, self.run_id, inputs)
         self.log_metrics(start.metrics, step=0)
 
     def rows(self, rows: Rows) -> None:
