@@ -23,6 +23,7 @@ LAYERS = {
     "trainlab.paths": 0,
     "trainlab.logs": 0,
     "trainlab.signals": 0,
+    "trainlab.collector": 0,
     "trainlab.config": 1,
     "trainlab.data": 2,
     "trainlab.models": 3,

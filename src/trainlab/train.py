@@ -16,11 +16,13 @@ import importlib
 import logging
 import os
 import sys
+from types import ModuleType
 from typing import TYPE_CHECKING, NoReturn
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from trainlab import collector
 from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG, cluster_job_id, job_key
 from trainlab.config.checks import check_config
 from trainlab.config.schema import TrainConfig, as_plain_dict, register_configs
@@ -79,9 +81,17 @@ def train(cfg: DictConfig, job: SweepJob | None) -> float:
             print(f"Run {found[0].run_id} of this cluster job already finished; nothing to do")
             return found[0].objective if found[0].objective is not None else float("nan")
         resume_from = found[1] if found is not None else None
-    # Imported now, not at the top: torch and Lightning take seconds, the checks above do not.
-    pipeline = importlib.import_module("trainlab.pipeline")
-    return pipeline.run(settings, target, resume_from)
+    return import_pipeline().run(settings, target, resume_from)
+
+
+def import_pipeline() -> ModuleType:
+    """Imported now, not at the top: torch and Lightning take seconds, the checks do not. The
+    first time with the collector paused (trainlab/collector.py); a later job of the same process
+    finds it imported and its own objects are never frozen."""
+    if "trainlab.pipeline" in sys.modules:
+        return sys.modules["trainlab.pipeline"]
+    with collector.paused():
+        return importlib.import_module("trainlab.pipeline")
 
 
 def tracking_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarget | None:

@@ -8,9 +8,7 @@ that cannot be recorded fails loudly instead of training on unrecorded.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,18 +21,9 @@ from trainlab.tracking import system
 from trainlab.tracking.commits import find_resumable
 from trainlab.tracking.environment import installed_packages
 from trainlab.tracking.mlflow_store import open_client
-from trainlab.tracking.model import import_pytorch_flavor
 from trainlab.tracking.summary import SweepParent
+from trainlab.tracking.warmup import WarmUp
 from trainlab.tracking.writer import RunWriter
-
-# What finishing a run needs, imported while the trainer still imports torch: a run's end then
-# waits on drawing and writing, not on importing (matplotlib 0.5 s, torch 1.5 s). In a thread of
-# their own: messages are handled meanwhile, so a trainer that waits for its run to exist before
-# training waits for the store, not for these imports.
-WARM_MODULES = {
-    "plots": ("matplotlib.figure", "matplotlib.backends.backend_agg"),
-    "model": ("torch", "mlflow.models"),
-}
 
 
 class RunRefused(ConfigError):
@@ -68,7 +57,11 @@ class Handlers:
         installed_packages()
         with contextlib.suppress(ImportError):  # psutil missing: each run says so
             system.prime()
-        threading.Thread(target=warm_up, args=(warm,), daemon=True).start()
+        self.warm = WarmUp(warm)
+
+    def close(self) -> None:
+        """Before the recorder exits."""
+        self.warm.close()
 
     def client(self, uri: str) -> MlflowClient:
         if uri not in self.clients:
@@ -88,6 +81,7 @@ class Handlers:
             self.sweeps[token] = SweepParent(self.client(payload.uri), payload)
             return self.sweeps[token].parent_run_id
         if kind == msg.SWEEP_END:
+            self.warm.settled()  # the summary plot is drawn in this thread
             return self.sweeps.pop(token).end(payload)
         if kind == msg.OPEN:
             return self.open(token, payload)
@@ -114,6 +108,7 @@ class Handlers:
             if spec.sweep_token is not None:
                 parent = {"mlflow.parentRunId": self.sweeps[spec.sweep_token].parent_run_id}
             self.runs[token] = RunWriter(self.client(spec.uri), spec, parent)
+            self.warm.run_opened()
         except ConfigError as err:
             self.failed[token] = one_line(err)
             self.refused.add(token)
@@ -134,6 +129,7 @@ class Handlers:
         elif kind == msg.INFO:
             return writer.info
         elif kind == msg.FINISH:
+            self.warm.ready()
             info = writer.finish(payload, int(time.time() * 1000))
             self.runs = {t: w for t, w in self.runs.items() if w is not writer}
             sweep = self.sweeps.get(writer.spec.sweep_token or "")
@@ -187,13 +183,3 @@ class Handlers:
             path: client.download_artifacts(request.run_id, path, str(folder))
             for path in request.artifacts
         }
-
-
-def warm_up(warm: tuple[str, ...]) -> None:
-    """Import what finishing runs with these settings ("plots", "model") will need."""
-    for name in warm:
-        with contextlib.suppress(Exception):  # what fails here fails again, reported, when used
-            for module in WARM_MODULES.get(name, ()):
-                importlib.import_module(module)
-            if name == "model":
-                import_pytorch_flavor()

@@ -8,6 +8,7 @@ trainer hands over. Figures are matplotlib `Figure`s on the Agg canvas: no pyplo
 
 from __future__ import annotations
 
+import io
 import math
 import sys
 import tempfile
@@ -41,6 +42,17 @@ def new_axes() -> tuple[Figure, Axes]:
     axes.xaxis.set_label_coords(0.5, -0.085)
     axes.yaxis.set_label_coords(-0.105, 0.5)
     return figure, axes
+
+
+def rehearse_drawing() -> None:
+    """Draw one small figure of the kind the plots are, and throw it away: the first figure of
+    a process loads the fonts and fills matplotlib's caches (tracking/warmup.py)."""
+    figure, axes = new_axes()
+    axes.plot([0, 1], [1, 0], label="loss")
+    axes.set(xlabel="step", ylabel="loss", title="Loss")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.savefig(io.BytesIO(), format="png", dpi=100)
 
 
 class Curve:

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
+from trainlab import collector
 from trainlab.errors import ConfigError, one_line
 from trainlab.logs import quiet_libraries
 from trainlab.tracking import protocol as msg
@@ -134,6 +135,9 @@ class RecorderProcess:
 
 
 def main() -> None:
+    # Held while MLflow and what finishing runs needs import; the warm-up resumes it once they
+    # are in (trainlab/collector.py, tracking/warmup.py).
+    collector.pause()
     launch: Launch = pickle.load(sys.stdin.buffer)
     # SLURM and terminals signal every process of a job; the trainer decides when the run ends,
     # and this process ends when its owner is gone (see RecorderProcess.finished).
@@ -158,6 +162,7 @@ def main() -> None:
     try:
         recorder.handlers = Handlers(launch.store_uri, launch.warm)
         recorder.run()
+        recorder.handlers.close()
     except BaseException:  # a bug: say where, and let the trainer report that it stopped
         traceback.print_exc()
         code = 1
