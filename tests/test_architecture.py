@@ -24,6 +24,7 @@ LAYERS = {
     "trainlab.logs": 0,
     "trainlab.signals": 0,
     "trainlab.collector": 0,
+    "trainlab.process": 0,
     "trainlab.config": 1,
     "trainlab.data": 2,
     "trainlab.models": 3,

@@ -39,6 +39,7 @@ from trainlab.paths import (
     tracking_uri,
     unwritable_reason,
 )
+from trainlab.process import exit_now
 from trainlab.sweeps.callback import end_unfinished_sweep, run_job, sweep_problem
 from trainlab.sweeps.state import SweepJob, current_job
 from trainlab.tracking.client import TrackingTarget, private_recorder, warm_for
@@ -241,14 +242,12 @@ def cli() -> NoReturn:
     """The console script: main(), then exit without unloading the libraries (everything the
     run owes is durable once main() returns: the recorder answered for it)."""
     status = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()  # the job's log file
     if "joblib.externals.loky" in sys.modules:
         # A parallel sweep's main process (light: no torch, no MLflow): exit normally, so that
         # joblib's exit handler stops its idle worker processes instead of orphaning them.
+        logging.shutdown()  # the job's log file
         sys.exit(status)
-    os._exit(status)
+    exit_now(status)
 
 
 if __name__ == "__main__":

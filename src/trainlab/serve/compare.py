@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from trainlab import paths
+from trainlab import collector, paths
+from trainlab.process import console_script
 from trainlab.tracking.store import sqlite_path
 
 PROG = "trainlab-compare"
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         uri = args.tracking_uri or paths.tracking_uri()
-        client = open_store(uri)
+        with collector.paused():  # MLflow imports here (trainlab/collector.py)
+            client = open_store(uri)
         runs = expand(client, args.runs, uri)
         result = compare(runs)
         default = (
@@ -194,5 +196,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Plot of train/loss: {result['plot']}")
 
 
+def cli() -> NoReturn:
+    """The console script: main(), then exit without unloading MLflow and torch (trainlab/process.py)."""
+    console_script(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

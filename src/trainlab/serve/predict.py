@@ -20,7 +20,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from trainlab import paths
+from trainlab import collector, paths
+from trainlab.process import console_script
 
 PROG = "trainlab-predict"
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -116,6 +117,7 @@ def load(uri: str, tracking_uri: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     from trainlab.tracking.mlflow_store import open_client
+    from trainlab.tracking.model import import_pytorch_flavor
     from trainlab.tracking.store import sqlite_path
 
     database = sqlite_path(tracking_uri)
@@ -125,6 +127,7 @@ def load(uri: str, tracking_uri: str) -> Any:
             "--tracking-uri to name the store the run is in"
         )
     open_client(tracking_uri)  # checked under its lock: a half-migrated store is one line
+    import_pytorch_flavor()  # the model is an nn.Module: Lightning's autologging is not needed
     try:
         with tracking_store(tracking_uri):
             return mlflow.pyfunc.load_model(uri)
@@ -212,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         if len(widths) > 1:
             raise PredictError(f"rows of different lengths {sorted(widths)}; expected one length")
         store = paths.absolute_sqlite_uri(args.tracking_uri or paths.tracking_uri())
-        model = load(uri, store)
+        with collector.paused():  # MLflow and torch import here (trainlab/collector.py)
+            model = load(uri, store)
         rows = (
             read_csv(
                 paths.resolve_user_path(str(args.csv)), feature_names(model), input_width(model)
@@ -251,5 +255,10 @@ def write_csv(
         raise PredictError(f"--out {path}: cannot write ({err.strerror})") from None
 
 
+def cli() -> NoReturn:
+    """The console script: main(), then exit without unloading MLflow and torch (trainlab/process.py)."""
+    console_script(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -12,9 +12,11 @@ import argparse
 import datetime
 import os
 import sys
+from typing import NoReturn
 
 from trainlab import paths
 from trainlab.errors import ConfigError, one_line
+from trainlab.process import console_script
 
 PROG = "trainlab-store"
 
@@ -65,5 +67,10 @@ def describe(client, run, reason: str) -> str:
     return f"{run.info.run_id} ({experiment} / {run.info.run_name}, started {started}): {reason}"
 
 
+def cli() -> NoReturn:
+    """The console script: main(), then exit without unloading MLflow and torch (trainlab/process.py)."""
+    console_script(main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()
