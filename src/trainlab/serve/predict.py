@@ -22,6 +22,7 @@ import numpy as np
 
 from trainlab import collector, paths
 from trainlab.process import console_script
+from trainlab.tracking.store import sqlite_path
 
 PROG = "trainlab-predict"
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -113,12 +114,12 @@ def tracking_store(uri: str) -> Iterator[None]:
 
 def load(uri: str, tracking_uri: str) -> Any:
     """The model as a pyfunc; a missing run, model or store is one PredictError."""
+    # Imported here, not at the top: these load MLflow (1 s), and argument errors answer without.
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
     from trainlab.tracking.mlflow_store import open_client
     from trainlab.tracking.model import import_pytorch_flavor
-    from trainlab.tracking.store import sqlite_path
 
     database = sqlite_path(tracking_uri)
     if database is not None and not database.is_file():
