@@ -70,7 +70,6 @@ class TrainingMonitor:
         self.trigger = CheckpointTrigger(checkpoints, distributed, self._monitored)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.trainer = trainer
         self.keys = row_keys(pl_module, self.limit, self.ols_loss, self.gradients is not None)
         self.several_batches = trainer.num_training_batches != 1
         # Read as the optimizer steps: an epoch's scheduler step comes before the epoch's last

@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trainlab import collector
 from trainlab.config.checks import check_config
 from trainlab.data.checks import check_source
 from trainlab.errors import ConfigError, one_line
@@ -62,9 +63,11 @@ class SweepCallback(Callback):
                 _open = start_sweep(config)
                 stop_on_sigterm()
             if forks_workers(config):
-                # Imported once here, while the recorder starts: each forked worker has them.
-                for heavy in FORKED_WORKERS_INHERIT:
-                    importlib.import_module(heavy)
+                # Imported once here, while the recorder starts: each forked worker has them,
+                # frozen out of the collector's walks (trainlab/collector.py).
+                with collector.paused():
+                    for heavy in FORKED_WORKERS_INHERIT:
+                        importlib.import_module(heavy)
         except Exception as err:
             # Hydra turns a callback's exception into a warning and would start every job
             # anyway: stop here the way trainlab-train stops on any error, with one line.

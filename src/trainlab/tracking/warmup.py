@@ -23,14 +23,17 @@ from __future__ import annotations
 import contextlib
 import importlib
 import threading
+from collections.abc import Callable
 
 from trainlab import collector
 from trainlab.tracking.model import import_pytorch_flavor, rehearse_model_logging
 from trainlab.tracking.plots import rehearse_drawing
 
-MODULES = {
-    "plots": ("matplotlib.figure", "matplotlib.backends.backend_agg"),
-    "model": ("torch", "mlflow.models"),
+# What finishing needs beyond what tracking.plots and tracking.model import at their top: the
+# Agg canvas (imported at the first savefig) and mlflow.pytorch with torch (at the first model).
+IMPORTS: dict[str, Callable[[], object]] = {
+    "plots": lambda: importlib.import_module("matplotlib.backends.backend_agg"),
+    "model": import_pytorch_flavor,
 }
 REHEARSALS = {"plots": rehearse_drawing, "model": rehearse_model_logging}
 
@@ -48,10 +51,7 @@ class WarmUp:
     def prepare(self) -> None:
         for name in self.wanted:
             with contextlib.suppress(Exception):  # what fails here fails again, reported, when used
-                for module in MODULES.get(name, ()):
-                    importlib.import_module(module)
-                if name == "model":
-                    import_pytorch_flavor()
+                IMPORTS[name]()
         # The recorder paused the collector for its imports (trainlab/collector.py): they are in.
         collector.resume()
         self.first_run.wait()
