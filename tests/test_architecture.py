@@ -25,6 +25,7 @@ LAYERS = {
     "trainlab.signals": 0,
     "trainlab.collector": 0,
     "trainlab.process": 0,
+    "trainlab.checkpoint_files": 0,
     "trainlab.config": 1,
     "trainlab.data": 2,
     "trainlab.models": 3,

@@ -17,23 +17,20 @@ untracked run renames it at once. A kill never leaves a torn `last.ckpt`.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainlab.checkpoint_files import LAST, PARTIAL, fsync_path, link_best
 from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.errors import ConfigError
 
-if TYPE_CHECKING:  # the recorder process imports this module for link_best: no torch there
+if TYPE_CHECKING:  # Lightning only in annotations: the schedule is plain arithmetic
     import lightning as L
 
     from trainlab.engines.base import RunRecorder
-
-ARTIFACT_DIR = "checkpoints"
-LAST = "last.ckpt"
 
 
 def monitored(config: CheckpointConfig, keys: list[str], has_validation: bool) -> str:
@@ -53,7 +50,7 @@ class CheckpointSaver:
         self, folder: Path, run: RunRecorder | None, config: CheckpointConfig, monitor: str
     ) -> None:
         self.path = folder / LAST
-        self.staged = folder / (LAST + ".partial")
+        self.staged = folder / (LAST + PARTIAL)
         self.run, self.config, self.monitor = run, config, monitor
         self.saved: Path | None = None
         self.committed_step = -1  # the global step of the last checkpoint written
@@ -92,7 +89,7 @@ class CheckpointSaver:
             self.run.sync()  # the previous commit has taken its staged file
         trainer.save_checkpoint(self.staged)
         if trainer.is_global_zero:
-            _fsync(self.staged)
+            fsync_path(self.staged)
             rank = self._rank(value, step)
             if self.run is not None:
                 best = (rank, self.config.save_top_k)
@@ -131,40 +128,3 @@ class CheckpointSaver:
 
     def load_state_dict(self, state: dict) -> None:
         self.best = [(float(v), int(s)) for v, s in state.get("best", [])]
-
-
-def link_best(last: Path, rank: int | None, count: int) -> list[Path]:
-    """Put `last` in slot best-<rank> and move the slots below it down one (best-k drops out);
-    returns the slots that changed. Links, not copies: a slot keeps its file when last.ckpt is
-    replaced."""
-    if rank is None or rank > count:
-        return []
-    slot = lambda i: last.with_name(f"best-{i}.ckpt")  # noqa: E731
-    for i in range(count - 1, rank - 1, -1):
-        if slot(i).exists():
-            os.replace(slot(i), slot(i + 1))
-    staged = last.with_name(f"best-{rank}.ckpt.partial")
-    with contextlib.suppress(FileNotFoundError):
-        staged.unlink()
-    try:
-        os.link(last, staged)
-    except OSError:  # a file system without hard links
-        staged.write_bytes(last.read_bytes())
-    os.replace(staged, slot(rank))
-    sync_folder(last.parent)
-    return [slot(i) for i in range(rank, count + 1) if slot(i).exists()]
-
-
-def sync_folder(folder: Path) -> None:
-    """Make a rename in `folder` durable (a power cut after it must not undo it)."""
-    _fsync(folder)
-
-
-def _fsync(path: Path) -> None:
-    """A file's bytes (or a folder's entries) on disk before anyone relies on them."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

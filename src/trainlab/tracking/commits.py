@@ -52,8 +52,8 @@ from pathlib import Path
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from trainlab.checkpoint_files import ARTIFACT_DIR, link_best, sync_folder
 from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG
-from trainlab.engines.checkpoints import ARTIFACT_DIR, link_best, sync_folder
 from trainlab.tracking.protocol import Commit, ResumeQuery, ResumeState, Rows
 
 STEP_TAG = "trainlab.checkpoint.step"  # the commit mark: rows of steps < it are all in

@@ -26,10 +26,10 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from trainlab.checkpoint_files import ARTIFACT_DIR, LAST
 from trainlab.config.checkpoint import RESUMABLE_KEYS
 from trainlab.config.checks import config_from_record, override_key
 from trainlab.engines.base import ResumePoint
-from trainlab.engines.checkpoints import ARTIFACT_DIR, LAST
 from trainlab.errors import ConfigError
 from trainlab.paths import resolve_user_path, unwritable_reason
 from trainlab.tracking import protocol as msg
