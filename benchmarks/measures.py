@@ -23,7 +23,7 @@ from trainlab.config.checks import check_config
 from trainlab.config.schema import register_configs
 from trainlab.data.dataset import Dataset
 from trainlab.engines.base import FitContext
-from trainlab.engines.lightning import fit_lightning
+from trainlab.engines.lightning import LightningEngine
 from trainlab.logs import quiet_libraries
 from trainlab.models.module import build_module
 from trainlab.paths import CONFIG_DIR, output_dir
@@ -124,10 +124,16 @@ class Trainlab:
         data = Dataset(x, y)
         module = build_module(settings, x.shape[1], y.shape[1], False)
         context = FitContext(
-            settings, data, module, device, None, None, Interrupts(), output_dir() / "bench"
+            settings=settings,
+            data=data,
+            module=module,
+            accelerator=device,
+            run=None,
+            interrupts=Interrupts(),
+            checkpoint_dir=output_dir() / "bench",
         )
         start = time.perf_counter()
-        fit_lightning(context)
+        LightningEngine().fit(context)
         if x.is_cuda:
             torch.cuda.synchronize()
         return time.perf_counter() - start

@@ -31,6 +31,7 @@ LAYERS = {
     "trainlab.models": 3,
     "trainlab.module": 3,  # where runs recorded before the layers name their model
     "trainlab.engines": 4,
+    "trainlab.callbacks": 4,  # the Lightning engine's callbacks (they take its FitContext)
     "trainlab.tracking": 5,
     "trainlab.recording": 6,
     "trainlab.sweeps": 6,

@@ -10,10 +10,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import history
+from trainlab.callbacks.checkpoint_saver import CheckpointSaver
 from trainlab.checkpoint_files import link_best
 from trainlab.config.checkpoint import CheckpointConfig, job_key
 from trainlab.data.batches import TensorBatches
-from trainlab.engines.checkpoints import CheckpointSaver
 from trainlab.tracking.commits import COMMITTING_TAG, STEP_TAG
 from trainlab.tracking.protocol import Commit, Rows, RunSpec
 from trainlab.tracking.writer import RunWriter

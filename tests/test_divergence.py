@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from tests.helpers import all_runs
-from trainlab.config.runtime import GuardConfig
-from trainlab.engines.guard import DivergedError, DivergenceGuard
+from trainlab.callbacks.guard import DivergedError, NonFiniteLoss
 
 # Unscaled synthetic data and SGD with lr 10: the loss grows ~1000x a step, inf at step 13.
 DIVERGING = ("data=synthetic", "data.n_samples=64", "optimizer.lr=10", "max_epochs=50")
@@ -70,7 +69,7 @@ def test_finite_run_has_no_failure_tag(train_in_process, client):
 @pytest.mark.parametrize("check_every", [1, 4, 100])
 def test_guard_finds_the_exact_step_when_reading_late(check_every):
     """On a GPU the host reads the on-device check every N steps; the step found is exact."""
-    guard = DivergenceGuard(GuardConfig(nonfinite="stop", check_every=check_every), None)
+    guard = NonFiniteLoss(mode="stop", check_every=check_every)
     guard.start(torch.device("cpu"), step=20)
     guard.read_every_step = False  # the accelerator's way, here on the CPU
     losses = [1.0, 2.0, 3.0, float("nan"), 5.0, float("inf"), 7.0]

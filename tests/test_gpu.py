@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.helpers import all_runs, history, run_composed
-from trainlab.engines.guard import DivergedError
+from trainlab.callbacks.guard import DivergedError
 from trainlab.tracking.commits import STEP_TAG
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

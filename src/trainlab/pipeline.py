@@ -9,20 +9,20 @@ the config has passed its checks.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 
+from trainlab.callbacks.checkpoint_saver import ranking_metric
 from trainlab.config.checks import check_with_data, parse_x_test
 from trainlab.config.runtime import DeviceConfig
 from trainlab.config.schema import TrainConfig
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
-from trainlab.engines.base import Engine, FitContext, ResumePoint
-from trainlab.engines.checkpoints import monitored
+from trainlab.engines.base import FitContext, ResumePoint
 from trainlab.engines.console import format_prediction
-from trainlab.engines.lightning import fit_lightning
-from trainlab.engines.manual import fit_autograd, fit_numpy
 from trainlab.engines.ranks import is_tracking_process
 from trainlab.engines.reference import ols_reference
 from trainlab.engines.trajectory import row_keys
@@ -35,72 +35,81 @@ from trainlab.signals import handle_interrupts
 from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.protocol import RunInfo
 
-# engine=NAME -> fit(context) -> FitResult; every engine is called the same way.
-ENGINES: dict[str, Engine] = {
-    "lightning": fit_lightning,
-    "autograd": fit_autograd,
-    "numpy": fit_numpy,
-}
-
 
 def run(
     settings: TrainConfig, target: TrackingTarget | None, resume_from: ResumePoint | None = None
 ) -> float:
     """One job; returns the objective for sweepers (final val loss, else final train loss)."""
     quiet_libraries()
-    dtype = torch.float64 if settings.device.precision == "64" else torch.float32
     with handle_interrupts() as interrupts, run_session(target, settings) as session:
-        data = load_dataset(settings.data, settings.seed).cast(dtype)
-        check_with_data(settings, len(data.x_train), data.n_features)
         accelerator = resolve_accelerator(settings.device)
-        L.seed_everything(settings.seed, verbose=False)
-        module = build_module(settings, data.n_features, data.n_targets, data.x_val is not None)
-        module = module.to(dtype)
-        x_test = test_rows(settings, data, dtype)
+        data = load_data(settings)
+        module = new_module(settings, data)
+        x_test = prediction_rows(settings, data)
         before = predict(module, data, x_test) if resume_from is None else None
         ols_loss = ols_reference(settings, data)
-        check_with_reference(settings, module, ols_loss, data)
+        ranked_by = check_with_reference(settings, module, ols_loss, data)
         run = session.open(accelerator, data, module, first_metrics(before, ols_loss), resume_from)
+        print_before(settings, x_test, before)
         context = FitContext(
-            settings, data, module, accelerator, run, ols_loss, interrupts,
-            checkpoint_folder(resume_from), resume_from,
-        )  # fmt: skip
-        # The other ranks of a DDP job (SLURM tasks, torchrun, Lightning's launcher) train
-        # silently: one job, one set of lines.
-        speaks = is_tracking_process(settings.device)
-        if before is not None and speaks:
-            print(
-                f"Prediction before training: {format_prediction(x_test, before, spec(settings))}"
-            )
-        result = ENGINES[settings.engine.name](context)
+            settings=settings,
+            data=data,
+            module=module,
+            accelerator=accelerator,
+            run=run,
+            interrupts=interrupts,
+            checkpoint_dir=checkpoint_folder(resume_from),
+            ranking_metric=ranked_by,
+            ols_loss=ols_loss,
+            resume_from=resume_from,
+        )
+        result = instantiate(settings.engine, _convert_="all").fit(context)
         interrupts.raise_if_received(result.steps, result.checkpoint)  # the run ends KILLED
         after = predict(module, data, x_test)
         losses = final_losses(module, data)
-        metrics = {
-            **losses,
-            **(prediction_metrics(after, "pred/after") if after is not None else {}),
-        }
-        info = session.finish(Ending(result.steps, metrics, module))
-    if speaks:
+        predicted = prediction_metrics(after, "pred/after") if after is not None else {}
+        info = session.finish(Ending(result.steps, {**losses, **predicted}, module))
+    if is_tracking_process(settings.device):
         print_outcome(settings, x_test, after, losses, ols_loss, info)
     return losses.get("final/val_loss", losses["final/train_loss"])
 
 
+def load_data(settings: TrainConfig) -> Dataset:
+    """The rows in the run's dtype, checked against what the config asks of them."""
+    dtype = torch.float64 if settings.device.precision == "64" else torch.float32
+    data = load_dataset(settings.data, settings.seed).cast(dtype)
+    check_with_data(settings, len(data.x_train), data.n_features)
+    return data
+
+
+def new_module(settings: TrainConfig, data: Dataset) -> RegressionModule:
+    """The module, built after seeding (its first weights follow `seed`), in the data's dtype."""
+    L.seed_everything(settings.seed, verbose=False)
+    module = build_module(settings, data.n_features, data.n_targets, data.x_val is not None)
+    return module.to(data.x_train.dtype)
+
+
+def print_before(settings: TrainConfig, x_test: torch.Tensor | None, before: Any) -> None:
+    # The other ranks of a DDP job (SLURM tasks, torchrun, Lightning's launcher) train
+    # silently: one job, one set of lines.
+    if before is not None and is_tracking_process(settings.device):
+        print(f"Prediction before training: {format_prediction(x_test, before, spec(settings))}")
+
+
 def check_with_reference(
     settings: TrainConfig, module: RegressionModule, ols_loss: float | None, data: Dataset
-) -> None:
+) -> str:
     """What can only be checked once the data and the least-squares reference exist, before the
     MLflow run opens: early_stop.ols_gap needs the reference, checkpoint.monitor a metric this
-    run records."""
+    run records (returned: what the best checkpoints are ranked by)."""
     if settings.early_stop.ols_gap is not None and ols_loss is None:
         raise ConfigError(
             f"early_stop.ols_gap={settings.early_stop.ols_gap}: the training set is too large "
             "for the least-squares reference; expected early_stop.ols_gap=null (or fewer rows)"
         )
-    if settings.engine.name == "lightning":
-        tracking = settings.tracking
-        keys = row_keys(module, tracking.trajectory_limit, ols_loss, tracking.grad_norm)
-        monitored(settings.checkpoint, keys, data.x_val is not None)
+    tracking = settings.tracking
+    keys = row_keys(module, tracking.trajectory_limit, ols_loss, tracking.grad_norm)
+    return ranking_metric(settings.checkpoint, keys, data.x_val is not None)
 
 
 def checkpoint_folder(resume_from: ResumePoint | None) -> Path:
@@ -130,11 +139,12 @@ def resolve_accelerator(device: DeviceConfig) -> str:
     return device.accelerator
 
 
-def test_rows(settings: TrainConfig, data: Dataset, dtype: torch.dtype) -> torch.Tensor | None:
-    """`x_test` as an (n, n_features) tensor of raw inputs."""
+def prediction_rows(settings: TrainConfig, data: Dataset) -> torch.Tensor | None:
+    """`x_test` (the rows predicted before and after training) as an (n, n_features) tensor."""
     if settings.x_test is None:
         return None
-    return torch.tensor(parse_x_test(settings.x_test, data.n_features), dtype=dtype)
+    rows = parse_x_test(settings.x_test, data.n_features)
+    return torch.tensor(rows, dtype=data.x_train.dtype)
 
 
 def predict(module: RegressionModule, data: Dataset, x: torch.Tensor | None) -> torch.Tensor | None:

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab import collector
 from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG, cluster_job_id, job_key
 from trainlab.config.checks import check_config
-from trainlab.config.schema import TrainConfig, as_plain_dict, register_configs
+from trainlab.config.schema import TrainConfig, job_identity, register_configs
 from trainlab.data.checks import check_source
 from trainlab.engines.ranks import is_tracking_process
 from trainlab.errors import ConfigError, is_user_error, one_line
@@ -104,9 +104,8 @@ def tracking_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarg
 
 def job_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarget:
     """The job's run's store and experiment, tagged with what `resume=auto` looks it up by."""
-    resolved = as_plain_dict(settings)
     sweep = (job.sweep.sweep_dir, job.num) if job is not None else (None, None)
-    tags = {JOB_KEY_TAG: job_key(resolved, *sweep)}
+    tags = {JOB_KEY_TAG: job_key(job_identity(settings), *sweep)}
     cluster_job = cluster_job_id()
     if cluster_job is not None:
         tags[CLUSTER_JOB_TAG] = cluster_job

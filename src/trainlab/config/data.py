@@ -12,6 +12,8 @@ from trainlab.errors import require
 
 @dataclass
 class DataConfig:
+    # The source class (data/sources.py), which extends its schema with arrays().
+    _target_: str = MISSING
     name: str = MISSING
     val_split: float = 0.0  # fraction of rows held out for val/loss
     standardize: bool = False  # scale features with the training rows' mean and std
@@ -29,6 +31,7 @@ class DataConfig:
 class SeedDataConfig(DataConfig):
     """Note 20 of the seed: X = [1, 2, 3, 4], Y = 2X, predict f(5)."""
 
+    _target_: str = "trainlab.data.sources.SeedSource"
     name: str = "seed"
     x: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0])
     y: list[float] = field(default_factory=lambda: [2.0, 4.0, 6.0, 8.0])
@@ -44,6 +47,7 @@ class SeedDataConfig(DataConfig):
 class SyntheticDataConfig(DataConfig):
     """Y = X W^T + b + noise, with X ~ N(0, 1); W drawn from data_seed unless given."""
 
+    _target_: str = "trainlab.data.sources.SyntheticSource"
     name: str = "synthetic"
     n_samples: int = 256
     n_features: int = 3
@@ -69,6 +73,7 @@ class SyntheticDataConfig(DataConfig):
 class CsvDataConfig(DataConfig):
     """A CSV file with a header row; every feature and target column holds numbers."""
 
+    _target_: str = "trainlab.data.sources.CsvSource"
     name: str = "csv"
     path: str = MISSING  # absolute, or relative to the folder the command runs in
     target: Any = MISSING  # one column name or a list of names
@@ -91,6 +96,7 @@ class CsvDataConfig(DataConfig):
 class DiabetesDataConfig(DataConfig):
     """scikit-learn's 442 x 10 diabetes data, shipped inside scikit-learn (no download)."""
 
+    _target_: str = "trainlab.data.sources.DiabetesSource"
     name: str = "diabetes"
     standardize: bool = True
     val_split: float = 0.2

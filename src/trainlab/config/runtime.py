@@ -43,21 +43,37 @@ class DeviceConfig:
         return self.devices * self.num_nodes
 
 
-ENGINES = ("lightning", "autograd", "numpy")
 CLIP_ALGORITHMS = ("norm", "value")
 
 
 @dataclass
 class TrainerConfig:
-    """Knobs of Lightning's Trainer (engine=lightning; the manual engines refuse them)."""
+    """Lightning's Trainer, built by hydra.utils.instantiate from these keys (engine=lightning;
+    the notes' own loops refuse any change). trainlab adds what other groups own: the device and
+    strategy (`device.*`), the length (`max_epochs`, `max_steps`), the callbacks (`callbacks`),
+    the logger (the run) and the folder. Values are Lightning's, with its defaults unless said."""
 
+    _target_: str = "lightning.pytorch.Trainer"
     gradient_clip_val: float | None = None  # None: no clipping
     gradient_clip_algorithm: str = "norm"  # norm: scale the total 2-norm; value: clamp each
     accumulate_grad_batches: int = 1  # batches whose gradients add up into one optimizer step
     deterministic: bool = False  # torch.use_deterministic_algorithms (and cuBLAS's setting)
     check_val_every_n_epoch: int = 1  # val/loss every N epochs (with data.val_split > 0)
+    # How often what a module logs with self.log(on_step=True) reaches the run (its epoch values
+    # come at every epoch's end). trainlab's own rows are every step whatever this says.
+    log_every_n_steps: int = 1
+    limit_train_batches: int | float | None = None  # batches per epoch (int) or a fraction
+    limit_val_batches: int | float | None = None
+    val_check_interval: int | float | None = None  # validate every N batches or epoch fraction
+    min_epochs: int | None = None
+    min_steps: int | None = None
+    num_sanity_val_steps: int = 0  # trainlab's default: no validation before training
+    enable_model_summary: bool = False  # trainlab's default: the table goes nowhere useful
+    benchmark: bool | None = None  # cudnn.benchmark
+    detect_anomaly: bool = False  # torch.autograd's anomaly detection (slow)
 
     def __post_init__(self) -> None:
+        require(bool(self._target_.strip()), "trainer._target_", self._target_, "a class path")
         clip = self.gradient_clip_val
         if clip is not None:
             require(clip > 0, "trainer.gradient_clip_val", clip, "a number > 0 (null: no clipping)")
@@ -67,23 +83,38 @@ class TrainerConfig:
         require(batches > 0, "trainer.accumulate_grad_batches", batches, "an integer > 0")
         every = self.check_val_every_n_epoch
         require(every > 0, "trainer.check_val_every_n_epoch", every, "an integer > 0")
+        every = self.log_every_n_steps
+        require(every >= 0, "trainer.log_every_n_steps", every, "an integer >= 0 (0: never)")
+        for key in ("limit_train_batches", "limit_val_batches", "val_check_interval"):
+            value = getattr(self, key)
+            if value is not None:
+                require(value > 0, f"trainer.{key}", value, "a number > 0 (null: Lightning's)")
+        for key in ("min_epochs", "min_steps"):
+            value = getattr(self, key)
+            if value is not None:
+                require(value >= 0, f"trainer.{key}", value, "an integer >= 0, or null")
 
 
 @dataclass
 class EngineConfig:
-    name: str = "lightning"
+    """The loop that trains: `_target_` names the engine class, which extends its schema with
+    fit(context) -> FitResult (engines/base.py)."""
+
+    _target_: str = "trainlab.engines.lightning.LightningEngine"
+    name: str = "lightning"  # how runs are tagged (trainlab.engine) and named in messages
     # A one-line progress bar (step, epoch, loss, speed, time left) on a terminal. None: for runs
     # long enough to need one, when the seed's lines are not printed every few steps.
     progress_bar: bool | None = None
 
     def __post_init__(self) -> None:
-        _one_of("engine.name", self.name, ENGINES)
+        require(bool(self.name.strip()), "engine.name", self.name, "a name")
 
 
 @dataclass
 class AutogradEngineConfig(EngineConfig):
     """Note 18's loop: tensors with requires_grad, backward(), update under no_grad, zero_()."""
 
+    _target_: str = "trainlab.engines.manual.AutogradEngine"
     name: str = "autograd"
 
 
@@ -91,6 +122,7 @@ class AutogradEngineConfig(EngineConfig):
 class NumpyEngineConfig(EngineConfig):
     """Note 17's loop: NumPy arrays and the analytic gradient of the loss, no torch."""
 
+    _target_: str = "trainlab.engines.manual.NumpyEngine"
     name: str = "numpy"
 
 

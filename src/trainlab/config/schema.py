@@ -58,6 +58,20 @@ from trainlab.config.training import (
 from trainlab.errors import require
 
 
+def trainlab_callbacks() -> dict[str, Any]:
+    """trainlab's own callbacks, in the order they run after each step (the rows and the line
+    before the guard, so a bad step is recorded before the run stops; checkpoints last, which
+    Lightning also ensures). Each is built for the run from the keys users set (guard.*,
+    print_every, checkpoint.*, early_stop.*, tracking.*), or left out when the run needs none."""
+    return {
+        "rows": {"_target_": "trainlab.callbacks.StepRows.for_run"},
+        "console": {"_target_": "trainlab.callbacks.ConsoleProgress.for_run"},
+        "guard": {"_target_": "trainlab.callbacks.DivergenceGuard.for_run"},
+        "early_stop": {"_target_": "trainlab.callbacks.early_stopping"},
+        "checkpoints": {"_target_": "trainlab.callbacks.CommitCheckpoints.for_run"},
+    }
+
+
 @dataclass
 class TrainConfig:
     data: DataConfig = MISSING
@@ -74,6 +88,9 @@ class TrainConfig:
     rerun: RerunConfig = field(default_factory=RerunConfig)
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    # Lightning callbacks by name, each a `_target_` and its arguments (engine=lightning):
+    # `+callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAveraging`.
+    callbacks: dict[str, Any] = field(default_factory=trainlab_callbacks)
     seed: int = 0  # seeds the weights, the split and the shuffling (0 is a seed like any other)
     max_epochs: int = 100
     max_steps: int = -1  # -1: no step limit, max_epochs decides
@@ -150,6 +167,54 @@ def as_plain_dict(settings: TrainConfig) -> dict[str, Any]:
     and the job key are made of. The same as OmegaConf.to_container(OmegaConf.structured(...))
     for these dataclasses (tested), at a hundredth of its ~10 ms."""
     return _plain(dataclasses.asdict(settings))
+
+
+# Keys added since runs first recorded their job key (config/checkpoint.py): at their schema's
+# default they are left out of a job's identity, so that `resume=auto` and a requeued cluster
+# job still find a run recorded before them. A key added later belongs here.
+ADDED_SINCE_JOB_KEYS = (
+    "callbacks",
+    "data._target_",
+    "engine._target_",
+    "trainer._target_",
+    "trainer.log_every_n_steps",
+    "trainer.limit_train_batches",
+    "trainer.limit_val_batches",
+    "trainer.val_check_interval",
+    "trainer.min_epochs",
+    "trainer.min_steps",
+    "trainer.num_sanity_val_steps",
+    "trainer.enable_model_summary",
+    "trainer.benchmark",
+    "trainer.detect_anomaly",
+)
+
+
+def job_identity(settings: TrainConfig) -> dict[str, Any]:
+    """What identifies a job (config/checkpoint.py's job_key hashes it): the checked config,
+    without the keys added since job keys exist where they hold their default."""
+    resolved = as_plain_dict(settings)
+    for key in ADDED_SINCE_JOB_KEYS:
+        *path, leaf = key.split(".")
+        node, plain = settings, resolved
+        for part in path:
+            node, plain = getattr(node, part), plain[part]
+        default = _field_default(type(node), leaf)
+        if isinstance(default, dict):  # by entry: a callback the user added is part of the job
+            kept = {k: v for k, v in plain[leaf].items() if default.get(k) != v}
+            plain[leaf] = kept
+            if kept:
+                continue
+        if plain.get(leaf) == default or plain.get(leaf) == {}:
+            plain.pop(leaf, None)
+    return resolved
+
+
+def _field_default(schema: type, name: str) -> Any:
+    found = next(f for f in dataclasses.fields(schema) if f.name == name)
+    if found.default_factory is not dataclasses.MISSING:
+        return found.default_factory()
+    return found.default
 
 
 def _plain(value: Any) -> Any:

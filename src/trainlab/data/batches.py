@@ -7,7 +7,7 @@ Why not DataLoader(TensorDataset(X, Y)): it collates sample by sample, and a 1M 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import lightning as L
 import torch
@@ -106,13 +106,6 @@ class TensorDataModule(L.LightningDataModule):
         super().__init__()
         self.data, self.batch_size, self.shuffle, self.seed = data, batch_size, shuffle, seed
         self.loader_state = loader_state  # a resumed run's shuffle state, from its checkpoint
-        # Told when the fit fails or is interrupted: Lightning reports that to callbacks and the
-        # data module, not to the LightningModule (engines/monitor.py says why that matters).
-        self.on_failure: Callable[[BaseException], None] | None = None
-
-    def on_exception(self, exception: BaseException) -> None:
-        if self.on_failure is not None:
-            self.on_failure(exception)
 
     def train_dataloader(self) -> TensorBatches:
         device = self.trainer.strategy.root_device

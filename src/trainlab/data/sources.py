@@ -1,5 +1,9 @@
 """Data sources (seed, synthetic, csv, diabetes) loaded, checked, split and standardized.
 
+A source is the class `data._target_` names: it extends its schema (config/data.py) with
+`arrays()`, the raw feature and target rows and their names; `load_dataset` checks, splits and
+standardizes them the same way for every source.
+
 Everything is checked here, before an MLflow run exists, so bad data stops the job with one line
 and no half-made run (what needs no rows, a CSV's file and header, is checked earlier, in
 data/checks.py). CSV files are read with the standard library's csv module, not pandas: a training job never pays
@@ -10,10 +14,11 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 
 from trainlab.config.data import (
     CsvDataConfig,
@@ -28,6 +33,30 @@ from trainlab.data.lineage import describe
 from trainlab.errors import ConfigError
 
 Arrays = tuple[np.ndarray, np.ndarray, list[str], list[str]]
+
+
+@dataclass
+class SeedSource(SeedDataConfig):
+    def arrays(self) -> Arrays:
+        return _seed_arrays(self)
+
+
+@dataclass
+class SyntheticSource(SyntheticDataConfig):
+    def arrays(self) -> Arrays:
+        return _synthetic_arrays(self)
+
+
+@dataclass
+class CsvSource(CsvDataConfig):
+    def arrays(self) -> Arrays:
+        return _csv_arrays(self)
+
+
+@dataclass
+class DiabetesSource(DiabetesDataConfig):
+    def arrays(self) -> Arrays:
+        return _diabetes_arrays(self)
 
 
 def _seed_arrays(cfg: SeedDataConfig) -> Arrays:
@@ -89,17 +118,14 @@ def _diabetes_arrays(cfg: DiabetesDataConfig) -> Arrays:
     return bunch.data, bunch.target.reshape(-1, 1), list(bunch.feature_names), ["progression"]
 
 
-LOADERS: dict[type, Callable[..., Arrays]] = {
-    SeedDataConfig: _seed_arrays,
-    SyntheticDataConfig: _synthetic_arrays,
-    CsvDataConfig: _csv_arrays,
-    DiabetesDataConfig: _diabetes_arrays,
-}
+def source(cfg: DataConfig) -> DataConfig:
+    """The source class `data._target_` names, built from the checked config."""
+    return cfg if hasattr(cfg, "arrays") else instantiate(cfg, _convert_="all")
 
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Load, check, split (seeded) and standardize the configured data."""
-    x, y, feature_names, target_names = LOADERS[type(cfg)](cfg)
+    x, y, feature_names, target_names = source(cfg).arrays()
     for name, values in (("features", x), ("targets", y)):
         if not np.isfinite(values).all():
             row = int(np.argwhere(~np.isfinite(values))[0][0])

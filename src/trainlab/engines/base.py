@@ -1,25 +1,27 @@
 """What every engine is given and returns, and what it needs from the run's tracking.
 
-Engines sit below tracking: they talk to the run through the `RunRecorder` protocol, which
-`trainlab.tracking.run.TrackedRun` implements (a test can pass anything with these methods).
+Engines (and the callbacks of the Lightning engine) sit below tracking: they talk to the run
+through the `RunHandle` protocol, which `trainlab.tracking.run.TrackedRun` implements (a test can
+pass anything with these methods). An engine is the class named by `engine._target_`: it extends
+its schema (config/runtime.py) with `fit(context) -> FitResult`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import lightning as L
 import torch
 
 from trainlab.config.schema import TrainConfig
 from trainlab.data.dataset import Dataset
-from trainlab.models.module import RegressionModule
 from trainlab.signals import Interrupts
 
 
-class RunRecorder(Protocol):
+class RunHandle(Protocol):
     """The tracked run, as training sees it: hand rows over, never wait on the store."""
 
     @property
@@ -33,12 +35,14 @@ class RunRecorder(Protocol):
 
     def set_tags(self, tags: dict[str, Any]) -> None: ...
 
+    def log_params(self, params: dict[str, Any]) -> None: ...
+
     def log_artifact(self, local_path: Path, artifact_path: str) -> None:
         """Copy a file into the run's artifacts (the file may be replaced once this returns)."""
 
     def commit(self, step: int, staged: Path, last: Path, best: tuple, tags: dict) -> None:
         """Hand the rows over, then the checkpoint `staged` that makes them durable: the
-        recorder renames it to `last` once they are in the store (tracking/commits.py)."""
+        recorder renames it to `last` once they are in the store."""
 
     def sync(self) -> None:
         """Return once everything handed over so far is handled (the last commit included)."""
@@ -61,16 +65,17 @@ class ResumePoint:
 
 @dataclass(frozen=True)
 class FitContext:
-    """Everything a fit needs, built once before it starts."""
+    """Everything a fit needs, built once before it starts (and what trainlab's callbacks read)."""
 
     settings: TrainConfig
     data: Dataset  # in the run's dtype, on the CPU
-    module: RegressionModule
+    module: L.LightningModule
     accelerator: str  # "cpu" or "gpu", as resolved for this machine
-    run: RunRecorder | None  # None: untracked (or a DDP rank that does not track)
-    ols_loss: float | None  # the least-squares optimum of the training MSE, when it applies
+    run: RunHandle | None  # None: untracked (or a DDP rank that does not track)
     interrupts: Interrupts
     checkpoint_dir: Path  # a resumed run keeps the folder it started with, where it can
+    ranking_metric: str = "train/loss"  # checkpoint.monitor, as resolved for this run
+    ols_loss: float | None = None  # the least-squares optimum of the training MSE, when it applies
     resume_from: ResumePoint | None = None
 
 
@@ -80,4 +85,9 @@ class FitResult:
     checkpoint: Path | None = None  # the last checkpoint written, when the engine writes them
 
 
-Engine = Callable[[FitContext], FitResult]
+class Engine(Protocol):
+    """What `engine._target_` builds."""
+
+    name: str
+
+    def fit(self, context: FitContext) -> FitResult: ...

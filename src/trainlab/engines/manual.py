@@ -12,12 +12,14 @@ Independent implementations of one computation, they check each other and the Li
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from trainlab.config.runtime import AutogradEngineConfig, NumpyEngineConfig
 from trainlab.config.schema import TrainConfig
 from trainlab.config.training import HuberLossConfig, L1LossConfig, LossConfig, MSELossConfig
 from trainlab.engines.base import FitContext, FitResult
@@ -119,8 +121,9 @@ def load_weights(module: RegressionModule, params: list[Any]) -> None:
             target.copy_(torch.as_tensor(value))
 
 
-class StepRecorder:
-    """The Lightning engine's step callback, for a hand-written full-batch loop."""
+class LoopSteps:
+    """What the Lightning engine's rows and console callbacks do, for a hand-written full-batch
+    loop: each step's row to the run, the seed's line."""
 
     def __init__(self, context: FitContext, steps: int) -> None:
         settings = context.settings
@@ -206,13 +209,13 @@ def fit_numpy(context: FitContext) -> FitResult:
     val = None if data.x_val is None else (as_array(data.x_val), as_array(data.y_val))
     loss_fn, lr = numpy_loss(settings.loss), settings.optimizer.lr
     steps = step_count(settings)
-    recorder = StepRecorder(context, steps)
+    steps_out = LoopSteps(context, steps)
     for step in range(steps):
-        loss = numpy_step(x, y, params, loss_fn, lr, recorder.gradient_hook)
-        recorder.record(step, loss, params)
+        loss = numpy_step(x, y, params, loss_fn, lr, steps_out.gradient_hook)
+        steps_out.record(step, loss, params)
         if val is not None:
-            recorder.record_val(step, loss_fn(numpy_forward(val[0], params), val[1])[0])
-    recorder.close(steps)
+            steps_out.record_val(step, loss_fn(numpy_forward(val[0], params), val[1])[0])
+    steps_out.close(steps)
     load_weights(module, params)
     return FitResult(steps)
 
@@ -229,13 +232,25 @@ def fit_autograd(context: FitContext) -> FitResult:
     val = None if data.x_val is None else (data.x_val.to(device), data.y_val.to(device))
     loss_fn, lr = module.loss, settings.optimizer.lr
     steps = step_count(settings)
-    recorder = StepRecorder(context, steps)
+    steps_out = LoopSteps(context, steps)
     for step in range(steps):
-        loss = autograd_step(x, y, params, loss_fn, lr, recorder.gradient_hook)
-        recorder.record(step, loss, params)
+        loss = autograd_step(x, y, params, loss_fn, lr, steps_out.gradient_hook)
+        steps_out.record(step, loss, params)
         if val is not None:
             with torch.no_grad():
-                recorder.record_val(step, loss_fn(autograd_forward(val[0], params), val[1]))
-    recorder.close(steps)
+                steps_out.record_val(step, loss_fn(autograd_forward(val[0], params), val[1]))
+    steps_out.close(steps)
     load_weights(module, [p.detach().cpu() for p in params])
     return FitResult(steps)
+
+
+@dataclass
+class NumpyEngine(NumpyEngineConfig):
+    def fit(self, context: FitContext) -> FitResult:
+        return fit_numpy(context)
+
+
+@dataclass
+class AutogradEngine(AutogradEngineConfig):
+    def fit(self, context: FitContext) -> FitResult:
+        return fit_autograd(context)

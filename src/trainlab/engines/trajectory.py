@@ -23,18 +23,23 @@ GRAD_NORM_KEY = "train/grad_norm"
 
 
 def parameter_keys(module: nn.Module, limit: int) -> list[str]:
-    """`weight/<out>_<in>` and `bias/<out>` for small tensors, `<name>/norm` for larger ones."""
+    """`weight/<out>_<in>` and `bias/<out>` for small tensors, `<name>/norm` for larger ones.
+
+    A tensor is named by the last part of its name (`weight`, as the seed's nn.Linear) when that
+    is unique in the module, else by its whole name (`net.0.weight`), so keys never collide."""
+    named = list(module.named_parameters())
+    shorts = [name.rsplit(".", 1)[-1] for name, _ in named]
     keys: list[str] = []
-    for name, param in module.named_parameters():
-        short = name.rsplit(".", 1)[-1]
+    for (name, param), short in zip(named, shorts, strict=True):
+        label = short if shorts.count(short) == 1 else name
         if param.numel() > limit:
-            keys.append(f"{short}/norm")
+            keys.append(f"{label}/norm")
         elif param.dim() == 2:
             keys += [
-                f"{short}/{o}_{i}" for o in range(param.shape[0]) for i in range(param.shape[1])
+                f"{label}/{o}_{i}" for o in range(param.shape[0]) for i in range(param.shape[1])
             ]
         else:
-            keys += [f"{short}/{o}" for o in range(param.numel())]
+            keys += [f"{label}/{o}" for o in range(param.numel())]
     return keys
 
 

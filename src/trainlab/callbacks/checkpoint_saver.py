@@ -1,18 +1,13 @@
-"""The checkpoints a run can be resumed from: when they are due, how they are written, which are
-the best. Lightning's own format (weights, optimizer and scheduler state, loop progress, the
-batcher's shuffle state and position) plus the MLflow run it belongs to.
+"""How a checkpoint is written and committed, and which are the best (the `CommitCheckpoints`
+callback, checkpoints.py, decides when). Lightning's own format (weights, optimizer and scheduler
+state, loop progress, every callback's state, the batcher's shuffle state and position) plus the
+MLflow run it belongs to (`checkpoint["trainlab"]["run_id"]`, which `resume=<path>` reads).
 
-When: every `checkpoint.every_seconds` or `every_n_steps`, at the end of the fit and at a signal.
-A checkpoint that falls due inside an epoch is written at the epoch's end (after its validation,
-in on_train_epoch_end: Lightning resumes such a checkpoint at the next epoch, scheduler step
-included, and the history then matches an uninterrupted run exactly; one written when the next
-epoch starts resumed one epoch short), unless the rest of the epoch is longer than one
-interval: then at that step, with the batcher's position (data/batches.py).
-
-How: the trainer writes `last.ckpt.partial` and fsyncs it; then, for a tracked run, hands its
-rows and the checkpoint to the recorder, which renames it over `last.ckpt` once those rows are
-in the store (tracking/commits.py: the metric history never runs ahead of the checkpoint). An
-untracked run renames it at once. A kill never leaves a torn `last.ckpt`.
+The trainer writes `last.ckpt.partial` and fsyncs it; then, for a tracked run, hands its rows and
+the checkpoint to the recorder, which renames it over `last.ckpt` once those rows are in the store
+(the metric history never runs ahead of the checkpoint). An untracked run renames it at once. A
+kill never leaves a torn `last.ckpt`. The best k by the ranking metric sit in fixed slots
+(checkpoint_files.py).
 """
 
 from __future__ import annotations
@@ -27,14 +22,15 @@ from trainlab.checkpoint_files import LAST, PARTIAL, fsync_path, link_best
 from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.errors import ConfigError
 
-if TYPE_CHECKING:  # Lightning only in annotations: the schedule is plain arithmetic
+if TYPE_CHECKING:
     import lightning as L
 
-    from trainlab.engines.base import RunRecorder
+    from trainlab.engines.base import RunHandle
 
 
-def monitored(config: CheckpointConfig, keys: list[str], has_validation: bool) -> str:
-    """The metric the best checkpoints are ranked by (checked before the run opens)."""
+def ranking_metric(config: CheckpointConfig, keys: list[str], has_validation: bool) -> str:
+    """The metric the best checkpoints are ranked by (`checkpoint.monitor`), checked against the
+    metrics of trainlab's own module before the run opens."""
     allowed = [*keys, "val/loss"] if has_validation else keys
     monitor = config.monitor or ("val/loss" if has_validation else "train/loss")
     if monitor not in allowed:
@@ -47,11 +43,11 @@ def monitored(config: CheckpointConfig, keys: list[str], has_validation: bool) -
 
 class CheckpointSaver:
     def __init__(
-        self, folder: Path, run: RunRecorder | None, config: CheckpointConfig, monitor: str
+        self, folder: Path, run: RunHandle | None, config: CheckpointConfig, ranked_by: str
     ) -> None:
         self.path = folder / LAST
         self.staged = folder / (LAST + PARTIAL)
-        self.run, self.config, self.monitor = run, config, monitor
+        self.run, self.config, self.ranked_by = run, config, ranked_by
         self.saved: Path | None = None
         self.committed_step = -1  # the global step of the last checkpoint written
         self.best: list[tuple[float, int]] = []  # (value, step), the best first
@@ -118,7 +114,7 @@ class CheckpointSaver:
         if rank is None:
             return {}
         return {
-            f"trainlab.checkpoint.best-{i}": f"step {step}, {self.monitor}={value:.8g}"
+            f"trainlab.checkpoint.best-{i}": f"step {step}, {self.ranked_by}={value:.8g}"
             for i, (value, step) in enumerate(self.best, start=1)
             if i >= rank
         }
