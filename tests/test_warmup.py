@@ -24,7 +24,7 @@ REHEARSAL = """
 import gc, json
 from trainlab import collector
 collector.pause()
-from trainlab.tracking.warmup import WarmUp
+from trainlab.recorder.warmup import WarmUp
 warm = WarmUp(("plots", "model"))
 warm.run_opened()
 warm.ready()

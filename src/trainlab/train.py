@@ -43,7 +43,7 @@ from trainlab.process import exit_now
 from trainlab.sweeps.callback import end_unfinished_sweep, run_job, sweep_problem
 from trainlab.sweeps.state import SweepJob, current_job
 from trainlab.tracking.client import TrackingTarget, private_recorder, warm_for
-from trainlab.tracking.protocol import ResumeQuery, ResumeState
+from trainlab.tracking.messages import ResumeQuery, ResumeState
 from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
 if TYPE_CHECKING:
@@ -117,7 +117,14 @@ def job_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarget:
     check_store(uri)
     recorder = private_recorder(uri, warm_for(settings.tracking))
     root = str(default_artifact_root()) if sqlite_path(uri) else None
-    return TrackingTarget(recorder, uri, settings.experiment_name, settings.run_name, tags, root)
+    return TrackingTarget(
+        recorder=recorder,
+        uri=uri,
+        experiment_name=settings.experiment_name,
+        run_name=settings.run_name,
+        tags=tags,
+        artifact_root=root,
+    )
 
 
 def wants_auto_resume(settings: TrainConfig) -> bool:
@@ -140,7 +147,10 @@ def auto_resume(
     target = job_target(settings, job)
     cluster_job = target.tags.get(CLUSTER_JOB_TAG) if settings.resume is None else None
     query = ResumeQuery(
-        target.uri, target.experiment_name, None, target.tags[JOB_KEY_TAG], cluster_job
+        uri=target.uri,
+        experiment_name=target.experiment_name,
+        job_key=target.tags[JOB_KEY_TAG],
+        cluster_job=cluster_job,
     )
     found = find_run(target.recorder, query, output_dir())
     if found is None and settings.resume == AUTO:

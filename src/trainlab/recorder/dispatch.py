@@ -1,8 +1,9 @@
-"""What the recorder process does with each message (MLflow is imported here, in that process).
+"""What the recorder process does with each message, chosen by the message's type (MLflow is
+imported here, in that process).
 
 Runs are kept by their token. The first MLflow error of a run is kept too: later messages for it
-are skipped, and the trainer hears the error at its next wait (info, artifact, finish), so a run
-that cannot be recorded fails loudly instead of training on unrecorded.
+are skipped, and the trainer hears the error at its next wait (info, artifact, finish, sync), so
+a run that cannot be recorded fails loudly instead of training on unrecorded.
 """
 
 from __future__ import annotations
@@ -10,27 +11,52 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError, one_line
-from trainlab.tracking import protocol as msg
-from trainlab.tracking import system
-from trainlab.tracking.commits import find_resumable
+from trainlab.recorder import system_metrics
+from trainlab.recorder.commits import find_resumable
+from trainlab.recorder.mlflow_store import open_client
+from trainlab.recorder.sweep_parent import SweepParent
+from trainlab.recorder.warmup import WarmUp
+from trainlab.recorder.writer import RunWriter
 from trainlab.tracking.environment import installed_packages
-from trainlab.tracking.mlflow_store import open_client
-from trainlab.tracking.summary import SweepParent
-from trainlab.tracking.warmup import WarmUp
-from trainlab.tracking.writer import RunWriter
+from trainlab.tracking.liveness import FAILURE_TAG
+from trainlab.tracking.messages import (
+    Artifact,
+    Commit,
+    EndStatus,
+    FetchRequest,
+    FinalReport,
+    InfoRequest,
+    Message,
+    ResumeQuery,
+    Rows,
+    RunInfo,
+    RunSpec,
+    RunStart,
+    Shutdown,
+    SweepEnd,
+    SweepOutcome,
+    SweepSpec,
+    Sync,
+    Tags,
+)
+from trainlab.tracking.tags import ERROR_TAG, PARENT_TAG
+
+# The messages whose sender may be waiting: a run whose recording failed says so to them.
+WAITED_ON = (InfoRequest, FinalReport, Artifact)
 
 
 class RunRefused(ConfigError):
     """What the user asked of the store cannot be done (a broken store, a run still RUNNING)."""
 
 
-def refusal(err: Exception, spec: msg.RunSpec) -> str | None:
+def refusal(err: Exception, spec: RunSpec) -> str | None:
     """A team server's "no" to this user, said plainly (the credentials come from the
     environment, which this process inherited from the trainer)."""
     if getattr(err, "error_code", None) != "PERMISSION_DENIED":
@@ -42,7 +68,9 @@ def refusal(err: Exception, spec: msg.RunSpec) -> str | None:
     )
 
 
-class Handlers:
+class Dispatcher:
+    """The recorder's runs and sweeps, and a handler for each kind of message."""
+
     def __init__(self, store_uri: str | None, warm: tuple[str, ...] = ()) -> None:
         self.clients: dict[str, MlflowClient] = {}
         self.runs: dict[str, RunWriter] = {}
@@ -56,7 +84,7 @@ class Handlers:
         # What every run's start needs, read while the trainer still imports torch (0.1 s).
         installed_packages()
         with contextlib.suppress(ImportError):  # psutil missing: each run says so
-            system.prime()
+            system_metrics.prime()
         self.warm = WarmUp(warm)
 
     def close(self) -> None:
@@ -68,111 +96,18 @@ class Handlers:
             self.clients[uri] = open_client(uri)
         return self.clients[uri]
 
-    # ------------------------------------------------------------------ dispatch
-    def handle(self, kind: str, token: str, payload: Any) -> Any:
-        if kind == msg.SHUTDOWN:
-            self.shutdown = True
-            return None
-        if kind == msg.FETCH:
-            return self.fetch(payload)
-        if kind == msg.FIND:
-            return find_resumable(self.client(payload.uri), payload)
-        if kind == msg.SWEEP_START:
-            self.sweeps[token] = SweepParent(self.client(payload.uri), payload)
-            return self.sweeps[token].parent_run_id
-        if kind == msg.SWEEP_END:
-            self.warm.settled()  # the summary plot is drawn in this thread
-            return self.sweeps.pop(token).end(payload)
-        if kind == msg.OPEN:
-            return self.open(token, payload)
-        if kind == msg.SYNC and token not in self.failed:
-            return None  # everything sent before it is handled (one queue, in order)
-        if token in self.failed:
-            if kind == msg.FINISH:
-                self.end_failed(token)
-            if kind in (msg.INFO, msg.FINISH, msg.ARTIFACT, msg.SYNC):
-                raise (RunRefused if token in self.refused else RuntimeError)(self.failed[token])
-            return None
-        writer = self.runs[token]
-        try:
-            return self.run_message(writer, kind, payload)
-        except Exception as err:
-            self.failed[token] = f"recording run {writer.run_id} failed: {one_line(err)}"
-            if kind == msg.FINISH:
-                self.end_failed(token)
-            raise RuntimeError(self.failed[token]) from err
+    def handle(self, token: str, message: Message) -> Any:
+        """Hand `message` about run (or sweep) `token` to its handler; returns the answer."""
+        handler = self.HANDLERS.get(type(message))
+        if handler is not None:
+            return handler(self, token, message)
+        return self.to_run(token, message)
 
-    def open(self, token: str, spec: msg.RunSpec) -> None:
-        try:
-            parent = {}
-            if spec.sweep_token is not None:
-                parent = {"mlflow.parentRunId": self.sweeps[spec.sweep_token].parent_run_id}
-            self.runs[token] = RunWriter(self.client(spec.uri), spec, parent)
-            self.warm.run_opened()
-        except ConfigError as err:
-            self.failed[token] = one_line(err)
-            self.refused.add(token)
-        except Exception as err:
-            self.failed[token] = f"store {spec.uri}: {refusal(err, spec) or one_line(err)}"
+    # ------------------------------------------------------------------ the recorder's own
+    def on_shutdown(self, token: str, message: Shutdown) -> None:
+        self.shutdown = True
 
-    def run_message(self, writer: RunWriter, kind: str, payload: Any) -> Any:
-        if kind == msg.ROWS:
-            writer.rows(payload)
-        elif kind == msg.START:
-            writer.start(payload)
-        elif kind == msg.TAGS:
-            writer.tags(payload)
-        elif kind == msg.ARTIFACT:
-            writer.artifact(*payload)
-        elif kind == msg.COMMIT:
-            writer.commit(payload)
-        elif kind == msg.INFO:
-            return writer.info
-        elif kind == msg.FINISH:
-            self.warm.ready()
-            info = writer.finish(payload, int(time.time() * 1000))
-            self.runs = {t: w for t, w in self.runs.items() if w is not writer}
-            sweep = self.sweeps.get(writer.spec.sweep_token or "")
-            if sweep is not None:  # the summary plot draws its train/loss without a read back
-                sweep.keep_curve(writer.run_id, writer.history)
-            return info
-        return None
-
-    def end_failed(self, token: str) -> None:
-        """A run whose recording failed ends FAILED with the reason, as far as the store lets."""
-        writer = self.runs.pop(token, None)
-        if writer is not None and not writer.finished:
-            try:
-                writer.tags({"trainlab.error": self.failed[token]})
-                writer.end("FAILED")
-            except Exception:
-                pass
-
-    def disconnected(self, tokens: set[str]) -> None:
-        """The process that opened these runs (or sweep) is gone without ending them."""
-        for token in tokens:
-            writer = self.runs.pop(token, None)
-            if writer is not None and not writer.finished:
-                try:
-                    writer.gate.end(resumable=True)  # rows after the last commit: recomputed
-                    writer.tags({"trainlab.failure": "process_ended", "trainlab.error":
-                                 "the training process ended without ending its run"})  # fmt: skip
-                    writer.end("KILLED")
-                except Exception:
-                    pass
-            sweep = self.sweeps.pop(token, None)
-            if sweep is not None:
-                sweep.end(msg.SweepEnd(stopped=None, interrupted=True))
-
-    def beat(self) -> None:
-        """The heartbeat of every open run and sweep; a store that fails it is heard about at
-        the run's next message, not here."""
-        now = time.time()
-        for beating in (*self.runs.values(), *self.sweeps.values()):
-            with contextlib.suppress(Exception):
-                beating.beat(now)
-
-    def fetch(self, request: msg.FetchRequest) -> dict[str, str]:
+    def on_fetch(self, token: str, request: FetchRequest) -> dict[str, str]:
         """Download a run's artifacts into a folder: {artifact path: local path}."""
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         client = self.client(request.uri)
@@ -183,3 +118,139 @@ class Handlers:
             path: client.download_artifacts(request.run_id, path, str(folder))
             for path in request.artifacts
         }
+
+    def on_find(self, token: str, query: ResumeQuery) -> Any:
+        return find_resumable(self.client(query.uri), query)
+
+    def on_sweep_start(self, token: str, spec: SweepSpec) -> str:
+        self.sweeps[token] = SweepParent(self.client(spec.uri), spec)
+        return self.sweeps[token].parent_run_id
+
+    def on_sweep_end(self, token: str, end: SweepEnd) -> SweepOutcome:
+        self.warm.settled()  # the summary plot is drawn in this thread
+        return self.sweeps.pop(token).end(end)
+
+    def on_sync(self, token: str, message: Sync) -> None:
+        """Everything sent before it is handled (one queue, in order), or the run's failure."""
+        if token in self.failed:
+            raise self.failure(token)
+
+    def on_open(self, token: str, spec: RunSpec) -> None:
+        try:
+            parent = {}
+            if spec.sweep_token is not None:
+                parent = {PARENT_TAG: self.sweeps[spec.sweep_token].parent_run_id}
+            self.runs[token] = RunWriter(self.client(spec.uri), spec, parent)
+            self.warm.run_opened()
+        except ConfigError as err:
+            self.failed[token] = one_line(err)
+            self.refused.add(token)
+        except Exception as err:
+            self.failed[token] = f"store {spec.uri}: {refusal(err, spec) or one_line(err)}"
+
+    HANDLERS: ClassVar[dict[type[Message], Callable[..., Any]]] = {
+        Shutdown: on_shutdown,
+        FetchRequest: on_fetch,
+        ResumeQuery: on_find,
+        SweepSpec: on_sweep_start,
+        SweepEnd: on_sweep_end,
+        RunSpec: on_open,
+        Sync: on_sync,
+    }
+
+    # ------------------------------------------------------------------ one run's
+    def to_run(self, token: str, message: Message) -> Any:
+        """A message for the writer of run `token` (skipped once its recording failed)."""
+        if token in self.failed:
+            if isinstance(message, FinalReport):
+                self.end_failed(token)
+            if isinstance(message, WAITED_ON):
+                raise self.failure(token)
+            return None
+        writer = self.runs[token]
+        try:
+            return self.RUN_HANDLERS[type(message)](self, writer, message)
+        except Exception as err:
+            self.failed[token] = f"recording run {writer.run_id} failed: {one_line(err)}"
+            if isinstance(message, FinalReport):
+                self.end_failed(token)
+            raise RuntimeError(self.failed[token]) from err
+
+    def on_start(self, writer: RunWriter, start: RunStart) -> None:
+        writer.start(start)
+
+    def on_rows(self, writer: RunWriter, rows: Rows) -> None:
+        writer.rows(rows)
+
+    def on_tags(self, writer: RunWriter, tags: Tags) -> None:
+        writer.tags(tags.tags)
+
+    def on_artifact(self, writer: RunWriter, artifact: Artifact) -> None:
+        writer.artifact(artifact.snapshot, artifact.artifact_path, artifact.name)
+
+    def on_commit(self, writer: RunWriter, commit: Commit) -> None:
+        writer.commit(commit)
+
+    def on_info(self, writer: RunWriter, request: InfoRequest) -> RunInfo:
+        return writer.info
+
+    def on_finish(self, writer: RunWriter, report: FinalReport) -> RunInfo:
+        self.warm.ready()
+        info = writer.finish(report, int(time.time() * 1000))
+        self.runs = {t: w for t, w in self.runs.items() if w is not writer}
+        sweep = self.sweeps.get(writer.spec.sweep_token or "")
+        if sweep is not None:  # the summary plot draws its train/loss without a read back
+            sweep.keep_curve(writer.run_id, writer.history)
+        return info
+
+    RUN_HANDLERS: ClassVar[dict[type[Message], Callable[..., Any]]] = {
+        RunStart: on_start,
+        Rows: on_rows,
+        Tags: on_tags,
+        Artifact: on_artifact,
+        Commit: on_commit,
+        InfoRequest: on_info,
+        FinalReport: on_finish,
+    }
+
+    # ------------------------------------------------------------------ runs left behind
+    def failure(self, token: str) -> Exception:
+        return (RunRefused if token in self.refused else RuntimeError)(self.failed[token])
+
+    def end_failed(self, token: str) -> None:
+        """A run whose recording failed ends FAILED with the reason, as far as the store lets."""
+        writer = self.runs.pop(token, None)
+        if writer is not None and not writer.finished:
+            try:
+                writer.tags({ERROR_TAG: self.failed[token]})
+                writer.end(EndStatus.FAILED)
+            except Exception:
+                pass
+
+    def disconnected(self, tokens: set[str]) -> None:
+        """The process that opened these runs (or sweep) is gone without ending them."""
+        for token in tokens:
+            writer = self.runs.pop(token, None)
+            if writer is not None and not writer.finished:
+                try:
+                    writer.gate.end(resumable=True)  # rows after the last commit: recomputed
+                    writer.tags(
+                        {
+                            FAILURE_TAG: "process_ended",
+                            ERROR_TAG: "the training process ended without ending its run",
+                        }
+                    )
+                    writer.end(EndStatus.KILLED)
+                except Exception:
+                    pass
+            sweep = self.sweeps.pop(token, None)
+            if sweep is not None:
+                sweep.end(SweepEnd(stopped=None, interrupted=True))
+
+    def beat(self) -> None:
+        """The heartbeat of every open run and sweep; a store that fails it is heard about at
+        the run's next message, not here."""
+        now = time.time()
+        for beating in (*self.runs.values(), *self.sweeps.values()):
+            with contextlib.suppress(Exception):
+                beating.beat(now)
