@@ -1,6 +1,6 @@
 """What a process does before its run's work: the collector held over the heavy imports and
 resumed with them frozen (trainlab/collector.py), and the recorder's rehearsal of a run's end
-(tracking/warmup.py). Each in a fresh interpreter: they change process-wide state."""
+(recorder/warmup.py). Each in a fresh interpreter: they change process-wide state."""
 
 from __future__ import annotations
 

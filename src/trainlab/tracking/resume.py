@@ -116,7 +116,13 @@ def _step(path: Path, committed: int | None) -> int | None:
 def resume_point(run_id: str, checkpoint: Path, folder: Path | None) -> ResumePoint:
     state = _load(checkpoint)
     loader_states = state["loops"]["fit_loop"]["state_dict"].get("combined_loader", [])
-    return ResumePoint(run_id, checkpoint, int(state["global_step"]), tuple(loader_states), folder)
+    return ResumePoint(
+        run_id=run_id,
+        checkpoint=checkpoint,
+        step=int(state["global_step"]),
+        loader_states=tuple(loader_states),
+        checkpoint_dir=folder,
+    )
 
 
 def continue_in(state: ResumeState | None) -> Path | None:
