@@ -1,7 +1,7 @@
-"""The recorder process's connections and its writer loop.
+"""The recorder process's entry, its connections and its writer loop.
 
-`python -m trainlab.recorder` reads its `Launch` from standard input, listens on a Unix
-socket at once, then imports MLflow, opens the store and imports what finishing a run needs
+`python -m trainlab.recorder` runs `main`: it reads its `Launch` from standard input, listens on a
+Unix socket at once, then imports MLflow, opens the store and imports what finishing a run needs
 (matplotlib, torch), all while the trainer is still importing torch and Lightning. Messages from
 every connection (the trainer, a ddp_spawn rank, a sweep's local jobs) go through one queue and
 are handled one at a time by this process's main thread: SQLite has one writer, and each run's
