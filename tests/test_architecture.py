@@ -55,7 +55,7 @@ def within(name: str, package: str) -> bool:
 
 
 def layer(name: str) -> int:
-    matches = [prefix for prefix in LAYERS if name == prefix or name.startswith(prefix + ".")]
+    matches = [prefix for prefix in LAYERS if within(name, prefix)]
     assert matches, f"{name} is in no layer of tests/test_architecture.py"
     return LAYERS[max(matches, key=len)]
 
