@@ -24,13 +24,13 @@ from trainlab.config.schema import register_configs
 from trainlab.data.dataset import Dataset
 from trainlab.engines.base import FitContext
 from trainlab.engines.lightning import LightningEngine
+from trainlab.job import run_one
 from trainlab.logs import quiet_libraries
 from trainlab.models.module import build_module
 from trainlab.paths import CONFIG_DIR, output_dir
 from trainlab.signals import Interrupts
 from trainlab.tracking.client import TrackingTarget, private_recorder
-from trainlab.tracking.protocol import SYNC
-from trainlab.train import train
+from trainlab.tracking.messages import Reply, Sync
 
 # What a run records beyond its metrics: checkpoint, plots and the logged model; measured both ways.
 LEAN = ("tracking.plots=false", "tracking.log_model=false")
@@ -109,7 +109,7 @@ class Trainlab:
         cfg = self.compose(*overrides)
         start = time.perf_counter()
         with redirect_stdout(StringIO()):
-            train(cfg, None)
+            run_one(cfg, None)
         return time.perf_counter() - start
 
     def big_data_epoch(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
@@ -149,14 +149,19 @@ def p4_serial_jobs(lab: Trainlab, home: Path, jobs: int, *extra: str) -> Result:
         settings = [check_config(lab.compose(f"seed={i}", *options)) for i in range(jobs)]
         recorder = private_recorder()
         target = TrackingTarget(
-            recorder, f"sqlite:///{home / 'mlflow.db'}", "bench_sweep", None, {},
-            str(home / "mlartifacts"), wait="queued",
-        )  # fmt: skip
+            recorder=recorder,
+            uri=f"sqlite:///{home / 'mlflow.db'}",
+            experiment_name="bench_sweep",
+            run_name=None,
+            tags={},
+            artifact_root=str(home / "mlartifacts"),
+            wait=Reply.QUEUED,
+        )
         start = time.perf_counter()
         with redirect_stdout(StringIO()):
             for job in settings:
                 pipeline.run(job, target if tracked else None)
-        recorder.send(SYNC, "", reply="handled")  # the last job's plots and model are in
+        recorder.send(Sync(), reply=Reply.HANDLED)  # the last job's plots and model are in
         return (time.perf_counter() - start) / jobs
 
     untracked = sweep(False)

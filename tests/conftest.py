@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from trainlab import train
+from trainlab import cli
 from trainlab.config.schema import register_configs
 from trainlab.paths import CONFIG_DIR
 
@@ -74,7 +74,7 @@ def train_in_process(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest
             monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
         monkeypatch.setattr(sys, "argv", ["trainlab-train", *args])
         capsys.readouterr()
-        status = train.main()
+        status = cli.main()
         out, err = capsys.readouterr()
         return status, out, err
 

@@ -15,7 +15,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from trainlab import train
+from trainlab import job
 
 BIN = Path(sys.executable).parent
 TRAIN = str(BIN / "trainlab-train")
@@ -64,7 +64,7 @@ def until(what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
 def run_composed(cfg: DictConfig) -> float:
     """One job from a composed config, through the entry's own path (checks, recorder,
     pipeline), in this process: what `trainlab-train` does after Hydra has composed."""
-    return train.train(cfg, None)
+    return job.run_one(cfg, None)
 
 
 def store(home: Path) -> MlflowClient:

@@ -32,13 +32,19 @@ LAYERS = {
     "trainlab.module": 3,  # where runs recorded before the layers name their model
     "trainlab.engines": 4,
     "trainlab.callbacks": 4,  # the Lightning engine's callbacks (they take its FitContext)
-    "trainlab.tracking": 5,
-    "trainlab.recording": 6,
-    "trainlab.sweeps": 6,
-    "trainlab.serve": 6,
-    "trainlab.pipeline": 7,
-    "trainlab.train": 8,
+    "trainlab.tracking": 5,  # the trainer's side of tracking, and the messages
+    "trainlab.recorder": 6,  # the recorder process's side: MLflow
+    "trainlab.recording": 7,
+    "trainlab.sweeps": 7,
+    "trainlab.serve": 7,
+    "trainlab.pipeline": 8,
+    "trainlab.job": 9,
+    "trainlab.cli": 10,
 }
+# The recorder runs in a process of its own and is the only package that imports MLflow on the
+# training path; serve/'s commands (predict, compare, dashboard, store) open stores of their own.
+RECORDER = "trainlab.recorder"
+RECORDER_SIDE = (RECORDER, "trainlab.serve")
 
 
 def module_name(path: Path) -> str:
@@ -46,10 +52,19 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
 def layer(name: str) -> int:
-    matches = [prefix for prefix in LAYERS if name == prefix or name.startswith(prefix + ".")]
+    matches = [prefix for prefix in LAYERS if within(name, prefix)]
     assert matches, f"{name} is in no layer of tests/test_architecture.py"
     return LAYERS[max(matches, key=len)]
+
+
+def is_module(name: str) -> bool:
+    path = PACKAGE.parent / name.replace(".", "/")
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
 def trainlab_imports(path: Path) -> list[str]:
@@ -59,19 +74,47 @@ def trainlab_imports(path: Path) -> list[str]:
             found += [a.name for a in node.names if a.name.startswith("trainlab")]
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trainlab"):
             names = [f"{node.module}.{a.name}" for a in node.names]
-            # `from trainlab.engines import distributed` imports a module of that package
-            found += [n if (PACKAGE.parent / (n.replace(".", "/") + ".py")).exists() else
-                      node.module for n in names]  # fmt: skip
+            # `from trainlab.engines import distributed` imports a module (or package) of it
+            found += [n if is_module(n) else node.module for n in names]
+    return found
+
+
+def imported_modules(path: Path) -> list[str]:
+    """Every module an import statement of the file names (`from a import b`: a)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append(node.module)
     return found
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+TRAINER_SIDE = sorted(n for n in MODULES if not any(within(n, p) for p in RECORDER_SIDE))
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_imports_flow_down_the_layers(name):
     for imported in trainlab_imports(MODULES[name]):
         assert layer(imported) <= layer(name), f"{name} (layer {layer(name)}) imports {imported}"
+
+
+@pytest.mark.parametrize("name", TRAINER_SIDE)
+def test_the_trainer_side_never_imports_the_recorder_side(name):
+    """tracking/ and everything else of the training path talk to the recorder only through
+    tracking/messages.py; they import neither trainlab.recorder nor MLflow."""
+    climbing = [i for i in trainlab_imports(MODULES[name]) if within(i, RECORDER)]
+    assert not climbing, f"{name} imports {climbing}: only recorder/ and serve/ may"
+    mlflow = [i for i in imported_modules(MODULES[name]) if within(i, "mlflow")]
+    assert not mlflow, f"{name} imports {mlflow}: only recorder/ and serve/ may"
+
+
+def test_the_boundary_is_known():
+    """The trainer's side of tracking is checked, and the recorder is a package of its own."""
+    assert "trainlab.tracking.messages" in TRAINER_SIDE
+    assert "trainlab.tracking.client" in TRAINER_SIDE
+    assert "trainlab.recorder.server" in MODULES and "trainlab.recorder.server" not in TRAINER_SIDE
 
 
 def test_no_import_cycles():
@@ -95,7 +138,7 @@ def test_checks_import_neither_torch_nor_mlflow():
     """What a wrong config needs to be reported: composition and every check, no heavy import
     (they take seconds; the error line must come within one)."""
     probe = (
-        "import sys, trainlab.train, trainlab.sweeps.callback\n"
+        "import sys, trainlab.cli, trainlab.sweeps.callback\n"
         "heavy = [m for m in ('torch', 'lightning', 'mlflow', 'pandas', 'sklearn') "
         "if m in sys.modules]\n"
         "print(heavy)"

@@ -18,7 +18,7 @@ from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.data.batches import TensorBatches
 from trainlab.signals import Interrupts
 from trainlab.tracking.client import start_recorder
-from trainlab.tracking.protocol import FinalReport, RunSpec
+from trainlab.tracking.messages import EndStatus, FinalReport, RunSpec
 from trainlab.tracking.run import TrackedRun
 
 USER_CALLBACK = """
@@ -143,7 +143,13 @@ class Foreign(L.LightningModule):
 def foreign_fit(client, tmp_path: Path, module: L.LightningModule, epochs: int):
     """trainlab's callbacks and Logger on a plain Lightning Trainer, recorded for real."""
     recorder = start_recorder(client.tracking_uri)
-    spec = RunSpec(client.tracking_uri, "foreign", None, {}, str(tmp_path / "artifacts"))
+    spec = RunSpec(
+        uri=client.tracking_uri,
+        experiment_name="foreign",
+        run_name=None,
+        tags={},
+        artifact_root=str(tmp_path / "artifacts"),
+    )
     run = TrackedRun(recorder, spec, flush_seconds=60)
     x = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
     batches = TensorBatches(x, x.sum(1, keepdim=True), 8, True, 0)
@@ -163,7 +169,8 @@ def foreign_fit(client, tmp_path: Path, module: L.LightningModule, epochs: int):
         trainer.fit(module, batches)
     except DivergedError as err:
         error = err
-    run.finish(FinalReport("FAILED" if error else "FINISHED", trainer.global_step))
+    status = EndStatus.FAILED if error else EndStatus.FINISHED
+    run.finish(FinalReport(status=status, step=trainer.global_step))
     return run.run_id, error
 
 

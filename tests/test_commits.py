@@ -14,15 +14,17 @@ from trainlab.callbacks.checkpoint_saver import CheckpointSaver
 from trainlab.checkpoint_files import link_best
 from trainlab.config.checkpoint import CheckpointConfig, job_key
 from trainlab.data.batches import TensorBatches
-from trainlab.tracking.commits import COMMITTING_TAG, STEP_TAG
-from trainlab.tracking.protocol import Commit, Rows, RunSpec
-from trainlab.tracking.writer import RunWriter
+from trainlab.recorder.commits import COMMITTING_TAG, STEP_TAG
+from trainlab.recorder.writer import RunWriter
+from trainlab.tracking.messages import Commit, Rows, RunSpec
 
 
 def rows(first: int, last: int) -> Rows:
     steps = np.arange(first, last, dtype=np.int64)
     values = np.stack([steps * 1.0, steps * 2.0], axis=1)
-    return Rows(("train/loss", "weight/0_0"), steps, steps * 0 + 1000, values)
+    return Rows(
+        keys=("train/loss", "weight/0_0"), steps=steps, times=steps * 0 + 1000, values=values
+    )
 
 
 def staged(folder: Path, step: int) -> Path:
@@ -31,10 +33,23 @@ def staged(folder: Path, step: int) -> Path:
     return path
 
 
+def checkpoint(folder: Path, step: int) -> Commit:
+    """The COMMIT of the checkpoint of `step`, staged in `folder` as the trainer stages it."""
+    return Commit(step=step, staged=str(staged(folder, step)), last=str(folder / "last.ckpt"))
+
+
 def spec(uri: str, run_id: str | None = None) -> RunSpec:
     # Artifacts beside the store, as trainlab's own runs keep them (never ./mlruns).
     artifacts = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
-    return RunSpec(uri, "gate", None, {}, str(artifacts), run_id, gated=True)
+    return RunSpec(
+        uri=uri,
+        experiment_name="gate",
+        run_name=None,
+        tags={},
+        artifact_root=str(artifacts),
+        resume_run_id=run_id,
+        gated=True,
+    )
 
 
 def test_rows_wait_for_the_commit_that_covers_them(client: MlflowClient, tmp_path: Path):
@@ -43,10 +58,10 @@ def test_rows_wait_for_the_commit_that_covers_them(client: MlflowClient, tmp_pat
     run_id = writer.run_id
     writer.rows(rows(0, 10))  # no checkpoint yet: written at once
     assert len(history(client, run_id)) == 10
-    writer.commit(Commit(10, str(staged(tmp_path, 10)), str(tmp_path / "last.ckpt")))
+    writer.commit(checkpoint(tmp_path, 10))
     writer.rows(rows(10, 20))  # from now on held until the next commit
     assert len(history(client, run_id)) == 10
-    writer.commit(Commit(20, str(staged(tmp_path, 20)), str(tmp_path / "last.ckpt")))
+    writer.commit(checkpoint(tmp_path, 20))
     assert [s for s, _ in history(client, run_id)] == list(range(20))
     assert (tmp_path / "last.ckpt").read_text() == "checkpoint 20"
     assert not (tmp_path / "last.ckpt.partial").exists()
@@ -66,7 +81,7 @@ def test_a_commit_cut_short_is_not_recorded_twice(client: MlflowClient, tmp_path
     writer = RunWriter(client, spec(uri), {})
     run_id = writer.run_id
     writer.rows(rows(0, 10))
-    writer.commit(Commit(10, str(staged(tmp_path, 10)), str(tmp_path / "last.ckpt")))
+    writer.commit(checkpoint(tmp_path, 10))
     # As if the recorder died while writing the segment of the commit at step 20: the mark
     # says 20 is being committed, and only part of it (steps 10..14) is in the store.
     client.set_tag(run_id, COMMITTING_TAG, "20")
@@ -75,7 +90,7 @@ def test_a_commit_cut_short_is_not_recorded_twice(client: MlflowClient, tmp_path
     resumed = RunWriter(client, spec(uri, run_id), {})
     assert resumed.skip == {"train/loss": 14, "weight/0_0": 14}
     resumed.rows(rows(10, 20))
-    resumed.commit(Commit(20, str(staged(tmp_path, 20)), str(tmp_path / "last.ckpt")))
+    resumed.commit(checkpoint(tmp_path, 20))
     for key in ("train/loss", "weight/0_0"):
         assert [s for s, _ in history(client, run_id, key)] == list(range(20))
 

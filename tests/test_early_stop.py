@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import history
-from trainlab.tracking.summary import Child, early_stop, table
+from trainlab.recorder.sweep_parent import Child, early_stop, table
 
 # Few rows, many features and much noise: val/loss falls, then rises as the model fits the noise.
 OVERFIT = (
@@ -76,10 +76,21 @@ def test_early_stopping_state_survives_a_resume(train_in_process, client):
 def test_summary_has_an_early_stop_column_only_when_a_child_stopped():
     stopped = {"trainlab.early_stop.reason": "patience", "trainlab.early_stop.epoch": "8"}
     assert early_stop(stopped) == "patience at epoch 8" and early_stop({}) == ""
-    children = [
-        Child(0, "a", "a", "FINISHED", {"optimizer.lr": "1"}, 1.0, "", early_stop(stopped)),
-        Child(1, "b", "b", "FINISHED", {"optimizer.lr": "2"}, 2.0, "", ""),
-    ]
+
+    def child(job: int, name: str, lr: str, loss: float, stop: str) -> Child:
+        overrides = {"optimizer.lr": lr}
+        return Child(
+            job=job,
+            run_id=name,
+            run_name=name,
+            status="FINISHED",
+            overrides=overrides,
+            loss=loss,
+            error="",
+            stop=stop,
+        )
+
+    children = [child(0, "a", "1", 1.0, early_stop(stopped)), child(1, "b", "2", 2.0, "")]
     rows = table(children, ["optimizer.lr"])
     assert [r["early_stop"] for r in rows] == ["patience at epoch 8", ""]
     assert "early_stop" not in table(children[1:], ["optimizer.lr"])[0]

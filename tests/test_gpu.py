@@ -10,7 +10,7 @@ import torch
 
 from tests.helpers import all_runs, history, run_composed
 from trainlab.callbacks.guard import DivergedError
-from trainlab.tracking.commits import STEP_TAG
+from trainlab.recorder.commits import STEP_TAG
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

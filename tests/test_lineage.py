@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 from tests.helpers import all_runs, history, run_composed
 from tests.team_service import fresh_database
 from trainlab.data.lineage import DataRecord
+from trainlab.recorder.dataset_inputs import dataset_input, link_inputs
 from trainlab.tracking import source
-from trainlab.tracking.datasets import dataset_input, link_inputs
 
 LEAN = ("print_every=0", "tracking.plots=false", "tracking.log_model=false")
 CSV = "x1,x2,y\n1,0,3\n2,1,5\n3,0,7\n4,1,9\n5,0,11\n6,1,13\n7,0,15\n8,1,17\n"

@@ -15,9 +15,9 @@ from tests.helpers import all_runs, run_composed
 from trainlab import pipeline
 from trainlab.config.checks import check_config
 from trainlab.errors import ConfigError
+from trainlab.recorder.plots import History, fit_figure, loss_figure
 from trainlab.serve.predict import tracking_store
-from trainlab.tracking.plots import History, fit_figure, loss_figure
-from trainlab.tracking.protocol import PlotData, Rows
+from trainlab.tracking.messages import PlotData, Rows
 
 PLOTS = {"plots/loss.png", "plots/fit.png", "plots/residuals.png", "plots/weights.png"}
 
@@ -92,7 +92,10 @@ def history_of(**curves: list[float]) -> History:
     for key, values in curves.items():
         key = key.replace("_", "/")
         steps = np.arange(len(values), dtype=np.int64)
-        history.add(Rows((key,), steps, steps * 0, np.array(values).reshape(-1, 1)))
+        rows = Rows(
+            keys=(key,), steps=steps, times=steps * 0, values=np.array(values).reshape(-1, 1)
+        )
+        history.add(rows)
     return history
 
 
@@ -122,7 +125,13 @@ def test_history_keeps_long_curves_thinned_evenly_and_drops_nonfinite_points():
 def test_several_features_are_shown_as_predicted_against_actual():
     x = np.random.default_rng(0).normal(size=(20, 3))
     y = x @ np.array([[1.0], [2.0], [3.0]])
-    data = PlotData({"train": x}, {"train": y}, {"train": y + 0.5}, ["a", "b", "c"], ["t"])
+    data = PlotData(
+        x={"train": x},
+        y={"train": y},
+        predicted={"train": y + 0.5},
+        feature_names=["a", "b", "c"],
+        target_names=["t"],
+    )
     figure = fit_figure(data)
     axes = figure.axes[0]
     assert axes.get_title() == "Predicted against actual"

@@ -57,13 +57,13 @@ def wait_for_commit(client, experiment: str, process: subprocess.Popen, timeout:
 
 
 def recorder_of(pid: int) -> int:
-    """The recorder process a trainer started (its child running trainlab.tracking.recorder)."""
+    """The recorder process a trainer started (its child running trainlab.recorder)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             child = int((entry / "stat").read_text().split()[3]) == pid
-            if child and b"trainlab.tracking.recorder" in (entry / "cmdline").read_bytes():
+            if child and b"trainlab.recorder" in (entry / "cmdline").read_bytes():
                 return int(entry.name)
         except OSError:
             continue

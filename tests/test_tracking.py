@@ -15,26 +15,29 @@ import pytest
 import torch
 
 from tests.helpers import history
+from trainlab.config.flat import flatten
 from trainlab.tracking.client import RecorderError, start_recorder
-from trainlab.tracking.protocol import FinalReport, RunSpec, flatten
+from trainlab.tracking.messages import EndStatus, FinalReport, Message, RunSpec
 from trainlab.tracking.run import TrackedRun
 
 
 def spec(client, experiment: str) -> RunSpec:
-    return RunSpec(client.tracking_uri, experiment, None, {"owner": "test"})
+    return RunSpec(
+        uri=client.tracking_uri, experiment_name=experiment, run_name=None, tags={"owner": "test"}
+    )
 
 
-@pytest.mark.parametrize("status", ["FINISHED", "FAILED", "KILLED"])
+@pytest.mark.parametrize("status", list(EndStatus))
 def test_every_row_arrives_once_in_order(home, client, status):
     recorder = start_recorder(client.tracking_uri)
     run = TrackedRun(recorder, spec(client, "sink"), flush_seconds=60)
     for step in range(1234):  # several hand-overs by size, and a partial tail
         values = torch.tensor([step * 1.0, -step * 0.5]) if step % 2 else [step * 1.0, -step * 0.5]
         run.add(["train/loss", "weight/0_0"], values, step)
-    info = run.finish(FinalReport(status, 1233, {"final/train_loss": 1.0}))
+    info = run.finish(FinalReport(status=status, step=1233, metrics={"final/train_loss": 1.0}))
     assert info.run_id == run.run_id
     record = client.get_run(run.run_id)
-    assert record.info.status == status and record.data.tags["owner"] == "test"
+    assert record.info.status == status.value and record.data.tags["owner"] == "test"
     assert history(client, run.run_id) == [(s, float(s)) for s in range(1234)]
     assert history(client, run.run_id, "weight/0_0") == [(s, -s * 0.5) for s in range(1234)]
     assert record.data.metrics["final/train_loss"] == 1.0
@@ -47,7 +50,7 @@ def test_rows_of_different_widths_and_tags(home, client):
     run.add(["val/loss"], torch.tensor([4.0]), 0)
     run.add(["x"], [5.0], 1)
     run.set_tags({"stage": 2})
-    run.finish(FinalReport("FINISHED", 1))
+    run.finish(FinalReport(status=EndStatus.FINISHED, step=1))
     record = client.get_run(run.run_id)
     assert record.data.metrics == {"a": 1.0, "b": 2.0, "c": 3.0, "val/loss": 4.0, "x": 5.0}
     assert record.data.tags["stage"] == "2"
@@ -65,7 +68,7 @@ def test_a_recorder_that_dies_is_reported(home, client):
         for step in range(1, 100):
             run.add(["train/loss"], [1.0], step)
             run.flush()
-        run.finish(FinalReport("FINISHED", 99))
+        run.finish(FinalReport(status=EndStatus.FINISHED, step=99))
 
 
 TRAINER = textwrap.dedent(
@@ -73,9 +76,10 @@ TRAINER = textwrap.dedent(
     import os, sys
     from trainlab.tracking.client import start_recorder
     from trainlab.tracking.run import TrackedRun
-    from trainlab.tracking.protocol import RunSpec
+    from trainlab.tracking.messages import RunSpec
     recorder = start_recorder(sys.argv[1])
-    run = TrackedRun(recorder, RunSpec(sys.argv[1], "killed", None, {}), flush_seconds=60)
+    spec = RunSpec(uri=sys.argv[1], experiment_name="killed", run_name=None, tags={})
+    run = TrackedRun(recorder, spec, flush_seconds=60)
     for step in range(500):
         run.add(["train/loss"], [float(step)], step)
     run.flush()
@@ -101,6 +105,16 @@ def test_a_trainer_killed_hard_leaves_its_run_killed_with_every_row(home, client
     assert record.info.status == "KILLED"
     assert record.data.tags["trainlab.failure"] == "process_ended"
     assert history(client, run_id) == [(s, float(s)) for s in range(500)]
+
+
+def test_every_kind_of_message_has_one_handler():
+    """The recorder dispatches on the message's type: each kind of message tracking/messages.py
+    defines has exactly one handler, for the recorder itself or for one run's writer."""
+    from trainlab.recorder.dispatch import Dispatcher
+
+    kinds = set(Message.__subclasses__())
+    assert not set(Dispatcher.HANDLERS) & set(Dispatcher.RUN_HANDLERS)
+    assert set(Dispatcher.HANDLERS) | set(Dispatcher.RUN_HANDLERS) == kinds
 
 
 def test_flatten_nested_config():

@@ -1,6 +1,6 @@
 """What a process does before its run's work: the collector held over the heavy imports and
 resumed with them frozen (trainlab/collector.py), and the recorder's rehearsal of a run's end
-(tracking/warmup.py). Each in a fresh interpreter: they change process-wide state."""
+(recorder/warmup.py). Each in a fresh interpreter: they change process-wide state."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 PIPELINE_TWICE = """
 import gc, json
-from trainlab.train import import_pipeline
+from trainlab.job import import_pipeline
 before = gc.get_freeze_count()
 import_pipeline()
 first = gc.get_freeze_count()
@@ -24,7 +24,7 @@ REHEARSAL = """
 import gc, json
 from trainlab import collector
 collector.pause()
-from trainlab.tracking.warmup import WarmUp
+from trainlab.recorder.warmup import WarmUp
 warm = WarmUp(("plots", "model"))
 warm.run_opened()
 warm.ready()

@@ -33,7 +33,7 @@ from trainlab.paths import output_dir
 from trainlab.recording import Ending, run_session
 from trainlab.signals import handle_interrupts
 from trainlab.tracking.client import TrackingTarget
-from trainlab.tracking.protocol import RunInfo
+from trainlab.tracking.messages import RunInfo
 
 
 def run(

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 
+from trainlab.config.flat import flatten
 from trainlab.config.runtime import TrackingConfig
 from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.data.dataset import Dataset
@@ -32,18 +33,19 @@ from trainlab.signals import Interrupted
 from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.environment import COMMAND_TAG, ENV_TAG, command_line, environment_tags
 from trainlab.tracking.liveness import process_tags
-from trainlab.tracking.protocol import (
-    RERUN_TAG,
+from trainlab.tracking.messages import (
+    EndStatus,
     FinalReport,
     ModelPayload,
     PlotData,
+    Reply,
     RunInfo,
     RunSpec,
     RunStart,
-    flatten,
 )
 from trainlab.tracking.run import TrackedRun
 from trainlab.tracking.source import git_changes, git_commit
+from trainlab.tracking.tags import RERUN_TAG
 
 PLOT_ROWS = 2000  # the fit and residual plots show at most this many rows of each split
 
@@ -79,7 +81,7 @@ class RunSession:
         if self.target is None:
             return None
         self.run = self._open(run_tags(self.settings, accelerator), resume_from)
-        if self.target.wait == "handled":
+        if self.target.wait is Reply.HANDLED:
             # A single run starts training once its run exists: a store MLflow refuses, or a
             # resumed run still recorded elsewhere, stops the job here and not after the fit.
             self.run.info()
@@ -101,7 +103,9 @@ class RunSession:
         changes = git_changes()
         texts = {"environment/git.diff": changes[1]} if changes and changes[0] else {}
         lineage = self.data.lineage if self.data is not None else ()
-        return RunStart(params, files, first_metrics, texts, lineage)
+        return RunStart(
+            params=params, files=files, metrics=first_metrics, texts=texts, datasets=lineage
+        )
 
     def _open(self, tags: dict[str, str], resume_from: ResumePoint | None) -> TrackedRun:
         target = self.target
@@ -110,13 +114,20 @@ class RunSession:
         gated = self.settings.engine.name == "lightning" and self.settings.checkpoint.periodic
         tracking, rerun = self.settings.tracking, self.settings.rerun
         spec = RunSpec(
-            target.uri, target.experiment_name, target.run_name, {**tags, **target.tags},
-            target.artifact_root, resume_from.run_id if resume_from else None, target.sweep_token,
-            tracking.system_metrics_every_seconds if tracking.system_metrics else None,
-            rerun.run if rerun.verify else None,
-            tracking.heartbeat_seconds,
+            uri=target.uri,
+            experiment_name=target.experiment_name,
+            run_name=target.run_name,
+            tags={**tags, **target.tags},
+            artifact_root=target.artifact_root,
+            resume_run_id=resume_from.run_id if resume_from else None,
+            sweep_token=target.sweep_token,
+            system_metrics_seconds=(
+                tracking.system_metrics_every_seconds if tracking.system_metrics else None
+            ),
+            verify_against=rerun.run if rerun.verify else None,
+            heartbeat_seconds=tracking.heartbeat_seconds,
             gated=gated,
-        )  # fmt: skip
+        )
         return TrackedRun(target.recorder, spec, tracking.flush_every_seconds)
 
     def finish(self, ending: Ending) -> RunInfo | None:
@@ -125,9 +136,9 @@ class RunSession:
             return None
         tracking = self.settings.tracking
         report = FinalReport(
-            "FINISHED",
-            max(ending.steps - 1, 0),
-            ending.metrics,
+            status=EndStatus.FINISHED,
+            step=max(ending.steps - 1, 0),
+            metrics=ending.metrics,
             plots=plot_data(self.data, ending.module) if tracking.plots else None,
             model=model_payload(self.data, ending.module, tracking) if tracking.log_model else None,
         )
@@ -140,7 +151,7 @@ class RunSession:
         if self.ended or self.target is None:
             return
         self.ended = True
-        if self.run is None and not self.target.record_early_failure:
+        if self.run is None and not self.target.open_run_on_early_failure:
             return
         interrupted = isinstance(err, KeyboardInterrupt | SystemExit)
         run = self.run
@@ -151,13 +162,13 @@ class RunSession:
         if self.settings.tracking.plots and self.data is not None and self.run is not None:
             plots = plot_data(self.data, self.module)
         report = FinalReport(
-            "KILLED" if interrupted else "FAILED",
-            0,
+            status=EndStatus.KILLED if interrupted else EndStatus.FAILED,
+            step=0,
             error=None if interrupted else one_line(err),
             texts={} if interrupted else {"error.txt": traceback.format_exc()},
             plots=plots,
         )
-        run.finish(report, "handled")
+        run.finish(report, Reply.HANDLED)
         if interrupted:
             report_interrupt(err, run, self.resume_from)
 
@@ -212,7 +223,7 @@ def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
 def plot_data(data: Dataset | None, network: torch.nn.Module | None) -> PlotData:
     """A sample of the rows, in raw units, with the trained network's predictions."""
     if data is None or network is None:
-        return PlotData({}, {}, {}, [], [])
+        return PlotData(x={}, y={}, predicted={}, feature_names=[], target_names=[])
     network = network.to("cpu")
     dtype = next(network.parameters()).dtype
     splits = {"train": (data.x_train, data.y_train)}
@@ -225,7 +236,13 @@ def plot_data(data: Dataset | None, network: torch.nn.Module | None) -> PlotData
             predicted[name] = network(rows.to(dtype)).double().numpy()
         x[name] = data.unscale(rows.double()).numpy()
         y[name] = targets.double().numpy()
-    return PlotData(x, y, predicted, data.feature_names, data.target_names)
+    return PlotData(
+        x=x,
+        y=y,
+        predicted=predicted,
+        feature_names=data.feature_names,
+        target_names=data.target_names,
+    )
 
 
 def servable_model(network: torch.nn.Module, data: Dataset) -> StandardizedModel:
@@ -249,6 +266,12 @@ def model_payload(
     with torch.no_grad():
         output = model(rows).numpy()
     return ModelPayload(
-        model, np.asarray(rows.numpy()), output, data.feature_names, data.target_names,
-        tracking.register, tracking.alias, tracking.model_format,
-    )  # fmt: skip
+        module=model,
+        example=np.asarray(rows.numpy()),
+        output=output,
+        feature_names=data.feature_names,
+        target_names=data.target_names,
+        register=tracking.register,
+        alias=tracking.alias,
+        format=tracking.model_format,
+    )

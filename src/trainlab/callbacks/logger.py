@@ -18,6 +18,7 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from trainlab.config.flat import flatten
 from trainlab.engines.base import RunHandle
 
 PARAMS_PREFIX = "hparams."
@@ -59,14 +60,3 @@ class RecorderLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         self.run.flush()  # the pipeline ends the run itself, with its status and final records
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat

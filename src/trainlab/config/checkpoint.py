@@ -2,7 +2,7 @@
 `resume=auto` (no torch, no MLflow here: the entry computes the job key before heavy imports).
 
 Why 60 s and not the 5 minutes other tools use: a run's metrics reach MLflow only together with
-a checkpoint (tracking/commits.py), so the interval is also how often the dashboard moves. A
+a checkpoint (recorder/commits.py), so the interval is also how often the dashboard moves. A
 checkpoint of the models trainlab trains takes milliseconds; a model large enough for 60 s to
 matter can set `checkpoint.every_seconds=300`.
 """
@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from trainlab.config.flat import flatten
 from trainlab.errors import require
 
 MODES = ("min", "max")
@@ -74,20 +75,11 @@ CLUSTER_JOB_TAG = "trainlab.cluster_job"
 
 def job_key(resolved: dict[str, Any], sweep_dir: str | None, job_num: int | None) -> str:
     """Same config (what is trained), same job of the same sweep -> same key."""
-    trained = {k: v for k, v in _flat(resolved).items() if k not in NOT_IN_KEY}
+    trained = {k: v for k, v in flatten(resolved).items() if k not in NOT_IN_KEY}
     trained = {k: v for k, v in trained.items() if not k.startswith(("tags.", "resume"))}
     identity = {"config": trained, "sweep": sweep_dir, "job": job_num}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def cluster_job_id() -> str | None:

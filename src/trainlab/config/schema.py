@@ -56,6 +56,7 @@ from trainlab.config.training import (
     StepLRConfig,
 )
 from trainlab.errors import require
+from trainlab.paths import CONFIG_DIR
 
 
 def trainlab_callbacks() -> dict[str, Any]:
@@ -231,12 +232,16 @@ def schema_name(group: str, option: str) -> str:
 
 
 def register_configs() -> None:
-    """Put every schema in Hydra's ConfigStore (idempotent)."""
+    """Put every schema in Hydra's ConfigStore (idempotent): at the root as `schema_<group>_<option>`
+    (what option files and a user's own configs pull in), and as the option `<group>=<option>`
+    itself unless an option file conf/<group>/<option>.yaml documents it or sets values."""
     store = ConfigStore.instance()
     store.store(name="schema_train", node=TrainConfig)
     for group, options in SCHEMAS.items():
         for option, node in options.items():
             store.store(name=schema_name(group, option), node=node)
+            if not (CONFIG_DIR / group / f"{option}.yaml").is_file():
+                store.store(group=group, name=option, node=node)
 
 
 def option_name(group: str, node: Any) -> str:

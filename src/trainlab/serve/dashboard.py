@@ -65,8 +65,8 @@ def prepare_store(store: str) -> None:
         return
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # Imported here, not at the top: they load MLflow, and the port checks answer without it.
-    from trainlab.tracking.mlflow_store import open_client
-    from trainlab.tracking.stale import end_stale_runs
+    from trainlab.recorder.mlflow_store import open_client
+    from trainlab.recorder.stale_runs import end_stale_runs
 
     try:
         ended = end_stale_runs(open_client(store))

@@ -118,8 +118,8 @@ def load(uri: str, tracking_uri: str) -> Any:
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
-    from trainlab.tracking.mlflow_store import open_client
-    from trainlab.tracking.model import import_pytorch_flavor
+    from trainlab.recorder.mlflow_store import open_client
+    from trainlab.recorder.model import import_pytorch_flavor
 
     database = sqlite_path(tracking_uri)
     if database is not None and not database.is_file():

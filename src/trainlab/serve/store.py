@@ -42,16 +42,17 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # "Creating initial tables..."
     try:
         # Imported here: `trainlab-store --help` answers without loading MLflow.
-        from trainlab.tracking import mlflow_store, stale
+        from trainlab.recorder import mlflow_store
+        from trainlab.recorder.stale_runs import mark_stale, stale_runs
 
         if args.command == "repair":
             print(mlflow_store.repair(uri))
             return
         client = mlflow_store.open_client(uri)
-        found = stale.stale_runs(client)
+        found = stale_runs(client)
         for run, reason in found:
             if args.mark:
-                stale.mark_stale(client, run, reason)
+                mark_stale(client, run, reason)
             print(describe(client, run, reason) + ("; marked KILLED" if args.mark else ""))
     except Exception as err:  # StoreError and whatever MLflow raises: one line
         hint = "" if isinstance(err, ConfigError) else f" (store {uri})"

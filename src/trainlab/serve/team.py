@@ -36,9 +36,8 @@ def folder() -> Path:
 
 def object_store(s3_port: int) -> ObjectStore:
     """SeaweedFS's other parts listen on the next three ports (and each + 10000 for gRPC)."""
-    return ObjectStore(
-        folder() / "objectstore", Ports(s3_port, s3_port + 1, s3_port + 2, s3_port + 3)
-    )
+    ports = Ports(s3=s3_port, master=s3_port + 1, volume=s3_port + 2, filer=s3_port + 3)
+    return ObjectStore(folder() / "objectstore", ports)
 
 
 def admin_password_file() -> tuple[dict[str, str], str]:

@@ -26,14 +26,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab import collector
 from trainlab.config.checks import check_config
+from trainlab.config.flat import flatten
 from trainlab.data.checks import check_source
 from trainlab.errors import ConfigError, one_line
 from trainlab.paths import default_artifact_root, tracking_uri
 from trainlab.signals import Interrupted, in_main_thread
 from trainlab.sweeps.state import STOP_FILE, Sweep, sweep_jobs, swept_keys
-from trainlab.tracking import protocol as msg
 from trainlab.tracking.client import private_recorder, shared_recorder, warm_for
 from trainlab.tracking.liveness import process_tags
+from trainlab.tracking.messages import Reply, SweepEnd, SweepOutcome, SweepSpec
 from trainlab.tracking.source import git_commit
 from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
@@ -44,7 +45,7 @@ LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "LocalLauncher", "ForkLaun
 # What forked workers (`hydra/launcher=parallel`) should find imported: a job needs them.
 FORKED_WORKERS_INHERIT = ("torch", "lightning")
 
-# The sweep this process opened and has not ended yet, and what it came to; train.main() reads
+# The sweep this process opened and has not ended yet, and what it came to; cli.main() reads
 # both (Hydra turns a callback's exceptions into warnings).
 _open: Sweep | None = None
 _problem: str | None = None
@@ -83,7 +84,7 @@ class SweepCallback(Callback):
         stop_file = Path(sweep.sweep_dir, STOP_FILE)
         stopped = stop_file.read_text().strip() if stop_file.is_file() else None
         try:
-            outcome = end_sweep(sweep, msg.SweepEnd(stopped))
+            outcome = end_sweep(sweep, SweepEnd(stopped=stopped))
         except Exception as err:  # Hydra would only warn; the command must not exit 0
             _problem = f"the sweep's summary failed: {one_line(err)}"
             return
@@ -151,10 +152,16 @@ def start_sweep(config: DictConfig) -> Sweep:
     local = config.hydra.launcher._target_.rsplit(".", 1)[-1] in LOCAL_LAUNCHERS
     preset = config.hydra.runtime.choices.get("experiment") or "grid"
     sweep = Sweep(
-        uuid.uuid4().hex, uri, config.experiment_name, str(sweep_dir),
-        str(default_artifact_root()) if sqlite_path(uri) else None,
-        address.host, address.path, address.authkey.hex(), swept_keys(config),
-    )  # fmt: skip
+        token=uuid.uuid4().hex,
+        tracking_uri=uri,
+        experiment_name=config.experiment_name,
+        sweep_dir=str(sweep_dir),
+        artifact_root=str(default_artifact_root()) if sqlite_path(uri) else None,
+        recorder_host=address.host,
+        recorder_path=address.path,
+        recorder_key=address.authkey.hex(),
+        swept_keys=swept_keys(config),
+    )
     sweeper_params = OmegaConf.to_container(config.hydra.sweeper.params or OmegaConf.create())
     tags = {
         "mlflow.source.name": "trainlab-train -m",
@@ -171,26 +178,31 @@ def start_sweep(config: DictConfig) -> Sweep:
     params = {
         "sweep.overrides": " ".join(config.hydra.overrides.task),
         "sweep.dir": str(sweep_dir),
-        **msg.flatten({"sweep.params": sweeper_params}),
+        **flatten({"sweep.params": sweeper_params}),
     }
-    spec = msg.SweepSpec(
-        uri, sweep.experiment_name, f"sweep {preset} {sweep_dir.name}", tags,
-        {k: str(v) for k, v in params.items()}, str(sweep_dir), tuple(sweep.swept_keys),
-        sweep.artifact_root,
-    )  # fmt: skip
+    spec = SweepSpec(
+        uri=uri,
+        experiment_name=sweep.experiment_name,
+        run_name=f"sweep {preset} {sweep_dir.name}",
+        tags=tags,
+        params={k: str(v) for k, v in params.items()},
+        sweep_dir=str(sweep_dir),
+        swept_keys=tuple(sweep.swept_keys),
+        artifact_root=sweep.artifact_root,
+    )
     # Jobs on this machine find the parent through the recorder, so nothing waits for MLflow
     # here; jobs elsewhere need its id in the file before they start.
     sweep.save()
-    reply = None if local else "handled"
-    sweep.parent_run_id = recorder.send(msg.SWEEP_START, sweep.token, spec, reply)
+    reply = None if local else Reply.HANDLED
+    sweep.parent_run_id = recorder.send(spec, sweep.token, reply)
     if sweep.parent_run_id is not None:
         sweep.save()
     print(f"Sweep of {len(sweep_jobs(config))} jobs, folder {sweep_dir}")
     return sweep
 
 
-def end_sweep(sweep: Sweep, end: msg.SweepEnd) -> msg.SweepOutcome:
-    return shared_recorder(sweep.recorder_address).send(msg.SWEEP_END, sweep.token, end, "handled")
+def end_sweep(sweep: Sweep, end: SweepEnd) -> SweepOutcome:
+    return shared_recorder(sweep.recorder_address).send(end, sweep.token, Reply.HANDLED)
 
 
 def end_unfinished_sweep(err: BaseException) -> None:
@@ -201,7 +213,8 @@ def end_unfinished_sweep(err: BaseException) -> None:
     if sweep is None:
         return
     interrupted = isinstance(err, KeyboardInterrupt | SystemExit)
-    end_sweep(sweep, msg.SweepEnd(None, None if interrupted else one_line(err), interrupted))
+    error = None if interrupted else one_line(err)
+    end_sweep(sweep, SweepEnd(stopped=None, error=error, interrupted=interrupted))
 
 
 def sweep_problem() -> str | None:

@@ -25,7 +25,8 @@ from trainlab.config.checks import override_key
 from trainlab.errors import ConfigError
 from trainlab.paths import in_multirun
 from trainlab.tracking.client import TrackingTarget, private_recorder, shared_recorder
-from trainlab.tracking.protocol import JOB_TAG, OVERRIDES_TAG, PARENT_TAG, Address
+from trainlab.tracking.messages import Address, Reply
+from trainlab.tracking.tags import JOB_TAG, OVERRIDES_TAG, PARENT_TAG
 
 SWEEP_FILE = "mlflow_sweep.yaml"
 STOP_FILE = "STOPPED"  # written by the job that stopped the sweep (sweep.stop_on_failure=true)
@@ -62,7 +63,11 @@ class Sweep:
 
     @property
     def recorder_address(self) -> Address:
-        return Address(self.recorder_host, self.recorder_path, bytes.fromhex(self.recorder_key))
+        return Address(
+            host=self.recorder_host,
+            path=self.recorder_path,
+            authkey=bytes.fromhex(self.recorder_key),
+        )
 
 
 @dataclass(frozen=True)
@@ -91,15 +96,15 @@ class SweepJob:
             recorder, token = private_recorder(self.sweep.tracking_uri), None
             tags[PARENT_TAG] = self.parent_run_id()
         return TrackingTarget(
-            recorder,
-            self.sweep.tracking_uri,
-            self.sweep.experiment_name,
-            run_name or self.run_name(),
-            tags,
-            self.sweep.artifact_root,
+            recorder=recorder,
+            uri=self.sweep.tracking_uri,
+            experiment_name=self.sweep.experiment_name,
+            run_name=run_name or self.run_name(),
+            tags=tags,
+            artifact_root=self.sweep.artifact_root,
             sweep_token=token,
-            wait="queued",
-            record_early_failure=True,
+            wait=Reply.QUEUED,
+            open_run_on_early_failure=True,
         )
 
     def parent_run_id(self) -> str:
@@ -121,7 +126,9 @@ def current_job() -> SweepJob | None:
     sweep = Sweep.load(hydra_cfg.sweep.dir)
     if sweep is None:
         return None
-    return SweepJob(sweep, int(hydra_cfg.job.num), list(hydra_cfg.overrides.task))
+    return SweepJob(
+        sweep=sweep, num=int(hydra_cfg.job.num), overrides=list(hydra_cfg.overrides.task)
+    )
 
 
 def sweep_arguments(config: DictConfig) -> list[str]:

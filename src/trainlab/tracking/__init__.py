@@ -1,1 +1,2 @@
-"""Tracking: a recorder process owns the MLflow client; the trainer hands rows over to it."""
+"""The trainer's side of tracking (no MLflow): it hands rows over to a recorder process
+(trainlab/recorder/), which owns the MLflow client; messages.py is all they say to each other."""

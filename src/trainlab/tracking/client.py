@@ -1,11 +1,11 @@
 """The trainer's side of tracking: a connection to a recorder process (the run it records is
-tracking/run.py's TrackedRun).
+tracking/run.py's TrackedRun; what they say to each other is tracking/messages.py).
 
 Why a separate process: MLflow's SQLite store costs ~3.5 ms per `log_batch` and holds Python's GIL
 while it writes (a writer thread was measured and did not help), and importing MLflow's SQL store
-costs ~2 s. The recorder process (tracking/recorder.py) imports MLflow and opens the store while
-the trainer imports torch and Lightning, and writes while the trainer trains; the training loop
-only hands rows over (a pickled array through a Unix socket, every `flush_every_seconds`).
+costs ~2 s. The recorder process (trainlab/recorder/) imports MLflow and opens the store while the
+trainer imports torch and Lightning, and writes while the trainer trains; the training loop only
+hands rows over (a pickled array through a Unix socket, every `flush_every_seconds`).
 
 Nothing is lost: every message is handled in order; `finish` waits until the run's metrics,
 artifacts, plots, model and status are in the store; a recorder that dies makes the next
@@ -29,8 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.errors import ConfigError
-from trainlab.tracking import protocol as msg
-from trainlab.tracking.protocol import Address
+from trainlab.tracking.messages import (
+    Address,
+    Answer,
+    AnswerStatus,
+    Envelope,
+    Launch,
+    Message,
+    Reply,
+    Shutdown,
+)
 
 CONNECT_SECONDS = 60.0  # a recorder that has not started listening by then is reported
 
@@ -43,17 +51,7 @@ class RecorderRefused(RecorderError, ConfigError):
     """Refused for a reason the user can fix (a store to repair, a run still RUNNING)."""
 
 
-@dataclass(frozen=True)
-class Launch:
-    """What a new recorder process is told on its standard input."""
-
-    address: Address
-    owner_pid: int  # it exits when this process is gone and no connection is left
-    store_uri: str | None  # opened (tables created) right away, while the trainer imports torch
-    warm: tuple[str, ...]  # modules to import before the first message: what finish will need
-
-
-class Recorder:
+class RecorderConnection:
     """One connection to a recorder process: the private one this process started, or the one
     a sweep's main process hosts for all its local jobs."""
 
@@ -62,7 +60,7 @@ class Recorder:
         self.process = process
         self._conn: Connection | None = None
         self._asked = 0
-        self._answers: dict[int, tuple[str, Any]] = {}
+        self._answers: dict[int, Answer] = {}
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -82,38 +80,40 @@ class Recorder:
                     time.sleep(0.005)
         return self._conn
 
-    def send(self, kind: str, token: str, payload: Any = None, reply: str | None = None) -> Any:
-        """Hand a message over; with `reply` ("handled" or "queued") wait for the answer."""
+    def send(self, message: Message, token: str = "", reply: Reply | None = None) -> Any:
+        """Hand a message about run (or sweep) `token` over; with `reply` wait for the answer."""
         if reply is None:
-            self._write((kind, token, payload, None, 0))
+            self._write(Envelope(token=token, message=message))
             return None
-        return self.answer(self.ask(kind, token, payload, reply))
+        return self.answer(self.ask(message, token, reply))
 
-    def ask(self, kind: str, token: str, payload: Any = None, reply: str = "handled") -> int:
+    def ask(self, message: Message, token: str = "", reply: Reply = Reply.HANDLED) -> int:
         """Send a request without waiting; `answer(number)` collects the answer later."""
         self._asked += 1
-        self._write((kind, token, payload, reply, self._asked))
+        self._write(Envelope(token=token, message=message, reply=reply, number=self._asked))
         return self._asked
 
     def answer(self, number: int) -> Any:
-        """The answer to request `number` (answers may come out of order: "queued" ones are
-        sent as soon as a message arrives, "handled" ones once it is handled)."""
+        """The answer to request `number` (answers may come out of order: QUEUED ones are sent
+        as soon as a message arrives, HANDLED ones once it is handled)."""
         try:
             while number not in self._answers:
-                got, status, result = pickle.loads(self._connection().recv_bytes())
-                self._answers[got] = (status, result)
+                answer: Answer = pickle.loads(self._connection().recv_bytes())
+                self._answers[answer.number] = answer
         except (OSError, EOFError) as err:
             raise self._stopped(err) from None
-        status, result = self._answers.pop(number)
-        if status != "ok":  # "refused": the user's to fix, shown like a config error
-            raise (RecorderRefused if status == "refused" else RecorderError)(result)
-        return result
+        answer = self._answers.pop(number)
+        if answer.status is AnswerStatus.REFUSED:  # the user's to fix: shown like a config error
+            raise RecorderRefused(answer.result)
+        if answer.status is not AnswerStatus.OK:
+            raise RecorderError(answer.result)
+        return answer.result
 
-    def _write(self, message: tuple) -> None:
+    def _write(self, envelope: Envelope) -> None:
         try:
             # Plain pickle, not Connection.send: multiprocessing's pickler would hand torch
             # tensors over as shared memory through a helper thread; a copy is what we want.
-            self._connection().send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+            self._connection().send_bytes(pickle.dumps(envelope, pickle.HIGHEST_PROTOCOL))
         except (OSError, EOFError) as err:
             raise self._stopped(err) from None
 
@@ -133,22 +133,23 @@ class Recorder:
             self._conn = None
 
 
-def start_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> Recorder:
+def start_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> RecorderConnection:
     """Start a recorder process for this process's runs (it listens at once, then imports MLflow
     and opens `store_uri`, then imports `warm`); connecting happens on the first message."""
     folder = tempfile.mkdtemp(prefix="trainlab-recorder-")  # mode 700: this user's only
     address = Address(socket.gethostname(), str(Path(folder) / "socket"), os.urandom(32))
     process = subprocess.Popen(
-        [sys.executable, "-m", "trainlab.tracking.recorder"],
+        [sys.executable, "-m", "trainlab.recorder"],
         stdin=subprocess.PIPE,
         # Its own process group: a Ctrl-C in the terminal reaches the trainer, which stops at a
         # step boundary and ends the run; the recorder must live on to write that ending.
         start_new_session=True,
     )
     assert process.stdin is not None
-    process.stdin.write(pickle.dumps(Launch(address, os.getpid(), store_uri, tuple(warm))))
+    launch = Launch(address=address, owner_pid=os.getpid(), store_uri=store_uri, warm=tuple(warm))
+    process.stdin.write(pickle.dumps(launch))
     process.stdin.close()
-    return Recorder(address, process)
+    return RecorderConnection(address, process)
 
 
 def warm_for(tracking: Any) -> list[str]:
@@ -157,7 +158,7 @@ def warm_for(tracking: Any) -> list[str]:
     return [name for name, enabled in wanted if enabled]
 
 
-_private: tuple[tuple[tuple[str, str], ...], Recorder] | None = None
+_private: tuple[tuple[tuple[str, str], ...], RecorderConnection] | None = None
 
 
 def _recorder_environment() -> tuple[tuple[str, str], ...]:
@@ -166,7 +167,7 @@ def _recorder_environment() -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("MLFLOW_")))
 
 
-def private_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> Recorder:
+def private_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> RecorderConnection:
     """This process's own recorder, started on first use and kept for the runs that follow (a
     serial sweep's jobs, tests); a new one when it stopped or its environment changed."""
     global _private
@@ -177,14 +178,14 @@ def private_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> 
         if alive and started_with == environment:
             return recorder
         if alive:
-            recorder.send(msg.SHUTDOWN, "")  # it exits once this connection closes
+            recorder.send(Shutdown())  # it exits once this connection closes
         recorder.close()
     recorder = start_recorder(store_uri, warm)
     _private = (environment, recorder)
     return recorder
 
 
-_shared: dict[Address, Recorder] = {}
+_shared: dict[Address, RecorderConnection] = {}
 
 
 def _forget_connections() -> None:
@@ -197,13 +198,13 @@ def _forget_connections() -> None:
 os.register_at_fork(after_in_child=_forget_connections)
 
 
-def shared_recorder(address: Address) -> Recorder:
+def shared_recorder(address: Address) -> RecorderConnection:
     """A connection (one per process) to the recorder a sweep's main process hosts: its own
     private recorder when this process is that main process (the basic launcher)."""
     if _private is not None and _private[1].address == address:
         return _private[1]
     if address not in _shared:
-        _shared[address] = Recorder(address)
+        _shared[address] = RecorderConnection(address)
     return _shared[address]
 
 
@@ -211,15 +212,15 @@ def shared_recorder(address: Address) -> Recorder:
 class TrackingTarget:
     """Where a job's run goes, decided by whoever starts the job (a single run, a sweep job)."""
 
-    recorder: Recorder
+    recorder: RecorderConnection
     uri: str
     experiment_name: str
     run_name: str | None
     tags: dict[str, str]  # the caller's tags (a sweep job's); the pipeline adds its own
     artifact_root: str | None = None
     sweep_token: str | None = None
-    # "handled": the job returns once its run is in the store (a single run); "queued": once the
+    # HANDLED: the job returns once its run is in the store (a single run); QUEUED: once the
     # recorder has it (a sweep job: its plots and model are written while the next job trains).
-    wait: str = "handled"
+    wait: Reply = Reply.HANDLED
     # A sweep job that fails before its run exists still gets a (FAILED) run, for the summary.
-    record_early_failure: bool = False
+    open_run_on_early_failure: bool = False

@@ -17,15 +17,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.config.checks import RECORDED_GROUPS, config_from_record, override_key
 from trainlab.errors import ConfigError
-from trainlab.tracking import protocol as msg
-from trainlab.tracking.client import Recorder, RecorderError
+from trainlab.tracking.client import RecorderConnection, RecorderError
+from trainlab.tracking.messages import FetchRequest, Reply
 from trainlab.tracking.store import sqlite_path
 
 CONFIG_ARTIFACT = "config/resolved.yaml"
 
 
 def plan_rerun(
-    cfg: DictConfig, uri: str, overrides: list[str], recorder: Recorder, folder: Path
+    cfg: DictConfig, uri: str, overrides: list[str], recorder: RecorderConnection, folder: Path
 ) -> DictConfig:
     """The recorded config of run `cfg.rerun.run` with the command line's overrides on top."""
     run_id = str(cfg.rerun.run)
@@ -53,15 +53,17 @@ def plan_rerun(
     return merged
 
 
-def fetch_config(recorder: Recorder, uri: str, run_id: str, folder: Path) -> dict:
+def fetch_config(recorder: RecorderConnection, uri: str, run_id: str, folder: Path) -> dict:
     """The run's recorded config, downloaded by the recorder process."""
     database = sqlite_path(uri)
     missing = database is not None and not database.exists()  # no new empty store for this
     try:
         if missing:
             raise RecorderError(f"no store at {uri}")
-        request = msg.FetchRequest(uri, run_id, (CONFIG_ARTIFACT,), str(folder / "rerun"))
-        files = recorder.send(msg.FETCH, "", request, reply="handled")
+        request = FetchRequest(
+            uri=uri, run_id=run_id, artifacts=(CONFIG_ARTIFACT,), folder=str(folder / "rerun")
+        )
+        files = recorder.send(request, reply=Reply.HANDLED)
     except RecorderError as err:
         if "RESOURCE_DOES_NOT_EXIST" in str(err) or "not found" in str(err).lower() or missing:
             raise ConfigError(

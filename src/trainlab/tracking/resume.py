@@ -13,7 +13,7 @@ is needed: the trainer never imports MLflow.
   checkpoint; none: a new run. Inside a cluster job (`resume` unset) the same happens, limited
   to runs of this very cluster job, so that a requeued job continues its own run.
 
-Which checkpoint: the run's last *committed* one (tracking/commits.py). The job's folder holds
+Which checkpoint: the run's last *committed* one (recorder/commits.py). The job's folder holds
 it as `last.ckpt` when it is still there (no download); otherwise the artifact. Either is taken
 only when its step is at least the committed step, so history and weights meet.
 """
@@ -31,17 +31,25 @@ from trainlab.config.checkpoint import RESUMABLE_KEYS
 from trainlab.config.checks import config_from_record, override_key
 from trainlab.engines.base import ResumePoint
 from trainlab.errors import ConfigError
-from trainlab.paths import resolve_user_path, unwritable_reason
-from trainlab.tracking import protocol as msg
-from trainlab.tracking.client import Recorder, RecorderError
-from trainlab.tracking.store import sqlite_path
+from trainlab.paths import resolve_user_path, task_overrides, tracking_uri, unwritable_reason
+from trainlab.tracking.client import RecorderConnection, RecorderError, private_recorder
+from trainlab.tracking.messages import EndStatus, FetchRequest, Reply, ResumeQuery, ResumeState
+from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
 CHECKPOINT_ARTIFACT = f"{ARTIFACT_DIR}/{LAST}"
 CONFIG_ARTIFACT = "config/resolved.yaml"
 
 
+def plan_resume_of(cfg: DictConfig, folder: Path) -> tuple[DictConfig, ResumePoint]:
+    """`resume=<run id | checkpoint>` on this command: the run's store, asked through this
+    process's recorder, and the plan below."""
+    uri = absolute_uri(cfg.tracking.uri or tracking_uri())
+    check_store(uri)
+    return plan_resume(str(cfg.resume), uri, task_overrides(), private_recorder(uri), folder)
+
+
 def plan_resume(
-    target: str, uri: str, overrides: list[str], recorder: Recorder, folder: Path
+    target: str, uri: str, overrides: list[str], recorder: RecorderConnection, folder: Path
 ) -> tuple[DictConfig, ResumePoint]:
     """The original run's config (with the allowed overrides) and where its checkpoint lies."""
     path = resolve_user_path(target)
@@ -59,7 +67,8 @@ def plan_resume(
                 f"config); expected only {', '.join(RESUMABLE_KEYS)} (and tracking=<option> to "
                 "say where the run is)"
             )
-    state = ask(recorder, msg.FIND, msg.ResumeQuery(uri, "", run_id), target, run_id, uri)
+    query = ResumeQuery(uri=uri, experiment_name="", run_id=run_id)
+    state = find(recorder, query, target, uri)
     files = fetch(recorder, uri, run_id, target, folder, (CONFIG_ARTIFACT,))
     resolved = yaml.safe_load(Path(files[CONFIG_ARTIFACT]).read_text())
     merged = OmegaConf.merge(config_from_record(resolved), OmegaConf.from_dotlist(changed))
@@ -72,20 +81,20 @@ def plan_resume(
 
 
 def find_run(
-    recorder: Recorder, query: msg.ResumeQuery, folder: Path
-) -> tuple[msg.ResumeState, ResumePoint | None] | None:
+    recorder: RecorderConnection, query: ResumeQuery, folder: Path
+) -> tuple[ResumeState, ResumePoint | None] | None:
     """`resume=auto`: this job's run and the checkpoint to continue it from (None: the run of
     this cluster job already FINISHED), or None: a new run."""
-    state = ask(recorder, msg.FIND, query, "auto", None, query.uri)
+    state = find(recorder, query, "auto", query.uri)
     if state is None:
         return None
-    if state.status == "FINISHED":
+    if state.status == EndStatus.FINISHED.value:
         return state, None
     return state, committed_checkpoint(state, recorder, query.uri, "auto", folder)
 
 
 def committed_checkpoint(
-    state: msg.ResumeState, recorder: Recorder, uri: str, target: str, folder: Path
+    state: ResumeState, recorder: RecorderConnection, uri: str, target: str, folder: Path
 ) -> ResumePoint:
     """The newest readable checkpoint at or after the run's commit mark: the job folder's
     `last.ckpt` if it qualifies, else the run's artifact."""
@@ -115,10 +124,16 @@ def _step(path: Path, committed: int | None) -> int | None:
 def resume_point(run_id: str, checkpoint: Path, folder: Path | None) -> ResumePoint:
     state = _load(checkpoint)
     loader_states = state["loops"]["fit_loop"]["state_dict"].get("combined_loader", [])
-    return ResumePoint(run_id, checkpoint, int(state["global_step"]), tuple(loader_states), folder)
+    return ResumePoint(
+        run_id=run_id,
+        checkpoint=checkpoint,
+        step=int(state["global_step"]),
+        loader_states=tuple(loader_states),
+        checkpoint_dir=folder,
+    )
 
 
-def continue_in(state: msg.ResumeState | None) -> Path | None:
+def continue_in(state: ResumeState | None) -> Path | None:
     """The run's checkpoint folder, where the resumed fit goes on writing, if still usable."""
     if state is None or not state.checkpoint_dir:
         return None
@@ -126,16 +141,18 @@ def continue_in(state: msg.ResumeState | None) -> Path | None:
     return folder if folder.is_dir() and unwritable_reason(folder) is None else None
 
 
-def ask(
-    recorder: Recorder, kind: str, payload: object, target: str, run_id: str | None, uri: str
-) -> msg.ResumeState | None:
+def find(
+    recorder: RecorderConnection, query: ResumeQuery, target: str, uri: str
+) -> ResumeState | None:
+    """The recorder's answer to `query` (the run named, or this job's run to continue)."""
+    run_id = query.run_id
     database = sqlite_path(uri)
     if database is not None and not database.exists():
         if run_id is None:
             return None  # resume=auto on a store that does not exist yet: a new run
         raise _no_run(target, run_id, uri)
     try:
-        return recorder.send(kind, "", payload, reply="handled")
+        return recorder.send(query, reply=Reply.HANDLED)
     except RecorderError as err:
         if run_id is not None and _not_found(err):
             raise _no_run(target, run_id, uri) from None
@@ -143,12 +160,19 @@ def ask(
 
 
 def fetch(
-    recorder: Recorder, uri: str, run_id: str, target: str, folder: Path, wanted: tuple[str, ...]
+    recorder: RecorderConnection,
+    uri: str,
+    run_id: str,
+    target: str,
+    folder: Path,
+    wanted: tuple[str, ...],
 ) -> dict[str, str]:
     """Artifacts of the run, downloaded by the recorder process."""
     try:
-        request = msg.FetchRequest(uri, run_id, wanted, str(folder / "resume"))
-        return recorder.send(msg.FETCH, "", request, reply="handled")
+        request = FetchRequest(
+            uri=uri, run_id=run_id, artifacts=wanted, folder=str(folder / "resume")
+        )
+        return recorder.send(request, reply=Reply.HANDLED)
     except RecorderError as err:
         if _not_found(err) and CONFIG_ARTIFACT in wanted:
             raise ConfigError(

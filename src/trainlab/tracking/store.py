@@ -9,7 +9,7 @@ relative to the current folder is made absolute, as data paths are.
 Why a lock: MLflow creates a new SQLite store's tables with a chain of alembic migrations, and
 processes that do it at the same moment fail and leave the file half-migrated (6 of 6 processes
 that opened a new store within one second, measured). Whoever creates, upgrades or repairs an
-embedded store holds `<store>.lock` (tracking/mlflow_store.py); a store that looks unfinished is
+embedded store holds `<store>.lock` (recorder/mlflow_store.py); a store that looks unfinished is
 judged only under that lock, so a store another process is creating right now is waited for,
 not reported.
 """

@@ -1,7 +1,7 @@
-"""The recorder process: owns the MLflow client and writes what trainers hand over.
+"""The recorder process's entry, its connections and its writer loop.
 
-`python -m trainlab.tracking.recorder` reads its `Launch` from standard input, listens on a Unix
-socket at once, then imports MLflow, opens the store and imports what finishing a run needs
+`python -m trainlab.recorder` runs `main`: it reads its `Launch` from standard input, listens on a
+Unix socket at once, then imports MLflow, opens the store and imports what finishing a run needs
 (matplotlib, torch), all while the trainer is still importing torch and Lightning. Messages from
 every connection (the trainer, a ddp_spawn rank, a sweep's local jobs) go through one queue and
 are handled one at a time by this process's main thread: SQLite has one writer, and each run's
@@ -34,12 +34,21 @@ from typing import Any
 from trainlab import collector
 from trainlab.errors import ConfigError, one_line
 from trainlab.logs import quiet_libraries
-from trainlab.tracking import protocol as msg
-from trainlab.tracking.client import Launch
+from trainlab.tracking.messages import (
+    Answer,
+    AnswerStatus,
+    Envelope,
+    FinalReport,
+    Launch,
+    Reply,
+    RunSpec,
+    SweepEnd,
+    SweepSpec,
+)
 
-CLOSED = "closed"  # pseudo-message: a connection ended
 BEAT_CHECK_SECONDS = 1.0  # how often the loop asks the open runs whether a heartbeat is due
-DIED_TAG = "trainlab.failure"
+OPENS = (RunSpec, SweepSpec)  # after these, a connection holds the run (or sweep) of the token
+ENDS = (FinalReport, SweepEnd)  # and after these no longer
 
 
 @dataclass(eq=False)
@@ -50,18 +59,23 @@ class Peer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     tokens: set[str] = field(default_factory=set)  # runs and sweeps it opened
 
-    def reply(self, number: int, status: str, result: Any) -> None:
+    def reply(self, number: int, status: AnswerStatus, result: Any = None) -> None:
+        answer = Answer(number=number, status=status, result=result)
         with self.lock, contextlib.suppress(OSError):  # a sender that is gone hears nothing
-            self.conn.send_bytes(pickle.dumps((number, status, result), pickle.HIGHEST_PROTOCOL))
+            self.conn.send_bytes(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
 
 
-class RecorderProcess:
+class RecorderServer:
+    """Accepts connections, reads their envelopes into one inbox, and hands each message to the
+    dispatcher in this process's main thread."""
+
     def __init__(self, launch: Launch) -> None:
         self.launch = launch
-        self.inbox: queue.Queue[tuple[Peer, tuple]] = queue.Queue()
+        # None in place of an envelope: that connection ended.
+        self.inbox: queue.Queue[tuple[Peer, Envelope | None]] = queue.Queue()
         self.peers: set[Peer] = set()
         self.peers_lock = threading.Lock()
-        self.handlers: Any = None  # tracking.handlers.Handlers, once MLflow is imported
+        self.dispatcher: Any = None  # recorder.dispatch.Dispatcher, once MLflow is imported
 
     # ------------------------------------------------------------------ connections
     def serve(self, listener: Listener) -> None:
@@ -78,18 +92,18 @@ class RecorderProcess:
     def read(self, peer: Peer) -> None:
         while True:
             try:
-                message = pickle.loads(peer.conn.recv_bytes())
+                envelope: Envelope = pickle.loads(peer.conn.recv_bytes())
             except (OSError, EOFError):
-                self.inbox.put((peer, (CLOSED, "", None, None, 0)))
+                self.inbox.put((peer, None))
                 return
             except Exception:  # a message that cannot be read: a bug; the sender is told by EOF
                 traceback.print_exc()
                 peer.conn.close()
-                self.inbox.put((peer, (CLOSED, "", None, None, 0)))
+                self.inbox.put((peer, None))
                 return
-            if message[3] == "queued":
-                peer.reply(message[4], "ok", None)
-            self.inbox.put((peer, message))
+            if envelope.reply is Reply.QUEUED:
+                peer.reply(envelope.number, AnswerStatus.OK)
+            self.inbox.put((peer, envelope))
 
     # ------------------------------------------------------------------ the writer loop
     def run(self) -> None:
@@ -97,38 +111,42 @@ class RecorderProcess:
         next_beat = time.monotonic() + BEAT_CHECK_SECONDS
         while True:
             if time.monotonic() >= next_beat:
-                self.handlers.beat()
+                self.dispatcher.beat()
                 next_beat = time.monotonic() + BEAT_CHECK_SECONDS
             try:
-                peer, message = self.inbox.get(timeout=0.2)
+                peer, envelope = self.inbox.get(timeout=0.2)
             except queue.Empty:
                 if self.finished():
                     return
                 continue
-            kind, token, payload, reply, number = message
-            if kind == CLOSED:
+            if envelope is None:
                 with self.peers_lock:
                     self.peers.discard(peer)
-                self.handlers.disconnected(peer.tokens)
+                self.dispatcher.disconnected(peer.tokens)
                 continue
-            if kind in (msg.OPEN, msg.SWEEP_START):
-                peer.tokens.add(token)
-            try:
-                result = self.handlers.handle(kind, token, payload)
-            except Exception as err:
-                if reply == "handled":
-                    # "refused": the user's to fix (the trainer shows one line, no traceback hint)
-                    status = "refused" if isinstance(err, ConfigError) else "error"
-                    peer.reply(number, status, one_line(err))
-                continue
-            if kind in (msg.FINISH, msg.SWEEP_END):
-                peer.tokens.discard(token)
-            if reply == "handled":
-                peer.reply(number, "ok", result)
+            self.handle(peer, envelope)
+
+    def handle(self, peer: Peer, envelope: Envelope) -> None:
+        token, message, waits = envelope.token, envelope.message, envelope.reply is Reply.HANDLED
+        if isinstance(message, OPENS):
+            peer.tokens.add(token)
+        try:
+            result = self.dispatcher.handle(token, message)
+        except Exception as err:
+            if waits:
+                # REFUSED: the user's to fix (the trainer shows one line, no traceback hint)
+                refused = isinstance(err, ConfigError)
+                status = AnswerStatus.REFUSED if refused else AnswerStatus.ERROR
+                peer.reply(envelope.number, status, one_line(err))
+            return
+        if isinstance(message, ENDS):
+            peer.tokens.discard(token)
+        if waits:
+            peer.reply(envelope.number, AnswerStatus.OK, result)
 
     def finished(self) -> bool:
         """The owner is gone (or said so) and nobody is connected: nothing more can come."""
-        owner_gone = os.getppid() != self.launch.owner_pid or self.handlers.shutdown
+        owner_gone = os.getppid() != self.launch.owner_pid or self.dispatcher.shutdown
         with self.peers_lock:
             idle = not self.peers
         return owner_gone and idle and self.inbox.empty()
@@ -136,18 +154,18 @@ class RecorderProcess:
 
 def main() -> None:
     # Held while MLflow and what finishing runs needs import; the warm-up resumes it once they
-    # are in (trainlab/collector.py, tracking/warmup.py).
+    # are in (trainlab/collector.py, recorder/warmup.py).
     collector.pause()
     launch: Launch = pickle.load(sys.stdin.buffer)
     # SLURM and terminals signal every process of a job; the trainer decides when the run ends,
-    # and this process ends when its owner is gone (see RecorderProcess.finished).
+    # and this process ends when its owner is gone (see RecorderServer.finished).
     # USR2 too: SLURM's `--signal` (submitit's preemption and time-limit notice) reaches every
     # process of the job, and its default action would end this one before it ends the run.
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
         signal.signal(signum, signal.SIG_IGN)
-    recorder = RecorderProcess(launch)
+    server = RecorderServer(launch)
     listener = Listener(launch.address.path, "AF_UNIX", authkey=launch.address.authkey)
-    threading.Thread(target=recorder.serve, args=(listener,), daemon=True).start()
+    threading.Thread(target=server.serve, args=(listener,), daemon=True).start()
     # MLflow sets its loggers' level from this when it is imported ("Creating initial MLflow
     # database tables..." is INFO); this process's own environment, not the trainer's.
     os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
@@ -156,13 +174,13 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     quiet_libraries()
     # Imported only now: the socket is listening before the 2 s of importing MLflow.
-    from trainlab.tracking.handlers import Handlers
+    from trainlab.recorder.dispatch import Dispatcher
 
     code = 0
     try:
-        recorder.handlers = Handlers(launch.store_uri, launch.warm)
-        recorder.run()
-        recorder.handlers.close()
+        server.dispatcher = Dispatcher(launch.store_uri, launch.warm)
+        server.run()
+        server.dispatcher.close()
     except BaseException:  # a bug: say where, and let the trainer report that it stopped
         traceback.print_exc()
         code = 1
@@ -171,7 +189,3 @@ def main() -> None:
     sys.stderr.flush()
     # Everything is written; skip unloading MLflow, SQLAlchemy and torch (over a second).
     os._exit(code)
-
-
-if __name__ == "__main__":
-    main()

@@ -54,11 +54,12 @@ from mlflow.tracking import MlflowClient
 
 from trainlab.checkpoint_files import ARTIFACT_DIR, link_best, sync_folder
 from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG
-from trainlab.tracking.protocol import Commit, ResumeQuery, ResumeState, Rows
+from trainlab.tracking.messages import Commit, EndStatus, ResumeQuery, ResumeState, Rows
 
 STEP_TAG = "trainlab.checkpoint.step"  # the commit mark: rows of steps < it are all in
 COMMITTING_TAG = "trainlab.checkpoint.committing"  # > STEP_TAG: a commit was cut short
 DIR_TAG = "trainlab.checkpoint.dir"
+FINISHED, FAILED = EndStatus.FINISHED.value, EndStatus.FAILED.value  # as the store says them
 
 
 class CommitGate:
@@ -149,9 +150,9 @@ def find_resumable(client: MlflowClient, query: ResumeQuery) -> ResumeState | No
     for run in runs:
         # A requeue of a job that had already finished (its notice came after the end) trains
         # nothing again: the caller reports the finished run.
-        if query.cluster_job is not None and run.info.status == "FINISHED":
+        if query.cluster_job is not None and run.info.status == FINISHED:
             return _state(run)
-        if run.info.status not in ("FINISHED", "FAILED") and STEP_TAG in run.data.tags:
+        if run.info.status not in (FINISHED, FAILED) and STEP_TAG in run.data.tags:
             return _state(run)
     return None
 
@@ -162,6 +163,9 @@ def _state(run: Run) -> ResumeState:
     metrics = run.data.metrics
     objective = metrics.get("final/val_loss", metrics.get("final/train_loss"))
     return ResumeState(
-        run.info.run_id, run.info.status, int(step) if step is not None else None,
-        tags.get(DIR_TAG), objective,
-    )  # fmt: skip
+        run_id=run.info.run_id,
+        status=run.info.status,
+        committed_step=int(step) if step is not None else None,
+        checkpoint_dir=tags.get(DIR_TAG),
+        objective=objective,
+    )

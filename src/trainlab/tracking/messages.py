@@ -1,16 +1,36 @@
-"""What the trainer and the recorder process say to each other (no MLflow, no torch here).
+"""The boundary between a trainer and its recorder process (trainlab/recorder/): every message,
+one frozen dataclass per kind. No MLflow, no torch here.
 
-Every message is a tuple `(kind, token, payload, reply, number)` sent over a
-`multiprocessing.connection` (a Unix socket, pickled). The recorder handles messages one at a time
-in arrival order per connection; with `reply` "handled" it answers `(number, "ok", result)` or
-`(number, "error", one line)` once the message is handled, which is how a sender waits for
-durability; with "queued" it answers as soon as the message arrived.
+A sender writes an `Envelope` (the run's token, the message, the reply it waits for, the
+request's number) to a `multiprocessing.connection` (a Unix socket, pickled). The recorder
+handles messages one at a time in arrival order per connection, by the message's type
+(recorder/dispatch.py). With `Reply.HANDLED` its `Answer` (the result, or one line saying why
+not) comes once the message is handled, which is how a sender waits for durability; with
+`Reply.QUEUED` as soon as the message arrived; without a reply, never.
+
+    message       the recorder ...                                        answers
+    RunSpec       creates the run, or re-opens it to resume               -
+    RunStart      logs params, config files, first metrics, data inputs   -
+    Rows          writes metric rows (held until a Commit once gated)     -
+    Tags          sets tags                                               -
+    Params        logs params                                             -
+    Artifact      logs the trainer's snapshot of a file                   -
+    InfoRequest   -                                                       RunInfo
+    FinalReport   logs final metrics, plots, model; ends the run          RunInfo
+    Sync          nothing: everything sent before it is handled           None
+    Commit        makes a checkpoint durable with the rows before it      -
+    ResumeQuery   finds the run a job continues                           ResumeState | None
+    FetchRequest  downloads a run's artifacts                             {artifact: local path}
+    SweepSpec     creates a sweep's parent run                            its run id
+    SweepEnd      writes the sweep's summary, ends its parent             SweepOutcome
+    Shutdown      exits once every connection is closed                   -
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only in annotations: the checks before torch need no numpy either
@@ -18,28 +38,30 @@ if TYPE_CHECKING:  # only in annotations: the checks before torch need no numpy 
 
 from trainlab.data.lineage import DataRecord
 
-# kinds of message
-OPEN = "open"  # RunSpec: create the run (or re-open it to resume)
-START = "start"  # RunStart: params, config files and first metrics of a new run
-ROWS = "rows"  # Rows: metric rows
-TAGS = "tags"  # dict: tags
-ARTIFACT = "artifact"  # (local path, artifact dir): copy a file into the run's artifacts
-INFO = "info"  # -> RunInfo once the run exists
-FINISH = "finish"  # FinalReport: final metrics, plots, model, status -> RunInfo
-SYNC = "sync"  # -> None once everything sent before it is handled
-COMMIT = "commit"  # Commit: a checkpoint, durable together with every row sent before it
-FIND = "find"  # ResumeQuery -> ResumeState | None: the run a job continues, and its checkpoint
-FETCH = "fetch"  # FetchRequest -> {artifact path: local path}
-SWEEP_START = "sweep_start"  # SweepSpec: create the sweep's parent run
-SWEEP_END = "sweep_end"  # SweepEnd -> SweepOutcome
-SHUTDOWN = "shutdown"  # the owner is done: exit once every connection is closed
 
-# Tags that link a sweep's runs, as the dashboard and the summary read them.
-PARENT_TAG = "mlflow.parentRunId"
-JOB_TAG = "trainlab.sweep.job"
-OVERRIDES_TAG = "trainlab.sweep.overrides"
-ERROR_TAG = "trainlab.error"
-RERUN_TAG = "trainlab.rerun_of"  # a run made by `rerun=<run id>` names that run
+class Reply(Enum):
+    """When the recorder answers a message."""
+
+    HANDLED = "handled"  # once it is handled (in the store): the sender waits for durability
+    QUEUED = "queued"  # as soon as it arrived: the sender only waits for the hand-over
+
+
+class AnswerStatus(Enum):
+    OK = "ok"  # the result is the handler's
+    ERROR = "error"  # recording failed; the result is one line
+    REFUSED = "refused"  # the user's to fix (a store to repair, a run still RUNNING): one line
+
+
+class EndStatus(Enum):
+    """How a run ends; the values are MLflow's run status names."""
+
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+class Message:
+    """What a trainer asks of its recorder: one subclass per kind (the table above)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +77,19 @@ class Address:
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class Launch:
+    """What a new recorder process is told on its standard input."""
+
+    address: Address
+    owner_pid: int  # it exits when this process is gone and no connection is left
+    store_uri: str | None  # opened (tables created) right away, while the trainer imports torch
+    warm: tuple[str, ...]  # modules to import before the first message: what finish will need
+
+
+@dataclass(frozen=True)
+class RunSpec(Message):
+    """Open a run: create it, or re-open `resume_run_id` (RUNNING again)."""
+
     uri: str
     experiment_name: str
     run_name: str | None
@@ -63,28 +97,18 @@ class RunSpec:
     # Where a new experiment of the embedded store keeps its artifacts (beside mlflow.db, never
     # under the current folder); None for other stores, which decide themselves.
     artifact_root: str | None = None
-    resume_run_id: str | None = None  # re-open this run (RUNNING again) instead of creating one
+    resume_run_id: str | None = None
     sweep_token: str | None = None  # a child of this sweep's parent run (the recorder's sweep)
     system_metrics_seconds: float | None = None  # sample system/... this often; None: never
     verify_against: str | None = None  # at the end, compare the trajectory with this run's
     heartbeat_seconds: float = 30.0  # how often the recorder rewrites trainlab.heartbeat
-    # Rows are held until a checkpoint commits them (tracking/commits.py); False: written as
+    # Rows are held until a checkpoint commits them (recorder/commits.py); False: written as
     # they come (engines without checkpoints, or no periodic checkpoints).
     gated: bool = False
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{'optimizer': {'lr': 0.1}} -> {'optimizer.lr': 0.1}; lists stay whole values."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
 @dataclass(frozen=True)
-class RunStart:
+class RunStart(Message):
     params: dict[str, str]
     files: dict[str, Any]  # artifact file -> dict, logged as YAML (config/resolved.yaml, ...)
     metrics: dict[str, float]  # logged at step 0 (pred/before, ols/loss)
@@ -93,11 +117,46 @@ class RunStart:
 
 
 @dataclass(frozen=True)
-class Rows:
+class Rows(Message):
     keys: tuple[str, ...]
     steps: np.ndarray  # int64, one per row
     times: np.ndarray  # int64 milliseconds, one per row
     values: np.ndarray  # float64, rows x keys
+
+
+@dataclass(frozen=True)
+class Tags(Message):
+    tags: dict[str, str]  # set on the run (a later value replaces an earlier one)
+
+
+@dataclass(frozen=True)
+class Params(Message):
+    params: dict[str, str]  # logged as the run's params (a module's saved hyperparameters)
+
+
+@dataclass(frozen=True)
+class Artifact(Message):
+    """A file for the run's artifacts: the trainer's snapshot of it (a hard link, removed once
+    logged), logged under `artifact_path` with its own `name`."""
+
+    snapshot: str
+    artifact_path: str
+    name: str
+
+
+@dataclass(frozen=True)
+class InfoRequest(Message):
+    """Answered with the run's RunInfo once the run exists."""
+
+
+@dataclass(frozen=True)
+class Sync(Message):
+    """Answered once everything sent before it is handled (a Commit included)."""
+
+
+@dataclass(frozen=True)
+class Shutdown(Message):
+    """The recorder's owner is done: it exits once every connection is closed."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +185,10 @@ class ModelPayload:
 
 
 @dataclass(frozen=True)
-class FinalReport:
-    status: str  # FINISHED | FAILED | KILLED
+class FinalReport(Message):
+    """End the run: final metrics, plots, model, then its status."""
+
+    status: EndStatus
     step: int  # where the final metrics are logged
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
@@ -149,7 +210,7 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
-class Commit:
+class Commit(Message):
     """A checkpoint the trainer has written (`staged`); once every row sent before this message
     is in the store it becomes `last` (renamed, atomic) and the run's artifacts."""
 
@@ -162,7 +223,7 @@ class Commit:
 
 
 @dataclass(frozen=True)
-class ResumeQuery:
+class ResumeQuery(Message):
     """Which run to continue: `run_id`, or this job's latest unfinished run (by job key, and
     cluster job when given) that has a committed checkpoint."""
 
@@ -176,14 +237,14 @@ class ResumeQuery:
 @dataclass(frozen=True)
 class ResumeState:
     run_id: str
-    status: str
+    status: str  # as the store has it: RUNNING after a hard kill, or an EndStatus value
     committed_step: int | None  # None: a run recorded before commits (its last.ckpt is the end)
     checkpoint_dir: str | None  # where its trainer kept last.ckpt (may be gone or elsewhere)
     objective: float | None = None  # a FINISHED run's final val (else train) loss
 
 
 @dataclass(frozen=True)
-class FetchRequest:
+class FetchRequest(Message):
     uri: str
     run_id: str
     artifacts: tuple[str, ...]
@@ -191,7 +252,7 @@ class FetchRequest:
 
 
 @dataclass(frozen=True)
-class SweepSpec:
+class SweepSpec(Message):
     uri: str
     experiment_name: str
     run_name: str
@@ -203,7 +264,7 @@ class SweepSpec:
 
 
 @dataclass(frozen=True)
-class SweepEnd:
+class SweepEnd(Message):
     stopped: str | None  # why the sweep stopped early (sweep.stop_on_failure), if it did
     error: str | None = None  # the sweep itself failed (launcher error ...): parent FAILED
     interrupted: bool = False  # Ctrl-C or SIGTERM: parent KILLED
@@ -215,3 +276,18 @@ class SweepOutcome:
     summary: str  # the table and the best child, as printed
     problem: str | None  # why the command should exit non-zero
     warning: str | None  # jobs that failed in a sweep that goes on
+
+
+@dataclass(frozen=True)
+class Envelope:
+    token: str  # the run (or sweep) it is about; "" for a message to the recorder itself
+    message: Message
+    reply: Reply | None = None  # None: no answer
+    number: int = 0  # the request's number on its connection, repeated in its Answer
+
+
+@dataclass(frozen=True)
+class Answer:
+    number: int
+    status: AnswerStatus
+    result: Any = None  # the handler's result, or one line saying why it failed

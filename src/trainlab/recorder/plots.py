@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-from trainlab.tracking.protocol import PlotData, Rows
+from trainlab.tracking.messages import PlotData, Rows
 
 TRAJECTORY_LINES = 24  # more parameter curves than this make an unreadable plot
 MAX_POINTS = 20_000  # per curve; a longer history keeps every 2nd, 4th, ... point
@@ -46,7 +46,7 @@ def new_axes() -> tuple[Figure, Axes]:
 
 def rehearse_drawing() -> None:
     """Draw one small figure of the kind the plots are, and throw it away: the first figure of
-    a process loads the fonts and fills matplotlib's caches (tracking/warmup.py)."""
+    a process loads the fonts and fills matplotlib's caches (recorder/warmup.py)."""
     figure, axes = new_axes()
     axes.plot([0, 1], [1, 0], label="loss")
     axes.set(xlabel="step", ylabel="loss", title="Loss")

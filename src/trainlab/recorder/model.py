@@ -6,8 +6,8 @@ trained with, so `trainlab-predict RUN 5`, `mlflow.pyfunc.load_model(...).predic
 
 Format (tracking.model_format): "pickle" by default, with trainlab's model classes pickled by
 value (cloudpickle), so loading needs torch but not trainlab; "pt2" (torch.export) runs no
-pickled code when loaded, but exporting imports and compiles torch's dynamo first: 2.7 s for the
-first model of a process against 0.6 s (measured here), on the recorder's critical path.
+pickled code when loaded, but exporting imports and compiles torch's dynamo first: about 2 s more
+for the first model of a process, on the recorder's critical path.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mlflow.entities import LoggedModelOutput, Metric
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from trainlab.tracking.protocol import ModelPayload
+from trainlab.tracking.messages import ModelPayload
 
 MODEL_NAME = "model"  # runs:/<run_id>/model
 
@@ -35,8 +35,8 @@ def import_pytorch_flavor() -> None:
 
     mlflow.pytorch imports `pytorch_lightning` at import time, only for autologging, and skips it
     when that package is not installed (it catches the ImportError). The recorder never trains,
-    so it marks the package absent: 3 s less per recorder process (measured here: 8.6 s -> 5.5 s
-    to import mlflow.pytorch in a fresh process).
+    so it marks the package absent: importing mlflow.pytorch in a fresh process then takes
+    seconds less.
     """
     sys.modules.setdefault("pytorch_lightning", None)  # type: ignore[arg-type]
     import mlflow.pytorch  # noqa: F401
@@ -60,7 +60,7 @@ def pip_requirements() -> list[str]:
 
 def rehearse_model_logging() -> None:
     """Save a one-weight model as log_trained_model saves one, into a folder then removed: the
-    first save of a process costs 0.6 s more than the next ones (tracking/warmup.py)."""
+    first save of a process costs more than the next ones (recorder/warmup.py)."""
     import torch
 
     example = np.zeros((2, 1), dtype=np.float32)
@@ -119,8 +119,8 @@ def log_trained_model(
         # trainlab-predict matches CSV columns by these names and labels its output with them.
         metadata={"feature_names": model.feature_names, "target_names": model.target_names},
         # No run_id (and no fluent active run to start, end or leak): given one, log_model
-        # reads the whole history of every metric of the run to find those at `step` (2.9 s
-        # for a 20,000-step run, measured). The run's output and the final metrics are linked
+        # reads the whole history of every metric of the run to find those at `step` (seconds
+        # for a long run). The run's output and the final metrics are linked
         # below, from what the recorder already holds.
         model_id=logged.model_id,
         serialization_format=model.format,

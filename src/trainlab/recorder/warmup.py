@@ -8,10 +8,9 @@ Two phases, in a thread of their own so that messages are handled meanwhile:
 2. A rehearsal, once the first run is open (not before: a trainer waiting for its run to exist
    would wait for it): one small figure drawn, and one tiny model saved with MLflow into a
    temporary folder. The first model MLflow saves in a process scans every installed package's
-   metadata to check the model's requirements (0.6 s here, cached for the process after that;
-   MLflow has no public switch for it), and the first figure loads fonts and caches glyphs.
-   Measured on the seed run: logging the model took 0.4-0.6 s at the end of a CLI run, 0.05-0.08 s
-   once rehearsed.
+   metadata to check the model's requirements (most of a second, cached for the process after
+   that; MLflow has no public switch for it), and the first figure loads fonts and caches
+   glyphs. Once rehearsed, logging the model at a run's end costs a small fraction of that.
 
 Finishing a run waits for the rehearsal (`ready`): matplotlib and MLflow's model saving are not
 made to run in two threads at once, and what is left of the rehearsal is what the real thing
@@ -26,10 +25,10 @@ import threading
 from collections.abc import Callable
 
 from trainlab import collector
-from trainlab.tracking.model import import_pytorch_flavor, rehearse_model_logging
-from trainlab.tracking.plots import rehearse_drawing
+from trainlab.recorder.model import import_pytorch_flavor, rehearse_model_logging
+from trainlab.recorder.plots import rehearse_drawing
 
-# What finishing needs beyond what tracking.plots and tracking.model import at their top: the
+# What finishing needs beyond what recorder.plots and recorder.model import at their top: the
 # Agg canvas (imported at the first savefig) and mlflow.pytorch with torch (at the first model).
 IMPORTS: dict[str, Callable[[], object]] = {
     "plots": lambda: importlib.import_module("matplotlib.backends.backend_agg"),

@@ -7,6 +7,7 @@ plots never read the run's metrics back from the store (13 s for a 50,000-step r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tempfile
@@ -20,24 +21,25 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError
-from trainlab.tracking.commits import STEP_TAG, CommitGate, recorded_ends
-from trainlab.tracking.datasets import dataset_input, link_inputs
+from trainlab.recorder.commits import STEP_TAG, CommitGate, recorded_ends
+from trainlab.recorder.dataset_inputs import dataset_input, link_inputs
+from trainlab.recorder.model import log_trained_model
+from trainlab.recorder.plots import History, log_run_plots
+from trainlab.recorder.rerun_verification import Trajectory, verify
+from trainlab.recorder.stale_runs import before_resume
+from trainlab.recorder.system_metrics import start_sampling, stop_sampling
 from trainlab.tracking.environment import installed_packages
-from trainlab.tracking.liveness import HEARTBEAT_TAG, LIVENESS_TAGS, recorder_tags
-from trainlab.tracking.model import log_trained_model
-from trainlab.tracking.plots import History, log_run_plots
-from trainlab.tracking.protocol import (
-    ERROR_TAG,
+from trainlab.tracking.liveness import FAILURE_TAG, HEARTBEAT_TAG, LIVENESS_TAGS, recorder_tags
+from trainlab.tracking.messages import (
     Commit,
+    EndStatus,
     FinalReport,
     Rows,
     RunInfo,
     RunSpec,
     RunStart,
 )
-from trainlab.tracking.stale import before_resume
-from trainlab.tracking.system import start_monitor, stop_monitor
-from trainlab.tracking.verify import Trajectory, verify
+from trainlab.tracking.tags import ERROR_TAG
 
 MAX_PARAM_VALUE_CHARS = 6000
 MAX_KEY_CHARS = 250
@@ -88,7 +90,7 @@ class RunWriter:
         self.last_beat = time.time()
         alive = recorder_tags(self.last_beat, spec.heartbeat_seconds)
         # Per metric, the last step already in the store when a resume recomputes it (after a
-        # commit that was cut short; see tracking/commits.py): those rows are not written twice.
+        # commit that was cut short; see recorder/commits.py): those rows are not written twice.
         self.skip: dict[str, int] = {}
         if spec.resume_run_id is None:
             exp_id = experiment_id(client, spec.experiment_name, spec.artifact_root)
@@ -103,11 +105,14 @@ class RunWriter:
             run = client.get_run(spec.resume_run_id)
             self.skip = recorded_ends(client, spec.resume_run_id)
         self.info = RunInfo(
-            run.info.run_id, run.info.run_name or "", run.info.experiment_id, spec.uri
+            run_id=run.info.run_id,
+            run_name=run.info.run_name or "",
+            experiment_id=run.info.experiment_id,
+            uri=spec.uri,
         )
         if spec.resume_run_id is not None:
             # How the last attempt ended is no longer how the run ends.
-            for key in ("trainlab.failure", ERROR_TAG):
+            for key in (FAILURE_TAG, ERROR_TAG):
                 if key in run.data.tags:
                     client.delete_tag(self.run_id, key)
             if spec.tags:
@@ -117,14 +122,14 @@ class RunWriter:
         self.gate.committed = STEP_TAG in run.data.tags
         self.finished = False
         self.warnings: list[str] = []
-        self.monitor = None
+        self.system_metrics = None  # MLflow's sampler of system/... for this run, while it runs
         if spec.system_metrics_seconds is not None:
             try:
-                self.monitor = start_monitor(
+                self.system_metrics = start_sampling(
                     self.run_id,
                     spec.uri,
                     spec.system_metrics_seconds,
-                    spec.resume_run_id is not None,
+                    resumed=spec.resume_run_id is not None,
                 )
             except Exception as err:  # psutil missing ...: the run goes on without them
                 self.warnings.append(f"system metrics not recorded: {err}")
@@ -181,6 +186,9 @@ class RunWriter:
     def tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=as_tags(tags))
 
+    def params(self, params: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, params=as_params(params))
+
     def artifact(self, snapshot: str, artifact_path: str, name: str) -> None:
         """Log the trainer's snapshot (a hard link) of a file under its own name; remove it."""
         try:
@@ -197,7 +205,7 @@ class RunWriter:
         warnings = self.warnings
         # A run stopped by a signal ends at its last commit (a resume computes the rest again);
         # a run that ends for good keeps everything it was handed.
-        self.gate.end(resumable=report.status == "KILLED")
+        self.gate.end(resumable=report.status is EndStatus.KILLED)
         self.log_metrics(report.metrics, report.step, clock_ms)
         tags = dict(report.tags)
         if report.error:
@@ -212,7 +220,8 @@ class RunWriter:
             except Exception as err:  # drawing must not hide how the run ended
                 warnings.append(f"plots not drawn: {err}")
         model_uri = None
-        if report.model is not None and report.status == "FINISHED":
+        finished = report.status is EndStatus.FINISHED
+        if report.model is not None and finished:
             try:
                 model_uri = log_trained_model(
                     self.client, self.run_id, report.model, report.step, report.metrics, clock_ms
@@ -221,7 +230,7 @@ class RunWriter:
                 warnings.append(f"model not logged: {err}")
                 traceback.print_exc()
         lines: tuple[str, ...] = ()
-        if self.trajectory is not None and self.spec.verify_against and report.status == "FINISHED":
+        if self.trajectory is not None and self.spec.verify_against and finished:
             try:
                 verified = verify(
                     self.client, self.spec.verify_against, self.run_id, self.trajectory
@@ -232,17 +241,16 @@ class RunWriter:
             except Exception as err:  # the rerun itself is recorded; only the comparison is not
                 warnings.append(f"rerun not verified: {err}")
         self.end(report.status)
-        return RunInfo(
-            self.run_id, self.info.run_name, self.info.experiment_id, self.spec.uri,
-            model_uri, tuple(warnings), lines,
-        )  # fmt: skip
+        return dataclasses.replace(
+            self.info, model_uri=model_uri, warnings=tuple(warnings), verification=lines
+        )
 
-    def end(self, status: str) -> None:
-        if self.monitor is not None:
-            monitor, self.monitor = self.monitor, None
+    def end(self, status: EndStatus) -> None:
+        if self.system_metrics is not None:
+            sampler, self.system_metrics = self.system_metrics, None
             try:
-                stop_monitor(monitor)
+                stop_sampling(sampler)
             except Exception as err:  # the samples are extras: the run still ends
                 self.warnings.append(f"system metrics not all recorded: {err}")
-        self.client.set_terminated(self.run_id, RunStatus.to_string(getattr(RunStatus, status)))
+        self.client.set_terminated(self.run_id, status.value)
         self.finished = True

@@ -17,7 +17,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from trainlab.tracking.protocol import Rows
+from trainlab.tracking.messages import Rows
 
 COMPARED = ("train/loss", "weight/", "bias/")
 # Tags of the environment a trajectory depends on (trainlab.env.*: versions, host, CUDA, GPU).

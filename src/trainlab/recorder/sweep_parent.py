@@ -19,23 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
-from mlflow.entities import Metric, RunStatus
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from trainlab.config.checks import override_key
+from trainlab.recorder.plots import Curve, History
+from trainlab.recorder.stale_runs import every_run, mark_stale
+from trainlab.recorder.writer import as_params, as_tags, experiment_id
 from trainlab.tracking.liveness import HEARTBEAT_SECONDS, HEARTBEAT_TAG, recorder_tags, staleness
-from trainlab.tracking.plots import Curve, History
-from trainlab.tracking.protocol import (
-    ERROR_TAG,
-    JOB_TAG,
-    OVERRIDES_TAG,
-    PARENT_TAG,
-    SweepEnd,
-    SweepOutcome,
-    SweepSpec,
-)
-from trainlab.tracking.stale import every_run, mark_stale
-from trainlab.tracking.writer import as_params, as_tags, experiment_id
+from trainlab.tracking.messages import EndStatus, SweepEnd, SweepOutcome, SweepSpec
+from trainlab.tracking.tags import ERROR_TAG, JOB_TAG, OVERRIDES_TAG, PARENT_TAG
 
 # Files a sweeper leaves in the sweep dir that belong on the parent run (Optuna's best params).
 SWEEP_FILES = ("multirun.yaml", "optimization_results.yaml")
@@ -54,7 +47,7 @@ class Child:
 
     @property
     def finished(self) -> bool:
-        return self.status == "FINISHED" and math.isfinite(self.loss)
+        return self.status == EndStatus.FINISHED.value and math.isfinite(self.loss)
 
 
 class SweepParent:
@@ -114,9 +107,9 @@ class SweepParent:
         if end.interrupted or end.error:
             if end.error:
                 client.set_tag(parent, ERROR_TAG, end.error[:5000])
-            status = RunStatus.KILLED if end.interrupted else RunStatus.FAILED
-            client.set_terminated(parent, RunStatus.to_string(status))
-            return SweepOutcome(parent, "", end.error, None)
+            status = EndStatus.KILLED if end.interrupted else EndStatus.FAILED
+            client.set_terminated(parent, status.value)
+            return SweepOutcome(parent_run_id=parent, summary="", problem=end.error, warning=None)
         children = self.children()
         rows = table(children, keys)
         with tempfile.TemporaryDirectory(prefix="trainlab-sweep-") as folder:
@@ -155,8 +148,8 @@ class SweepParent:
             tags=as_tags(tags),
         )
         ok = bool(done) and not end.stopped
-        status = RunStatus.FINISHED if ok else RunStatus.FAILED
-        client.set_terminated(parent, RunStatus.to_string(status))
+        status = EndStatus.FINISHED if ok else EndStatus.FAILED
+        client.set_terminated(parent, status.value)
         lines.append(f"Parent MLflow run {parent}: summary/children.md, summary/losses.png")
         problem, warning = end.stopped, None
         if not problem and not done:
@@ -166,7 +159,8 @@ class SweepParent:
         elif not problem and failed:
             jobs = ", ".join(str(c.job) for c in failed)
             warning = f"{len(failed)} of {len(children)} jobs failed: {jobs}"
-        return SweepOutcome(parent, "\n".join(lines), problem, warning)
+        summary = "\n".join(lines)
+        return SweepOutcome(parent_run_id=parent, summary=summary, problem=problem, warning=warning)
 
 
 def early_stop(tags: dict[str, str]) -> str:

@@ -22,7 +22,7 @@ from trainlab.tracking.liveness import (
     running_here,
     staleness,
 )
-from trainlab.tracking.protocol import ERROR_TAG
+from trainlab.tracking.tags import ERROR_TAG
 
 RESUMED_TAG = "trainlab.resumed_after"  # how the attempt before a resume ended, when it was stale
 

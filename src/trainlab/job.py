@@ -1,0 +1,145 @@
+"""One job, the way a user waits for it: the checks, where its run goes, then the pipeline.
+
+Composition and every check need no torch, so a wrong value fails within a second; the
+recorder process starts next (it imports MLflow and opens the store while this process imports
+torch and Lightning); the pipeline comes last. `resume=<id>` and `rerun=<id>` rebuild the config
+a run recorded (tracking/resume.py, tracking/rerun.py); `resume=auto`, and a cluster job that may
+be a requeue of itself, look for the job's own run first. The command line (cli.py), a sweep's
+jobs and the Python API all come through `run_one`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig, OmegaConf
+
+from trainlab import collector
+from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG, cluster_job_id, job_key
+from trainlab.config.checks import check_config
+from trainlab.config.schema import TrainConfig, job_identity
+from trainlab.data.checks import check_source
+from trainlab.engines.ranks import is_tracking_process
+from trainlab.errors import ConfigError
+from trainlab.paths import default_artifact_root, output_dir, task_overrides, tracking_uri
+from trainlab.sweeps.state import SweepJob
+from trainlab.tracking.client import TrackingTarget, private_recorder, warm_for
+from trainlab.tracking.messages import ResumeQuery, ResumeState
+from trainlab.tracking.rerun import plan_rerun
+from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
+
+if TYPE_CHECKING:
+    from trainlab.engines.base import ResumePoint
+
+AUTO = "auto"  # resume=auto
+
+
+def run_one(cfg: DictConfig, job: SweepJob | None) -> float:
+    """One job (a single run, or one job of a sweep); returns its objective for sweepers."""
+    resume_from = None
+    if cfg.get("resume") and cfg.resume != AUTO:
+        # Imported only to resume: reading a checkpoint needs torch.
+        from trainlab.tracking.resume import plan_resume_of
+
+        cfg, resume_from = plan_resume_of(cfg, output_dir())
+    elif OmegaConf.select(cfg, "rerun.run") is not None:
+        cfg = rerun_config(cfg, job)
+    settings = check_config(cfg)
+    check_source(settings.data)
+    target = tracking_target(settings, job)
+    if resume_from is None and wants_auto_resume(settings):
+        found = auto_resume(settings, job)
+        if found is not None and found[1] is None:  # a requeue of a job that had finished
+            print(f"Run {found[0].run_id} of this cluster job already finished; nothing to do")
+            return found[0].objective if found[0].objective is not None else float("nan")
+        resume_from = found[1] if found is not None else None
+    return import_pipeline().run(settings, target, resume_from)
+
+
+def import_pipeline() -> ModuleType:
+    """Imported now, not at the top: torch and Lightning take seconds, the checks do not. The
+    first time with the collector paused (trainlab/collector.py); a later job of the same process
+    finds it imported and its own objects are never frozen."""
+    if "trainlab.pipeline" in sys.modules:
+        return sys.modules["trainlab.pipeline"]
+    with collector.paused():
+        return importlib.import_module("trainlab.pipeline")
+
+
+def tracking_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarget | None:
+    """Where this job's run goes; None when untracked (or a DDP rank that does not track)."""
+    if not settings.tracking.enabled or not is_tracking_process(settings.device):
+        return None
+    return job_target(settings, job)
+
+
+def job_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarget:
+    """The job's run's store and experiment, tagged with what `resume=auto` looks it up by."""
+    sweep = (job.sweep.sweep_dir, job.num) if job is not None else (None, None)
+    tags = {JOB_KEY_TAG: job_key(job_identity(settings), *sweep)}
+    cluster_job = cluster_job_id()
+    if cluster_job is not None:
+        tags[CLUSTER_JOB_TAG] = cluster_job
+    if job is not None:
+        target = job.target(settings.run_name)
+        return dataclasses.replace(target, tags={**target.tags, **tags})
+    uri = absolute_uri(settings.tracking.uri or tracking_uri())
+    check_store(uri)
+    recorder = private_recorder(uri, warm_for(settings.tracking))
+    root = str(default_artifact_root()) if sqlite_path(uri) else None
+    return TrackingTarget(
+        recorder=recorder,
+        uri=uri,
+        experiment_name=settings.experiment_name,
+        run_name=settings.run_name,
+        tags=tags,
+        artifact_root=root,
+    )
+
+
+def wants_auto_resume(settings: TrainConfig) -> bool:
+    """`resume=auto`, or a cluster job (SLURM, submitit) that may be a requeue of itself."""
+    if settings.resume == AUTO and not settings.tracking.enabled:
+        raise ConfigError(
+            "resume=auto finds the job's run in MLflow; expected tracking enabled (an untracked "
+            "run writes no checkpoint: there is no run to continue)"
+        )
+    implicit = settings.resume is None and cluster_job_id() is not None
+    return settings.resume == AUTO or (implicit and settings.tracking.enabled)
+
+
+def auto_resume(
+    settings: TrainConfig, job: SweepJob | None
+) -> tuple[ResumeState, ResumePoint | None] | None:
+    """This job's run to continue (every DDP rank asks; rank 0 opens it), or None."""
+    from trainlab.tracking.resume import find_run  # reading a checkpoint needs torch
+
+    target = job_target(settings, job)
+    cluster_job = target.tags.get(CLUSTER_JOB_TAG) if settings.resume is None else None
+    query = ResumeQuery(
+        uri=target.uri,
+        experiment_name=target.experiment_name,
+        job_key=target.tags[JOB_KEY_TAG],
+        cluster_job=cluster_job,
+    )
+    found = find_run(target.recorder, query, output_dir())
+    if found is None and settings.resume == AUTO:
+        print("resume=auto: no unfinished run of this job with a checkpoint; a new run")
+    return found
+
+
+def rerun_config(cfg: DictConfig, job: SweepJob | None) -> DictConfig:
+    """`rerun=<id>`: that run's recorded config with this command's overrides on top, read from
+    the sweep's store by its recorder for a sweep's job, else from the run's own store."""
+    if job is not None:
+        target = job.target(None)
+        recorder, uri = target.recorder, target.uri
+    else:
+        uri = absolute_uri(cfg.tracking.uri or tracking_uri())
+        check_store(uri)
+        recorder = private_recorder(uri, warm_for(cfg.tracking))
+    return plan_rerun(cfg, uri, task_overrides(), recorder, output_dir())

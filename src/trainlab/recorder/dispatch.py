@@ -1,0 +1,261 @@
+"""What the recorder process does with each message, chosen by the message's type (MLflow is
+imported here, in that process).
+
+Runs are kept by their token. The first MLflow error of a run is kept too: later messages for it
+are skipped, and the trainer hears the error at its next wait (info, artifact, finish, sync), so
+a run that cannot be recorded fails loudly instead of training on unrecorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mlflow.tracking import MlflowClient
+
+from trainlab.errors import ConfigError, one_line
+from trainlab.recorder import system_metrics
+from trainlab.recorder.commits import find_resumable
+from trainlab.recorder.mlflow_store import open_client
+from trainlab.recorder.sweep_parent import SweepParent
+from trainlab.recorder.warmup import WarmUp
+from trainlab.recorder.writer import RunWriter
+from trainlab.tracking.environment import installed_packages
+from trainlab.tracking.liveness import FAILURE_TAG
+from trainlab.tracking.messages import (
+    Artifact,
+    Commit,
+    EndStatus,
+    FetchRequest,
+    FinalReport,
+    InfoRequest,
+    Message,
+    Params,
+    ResumeQuery,
+    Rows,
+    RunInfo,
+    RunSpec,
+    RunStart,
+    Shutdown,
+    SweepEnd,
+    SweepOutcome,
+    SweepSpec,
+    Sync,
+    Tags,
+)
+from trainlab.tracking.tags import ERROR_TAG, PARENT_TAG
+
+# The messages whose sender may be waiting: a run whose recording failed says so to them.
+WAITED_ON = (InfoRequest, FinalReport, Artifact)
+
+
+class RunRefused(ConfigError):
+    """What the user asked of the store cannot be done (a broken store, a run still RUNNING)."""
+
+
+def refusal(err: Exception, spec: RunSpec) -> str | None:
+    """A team server's "no" to this user, said plainly (the credentials come from the
+    environment, which this process inherited from the trainer)."""
+    if getattr(err, "error_code", None) != "PERMISSION_DENIED":
+        return None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no MLFLOW_TRACKING_USERNAME)")
+    return (
+        f"user {user!r} may not create runs in experiment {spec.experiment_name!r} "
+        "(PERMISSION_DENIED); expected EDIT on it: ask the server's admin (make team-user)"
+    )
+
+
+class Dispatcher:
+    """The recorder's runs and sweeps, and a handler for each kind of message."""
+
+    def __init__(self, store_uri: str | None, warm: tuple[str, ...] = ()) -> None:
+        self.clients: dict[str, MlflowClient] = {}
+        self.runs: dict[str, RunWriter] = {}
+        self.failed: dict[str, str] = {}
+        self.refused: set[str] = set()  # runs whose failure is the user's to fix: no traceback
+        self.sweeps: dict[str, SweepParent] = {}
+        self.shutdown = False
+        if store_uri is not None:
+            with contextlib.suppress(Exception):  # reported to the first run that uses it
+                self.client(store_uri)
+        # What every run's start needs, read while the trainer still imports torch (0.1 s).
+        installed_packages()
+        with contextlib.suppress(ImportError):  # psutil missing: each run says so
+            system_metrics.prime()
+        self.warm = WarmUp(warm)
+
+    def close(self) -> None:
+        """Before the recorder exits."""
+        self.warm.close()
+
+    def client(self, uri: str) -> MlflowClient:
+        if uri not in self.clients:
+            self.clients[uri] = open_client(uri)
+        return self.clients[uri]
+
+    def handle(self, token: str, message: Message) -> Any:
+        """Hand `message` about run (or sweep) `token` to its handler; returns the answer."""
+        handler = self.HANDLERS.get(type(message))
+        if handler is not None:
+            return handler(self, token, message)
+        return self.to_run(token, message)
+
+    # ------------------------------------------------------------------ the recorder's own
+    def on_shutdown(self, token: str, message: Shutdown) -> None:
+        self.shutdown = True
+
+    def on_fetch(self, token: str, request: FetchRequest) -> dict[str, str]:
+        """Download a run's artifacts into a folder: {artifact path: local path}."""
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        client = self.client(request.uri)
+        client.get_run(request.run_id)  # an unknown run is its own error
+        folder = Path(request.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return {
+            path: client.download_artifacts(request.run_id, path, str(folder))
+            for path in request.artifacts
+        }
+
+    def on_find(self, token: str, query: ResumeQuery) -> Any:
+        return find_resumable(self.client(query.uri), query)
+
+    def on_sweep_start(self, token: str, spec: SweepSpec) -> str:
+        self.sweeps[token] = SweepParent(self.client(spec.uri), spec)
+        return self.sweeps[token].parent_run_id
+
+    def on_sweep_end(self, token: str, end: SweepEnd) -> SweepOutcome:
+        self.warm.settled()  # the summary plot is drawn in this thread
+        return self.sweeps.pop(token).end(end)
+
+    def on_sync(self, token: str, message: Sync) -> None:
+        """Everything sent before it is handled (one queue, in order), or the run's failure."""
+        if token in self.failed:
+            raise self.failure(token)
+
+    def on_open(self, token: str, spec: RunSpec) -> None:
+        try:
+            parent = {}
+            if spec.sweep_token is not None:
+                parent = {PARENT_TAG: self.sweeps[spec.sweep_token].parent_run_id}
+            self.runs[token] = RunWriter(self.client(spec.uri), spec, parent)
+            self.warm.run_opened()
+        except ConfigError as err:
+            self.failed[token] = one_line(err)
+            self.refused.add(token)
+        except Exception as err:
+            self.failed[token] = f"store {spec.uri}: {refusal(err, spec) or one_line(err)}"
+
+    HANDLERS: ClassVar[dict[type[Message], Callable[..., Any]]] = {
+        Shutdown: on_shutdown,
+        FetchRequest: on_fetch,
+        ResumeQuery: on_find,
+        SweepSpec: on_sweep_start,
+        SweepEnd: on_sweep_end,
+        RunSpec: on_open,
+        Sync: on_sync,
+    }
+
+    # ------------------------------------------------------------------ one run's
+    def to_run(self, token: str, message: Message) -> Any:
+        """A message for the writer of run `token` (skipped once its recording failed)."""
+        if token in self.failed:
+            if isinstance(message, FinalReport):
+                self.end_failed(token)
+            if isinstance(message, WAITED_ON):
+                raise self.failure(token)
+            return None
+        writer = self.runs[token]
+        try:
+            return self.RUN_HANDLERS[type(message)](self, writer, message)
+        except Exception as err:
+            self.failed[token] = f"recording run {writer.run_id} failed: {one_line(err)}"
+            if isinstance(message, FinalReport):
+                self.end_failed(token)
+            raise RuntimeError(self.failed[token]) from err
+
+    def on_start(self, writer: RunWriter, start: RunStart) -> None:
+        writer.start(start)
+
+    def on_rows(self, writer: RunWriter, rows: Rows) -> None:
+        writer.rows(rows)
+
+    def on_tags(self, writer: RunWriter, tags: Tags) -> None:
+        writer.tags(tags.tags)
+
+    def on_params(self, writer: RunWriter, params: Params) -> None:
+        writer.params(params.params)
+
+    def on_artifact(self, writer: RunWriter, artifact: Artifact) -> None:
+        writer.artifact(artifact.snapshot, artifact.artifact_path, artifact.name)
+
+    def on_commit(self, writer: RunWriter, commit: Commit) -> None:
+        writer.commit(commit)
+
+    def on_info(self, writer: RunWriter, request: InfoRequest) -> RunInfo:
+        return writer.info
+
+    def on_finish(self, writer: RunWriter, report: FinalReport) -> RunInfo:
+        self.warm.ready()
+        info = writer.finish(report, int(time.time() * 1000))
+        self.runs = {t: w for t, w in self.runs.items() if w is not writer}
+        sweep = self.sweeps.get(writer.spec.sweep_token or "")
+        if sweep is not None:  # the summary plot draws its train/loss without a read back
+            sweep.keep_curve(writer.run_id, writer.history)
+        return info
+
+    RUN_HANDLERS: ClassVar[dict[type[Message], Callable[..., Any]]] = {
+        RunStart: on_start,
+        Rows: on_rows,
+        Tags: on_tags,
+        Params: on_params,
+        Artifact: on_artifact,
+        Commit: on_commit,
+        InfoRequest: on_info,
+        FinalReport: on_finish,
+    }
+
+    # ------------------------------------------------------------------ runs left behind
+    def failure(self, token: str) -> Exception:
+        return (RunRefused if token in self.refused else RuntimeError)(self.failed[token])
+
+    def end_failed(self, token: str) -> None:
+        """A run whose recording failed ends FAILED with the reason, as far as the store lets."""
+        writer = self.runs.pop(token, None)
+        if writer is not None and not writer.finished:
+            try:
+                writer.tags({ERROR_TAG: self.failed[token]})
+                writer.end(EndStatus.FAILED)
+            except Exception:
+                pass
+
+    def disconnected(self, tokens: set[str]) -> None:
+        """The process that opened these runs (or sweep) is gone without ending them."""
+        for token in tokens:
+            writer = self.runs.pop(token, None)
+            if writer is not None and not writer.finished:
+                try:
+                    writer.gate.end(resumable=True)  # rows after the last commit: recomputed
+                    writer.tags(
+                        {
+                            FAILURE_TAG: "process_ended",
+                            ERROR_TAG: "the training process ended without ending its run",
+                        }
+                    )
+                    writer.end(EndStatus.KILLED)
+                except Exception:
+                    pass
+            sweep = self.sweeps.pop(token, None)
+            if sweep is not None:
+                sweep.end(SweepEnd(stopped=None, interrupted=True))
+
+    def beat(self) -> None:
+        """The heartbeat of every open run and sweep; a store that fails it is heard about at
+        the run's next message, not here."""
+        now = time.time()
+        for beating in (*self.runs.values(), *self.sweeps.values()):
+            with contextlib.suppress(Exception):
+                beating.beat(now)

@@ -1,0 +1,44 @@
+"""A run's `system/...` metrics: sampled by MLflow's own `SystemMetricsMonitor`, in the recorder.
+
+MLflow starts its sampler only inside the fluent `mlflow.start_run`, which the recorder cannot
+use (it records several runs at once, with `MlflowClient`); this module starts and stops the same
+sampler per run, as `start_run`/`end_run` do. It samples this machine (CPU, memory, disk,
+network; NVIDIA GPUs through nvidia-ml-py when a driver answers) on a thread of the recorder,
+never in the trainer, and writes `system/<name>` at steps 0, 1, 2 ...
+
+MLflow writes a sample only once a whole interval has passed, so a run shorter than the interval
+would get none: when the run ends, one last sample covers the time since the previous one (CPU
+utilization is measured between two samples).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def prime() -> None:
+    """Import the sampler, and give psutil its first CPU reading: utilization is measured between
+    two readings, and a process's very first one has nothing before it (it says 0.0)."""
+    import psutil
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # noqa: F401
+
+    psutil.cpu_percent()
+
+
+def start_sampling(run_id: str, uri: str, seconds: float, resumed: bool) -> Any:
+    """MLflow's sampler for the run, started; raises ImportError without psutil."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    sampler = SystemMetricsMonitor(
+        run_id, sampling_interval=seconds, resume_logging=resumed, tracking_uri=uri
+    )
+    sampler.start()
+    return sampler
+
+
+def stop_sampling(sampler: Any) -> None:
+    """Stop sampling, then write the last sample and everything not yet written."""
+    sampler.finish()
+    sampler.collect_metrics()
+    sampler.publish_metrics(sampler.aggregate_metrics())
+    sampler.mlflow_logger.flush()

@@ -1,0 +1,9 @@
+"""Tags both sides of tracking name: how a sweep's runs are linked (as the dashboard and the
+sweep's summary read them), why a run failed, which run a rerun repeats. Who records a run is in
+liveness.py, where it came from in environment.py and source.py."""
+
+PARENT_TAG = "mlflow.parentRunId"
+JOB_TAG = "trainlab.sweep.job"
+OVERRIDES_TAG = "trainlab.sweep.overrides"
+ERROR_TAG = "trainlab.error"
+RERUN_TAG = "trainlab.rerun_of"  # a run made by `rerun=<run id>` names that run
