@@ -123,8 +123,15 @@ class _BareModule(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def lightning_floor(batches, epochs: int, n_features: int, n_targets: int, device: str) -> float:
-    """Seconds to build Lightning's Trainer (barebones=True) and fit a bare module over `batches`."""
+class _Idle(L.Callback):
+    """A callback that does nothing: what Lightning's dispatch of one callback costs."""
+
+
+def lightning_floor(
+    batches, epochs: int, n_features: int, n_targets: int, device: str, callbacks: int = 0
+) -> float:
+    """Seconds to build Lightning's Trainer (barebones=True) and fit a bare module over `batches`
+    (with `callbacks` do-nothing callbacks: the price of the callback form alone)."""
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # barebones lists its limits
     start = time.perf_counter()  # from building the Trainer, as trainlab is timed
     trainer = L.Trainer(
@@ -132,6 +139,7 @@ def lightning_floor(batches, epochs: int, n_features: int, n_targets: int, devic
         barebones=True,
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
+        callbacks=[_Idle() for _ in range(callbacks)],
     )
     trainer.fit(_BareModule(n_features, n_targets), batches)
     if device == "cuda":

@@ -80,15 +80,28 @@ def c1_checkpoints(lab: Trainlab, steps: int, every: int, repeats: int) -> list[
 
 
 def p2_framework(lab: Trainlab, steps: int, repeats: int) -> list[Result]:
-    """An untracked run against a bare module in a barebones Trainer (and the raw loop)."""
+    """An untracked run against a bare module in a barebones Trainer (and the raw loop), and
+    what the callback form alone costs: the floor with as many do-nothing callbacks as an
+    untracked run has."""
     x, y = baselines.seed_tensors()
     batches = baselines.TensorBatches(x, y, None, False, 0)
+    count = lab.untracked_callbacks()
     raw = median_time(lambda: baselines.raw_seed_loop(steps), repeats)
     floor = median_time(lambda: baselines.lightning_floor(batches, steps, 1, 1, "cpu"), repeats)
+    idle = median_time(
+        lambda: baselines.lightning_floor(batches, steps, 1, 1, "cpu", count), repeats
+    )
     ours = median_time(lambda: lab.run(f"max_epochs={steps}", "tracking=none"), repeats)
     return [
         Result(
             "P2", f"seed run untracked vs barebones-Trainer floor, {steps} steps", floor, ours, 1.10
+        ),
+        Result(
+            "P2-callbacks",
+            f"the floor with {count} do-nothing callbacks (an untracked run's) vs without",
+            floor,
+            idle,
+            float("inf"),
         ),
         Result("P2-floor", "barebones-Trainer floor vs raw seed loop", raw, floor, float("inf")),
         Result("P2-raw", "seed run untracked vs raw seed loop", raw, ours, float("inf")),

@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from trainlab import pipeline
+from trainlab.callbacks.from_config import build_callbacks
 from trainlab.config.checks import check_config
 from trainlab.config.schema import register_configs
 from trainlab.data.dataset import Dataset
@@ -111,6 +112,22 @@ class Trainlab:
         with redirect_stdout(StringIO()):
             run_one(cfg, None)
         return time.perf_counter() - start
+
+    def untracked_callbacks(self) -> int:
+        """How many callbacks trainlab's Trainer gets for an untracked seed run."""
+        settings = check_config(self.compose("tracking=none"))
+        x, y = torch.ones(4, 1), torch.ones(4, 1)
+        module = build_module(settings, 1, 1, False)
+        context = FitContext(
+            settings=settings,
+            data=Dataset(x, y),
+            module=module,
+            accelerator="cpu",
+            run=None,
+            interrupts=Interrupts(),
+            checkpoint_dir=output_dir() / "bench",
+        )
+        return len(build_callbacks(settings.callbacks, context))
 
     def big_data_epoch(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
         """One epoch through trainlab's Lightning engine (module, batcher, Trainer), untracked."""

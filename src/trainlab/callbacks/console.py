@@ -8,6 +8,7 @@ are engines/console.py's, which the notes' own loops share. Only global rank 0 p
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
@@ -22,9 +23,14 @@ if TYPE_CHECKING:
 
 class ConsoleProgress(ProgressBar):
     @classmethod
-    def for_run(cls, fit: FitContext) -> ConsoleProgress:
+    def for_run(cls, fit: FitContext) -> ConsoleProgress | None:
+        """None when nothing would be printed: no lines (`print_every=0`) and no bar (off, or
+        no terminal to draw it on)."""
         settings = fit.settings
-        return cls(print_every=settings.print_every, progress_bar=settings.engine.progress_bar)
+        every, bar = settings.print_every, settings.engine.progress_bar
+        if every == 0 and (bar is False or not sys.stderr.isatty()):
+            return None
+        return cls(print_every=every, progress_bar=bar)
 
     def __init__(self, print_every: int | None = None, progress_bar: bool | None = None) -> None:
         super().__init__()
