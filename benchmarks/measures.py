@@ -27,7 +27,7 @@ from trainlab.engines.base import FitContext
 from trainlab.engines.lightning import LightningEngine
 from trainlab.job import run_one
 from trainlab.logs import quiet_libraries
-from trainlab.models.module import build_module
+from trainlab.models.build import build_module
 from trainlab.paths import CONFIG_DIR, output_dir
 from trainlab.signals import Interrupts
 from trainlab.tracking.client import TrackingTarget, private_recorder
@@ -116,11 +116,11 @@ class Trainlab:
     def untracked_callbacks(self) -> int:
         """How many callbacks trainlab's Trainer gets for an untracked seed run."""
         settings = check_config(self.compose("tracking=none"))
-        x, y = torch.ones(4, 1), torch.ones(4, 1)
-        module = build_module(settings, 1, 1, False)
+        data = Dataset(torch.ones(4, 1), torch.ones(4, 1))
+        module = build_module(settings, data)
         context = FitContext(
             settings=settings,
-            data=Dataset(x, y),
+            data=data,
             module=module,
             accelerator="cpu",
             run=None,
@@ -139,7 +139,7 @@ class Trainlab:
             )
         )  # fmt: skip
         data = Dataset(x, y)
-        module = build_module(settings, x.shape[1], y.shape[1], False)
+        module = build_module(settings, data)
         context = FitContext(
             settings=settings,
             data=data,

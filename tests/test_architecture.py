@@ -35,6 +35,8 @@ LAYERS = {
     "trainlab.tracking": 5,  # the trainer's side of tracking, and the messages
     "trainlab.recorder": 6,  # the recorder process's side: MLflow
     "trainlab.recording": 7,
+    "trainlab.run_payloads": 7,  # what a finished run hands its recorder
+    "trainlab.outcome": 7,  # what a run predicts and prints around its fit
     "trainlab.sweeps": 7,
     "trainlab.serve": 7,
     "trainlab.pipeline": 8,

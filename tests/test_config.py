@@ -16,15 +16,24 @@ GROUPS = ["data", "model", "loss", "optimizer", "scheduler", "device", "engine",
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    """The option files and the schemas that are options without one (`model=custom`)."""
+    files = {p.stem for p in (CONFIG_DIR / group).glob("*.yaml")}
+    return sorted(files | {name for name in SCHEMAS[group] if name != group})
+
+
+# What an option needs besides its defaults to be a complete config.
+REQUIRED = {
+    ("data", "csv"): ["data.path=/tmp/x.csv", "data.target=y"],
+    ("data", "parquet"): ["data.path=/tmp/x.parquet", "data.target=y"],
+    ("model", "custom"): ["model.target=torch.nn.Linear"],
+}
 
 
 @pytest.mark.parametrize(
     "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
 )
 def test_every_group_option_composes_and_validates(composed, group, option):
-    extra = ["data.path=/tmp/x.csv", "data.target=y"] if (group, option) == ("data", "csv") else []
-    cfg = composed(f"{group}={option}", *extra)
+    cfg = composed(f"{group}={option}", *REQUIRED.get((group, option), []))
     settings = check_config(cfg)
     assert isinstance(settings, TrainConfig)
     node = getattr(settings, group)

@@ -17,7 +17,8 @@ from trainlab.config.checks import check_config
 from trainlab.errors import ConfigError
 from trainlab.recorder.plots import History, fit_figure, loss_figure
 from trainlab.serve.predict import tracking_store
-from trainlab.tracking.messages import PlotData, Rows
+from trainlab.tracking.messages import Rows
+from trainlab.tracking.payloads import PlotData
 
 PLOTS = {"plots/loss.png", "plots/fit.png", "plots/residuals.png", "plots/weights.png"}
 

@@ -9,31 +9,39 @@ the config has passed its checks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 
 from trainlab.callbacks.checkpoint_saver import ranking_metric
-from trainlab.config.checks import check_with_data, parse_x_test
+from trainlab.config.checks import check_with_data
 from trainlab.config.runtime import DeviceConfig
 from trainlab.config.schema import TrainConfig
+from trainlab.config.training import task_of
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
 from trainlab.engines.base import FitContext, ResumePoint
-from trainlab.engines.console import format_prediction
 from trainlab.engines.ranks import is_tracking_process
-from trainlab.engines.reference import ols_reference
-from trainlab.engines.trajectory import row_keys
+from trainlab.engines.reference import References, references
+from trainlab.engines.trajectory import RowSpec, row_keys
 from trainlab.errors import ConfigError
 from trainlab.logs import quiet_libraries
-from trainlab.models.module import RegressionModule, build_module
+from trainlab.models.build import build_module, is_linear_model, loss_of, output_size
+from trainlab.models.module import TrainlabModule
+from trainlab.outcome import (
+    final_losses,
+    first_metrics,
+    predict,
+    prediction_metrics,
+    prediction_rows,
+    print_before,
+    print_outcome,
+)
 from trainlab.paths import output_dir
 from trainlab.recording import Ending, run_session
 from trainlab.signals import handle_interrupts
 from trainlab.tracking.client import TrackingTarget
-from trainlab.tracking.messages import RunInfo
 
 
 def run(
@@ -41,16 +49,19 @@ def run(
 ) -> float:
     """One job; returns the objective for sweepers (final val loss, else final train loss)."""
     quiet_libraries()
+    speaks = is_tracking_process(settings.device)  # DDP ranks > 0 train silently
     with handle_interrupts() as interrupts, run_session(target, settings) as session:
         accelerator = resolve_accelerator(settings.device)
         data = load_data(settings)
         module = new_module(settings, data)
         x_test = prediction_rows(settings, data)
         before = predict(module, data, x_test) if resume_from is None else None
-        ols_loss = ols_reference(settings, data)
-        ranked_by = check_with_reference(settings, module, ols_loss, data)
-        run = session.open(accelerator, data, module, first_metrics(before, ols_loss), resume_from)
-        print_before(settings, x_test, before)
+        rows = row_spec(settings, data, module, speaks)
+        ranked_by = check_with_references(settings, module, rows, data)
+        first = first_metrics(before, rows.references)
+        run = session.open(accelerator, data, module, first, resume_from)
+        if before is not None and speaks:
+            print_before(settings, data, x_test, before)
         context = FitContext(
             settings=settings,
             data=data,
@@ -60,56 +71,88 @@ def run(
             interrupts=interrupts,
             checkpoint_dir=checkpoint_folder(resume_from),
             ranking_metric=ranked_by,
-            ols_loss=ols_loss,
+            rows=rows,
             resume_from=resume_from,
         )
         result = instantiate(settings.engine, _convert_="all").fit(context)
         interrupts.raise_if_received(result.steps, result.checkpoint)  # the run ends KILLED
         after = predict(module, data, x_test)
-        losses = final_losses(module, data)
+        losses = final_losses(module, data, loss_of(settings, module))
         predicted = prediction_metrics(after, "pred/after") if after is not None else {}
         info = session.finish(Ending(result.steps, {**losses, **predicted}, module))
-    if is_tracking_process(settings.device):
-        print_outcome(settings, x_test, after, losses, ols_loss, info)
+    if speaks:
+        print_outcome(settings, data, x_test, after, losses, rows.references, info)
     return losses.get("final/val_loss", losses["final/train_loss"])
 
 
 def load_data(settings: TrainConfig) -> Dataset:
     """The rows in the run's dtype, checked against what the config asks of them."""
     dtype = torch.float64 if settings.device.precision == "64" else torch.float32
-    data = load_dataset(settings.data, settings.seed).cast(dtype)
+    data = load_dataset(settings.data, settings.seed, task_of(settings.loss)).cast(dtype)
     check_with_data(settings, len(data.x_train), data.n_features)
     return data
 
 
-def new_module(settings: TrainConfig, data: Dataset) -> RegressionModule:
-    """The module, built after seeding (its first weights follow `seed`), in the data's dtype."""
+def new_module(settings: TrainConfig, data: Dataset) -> L.LightningModule:
+    """The module, built after seeding (its first weights follow `seed`), in the data's dtype,
+    its output checked against the targets on two rows."""
     L.seed_everything(settings.seed, verbose=False)
-    module = build_module(settings, data.n_features, data.n_targets, data.x_val is not None)
-    return module.to(data.x_train.dtype)
+    module = build_module(settings, data).to(data.x_train.dtype)
+    check_output(module, data, output_size(settings, data))
+    return module
 
 
-def print_before(settings: TrainConfig, x_test: torch.Tensor | None, before: Any) -> None:
-    # The other ranks of a DDP job (SLURM tasks, torchrun, Lightning's launcher) train
-    # silently: one job, one set of lines.
-    if before is not None and is_tracking_process(settings.device):
-        print(f"Prediction before training: {format_prediction(x_test, before, spec(settings))}")
-
-
-def check_with_reference(
-    settings: TrainConfig, module: RegressionModule, ols_loss: float | None, data: Dataset
-) -> str:
-    """What can only be checked once the data and the least-squares reference exist, before the
-    MLflow run opens: early_stop.ols_gap needs the reference, checkpoint.monitor a metric this
-    run records (returned: what the best checkpoints are ranked by)."""
-    if settings.early_stop.ols_gap is not None and ols_loss is None:
+def check_output(module: L.LightningModule, data: Dataset, width: int) -> None:
+    """One line before the run opens when the model's output cannot match the targets. A model
+    whose forward raises is left to the fit, where the run records its traceback."""
+    rows = data.x_train[:2]
+    try:
+        with torch.no_grad():
+            shape = tuple(module(rows).shape)
+    except Exception:
+        return
+    if shape != (len(rows), width):
+        name = type(getattr(module, "model", module)).__name__
         raise ConfigError(
-            f"early_stop.ols_gap={settings.early_stop.ols_gap}: the training set is too large "
-            "for the least-squares reference; expected early_stop.ols_gap=null (or fewer rows)"
+            f"model: {name} gives an output of shape {shape} for {len(rows)} rows; expected "
+            f"({len(rows)}, {width}): one value per {'class' if data.classes else 'target'}"
         )
+
+
+def row_spec(
+    settings: TrainConfig, data: Dataset, module: L.LightningModule, speaks: bool
+) -> RowSpec:
+    """What each step's row holds: the references a linear model is measured against (said
+    once when there is none to compare with), a norm per tensor for other models."""
+    linear = is_linear_model(module)
+    refs = references(settings, data) if linear else References()
+    if refs.note is not None and speaks:
+        print(f"trainlab-train: note: {refs.note}")
     tracking = settings.tracking
-    keys = row_keys(module, tracking.trajectory_limit, ols_loss, tracking.grad_norm)
-    return ranking_metric(settings.checkpoint, keys, data.x_val is not None)
+    return RowSpec(
+        trajectory_limit=tracking.trajectory_limit,
+        references=refs,
+        grad_norm=tracking.grad_norm,
+        norms_per_tensor=not linear,
+    )
+
+
+def check_with_references(
+    settings: TrainConfig, module: L.LightningModule, rows: RowSpec, data: Dataset
+) -> str:
+    """What can only be checked once the data and the references exist, before the MLflow run
+    opens: early_stop.ols_gap needs the least-squares reference, checkpoint.monitor a metric
+    this run records (returned: what the best checkpoints are ranked by)."""
+    if settings.early_stop.ols_gap is not None and rows.references.ols_loss is None:
+        raise ConfigError(
+            f"early_stop.ols_gap={settings.early_stop.ols_gap}: there is no least-squares "
+            "reference for this run (a linear model on loss=mse, at most 10 million training "
+            "values); expected early_stop.ols_gap=null"
+        )
+    if not isinstance(module, TrainlabModule):  # a module of the user's logs what it logs
+        default = "val/loss" if data.x_val is not None else "train/loss"
+        return settings.checkpoint.monitor or default
+    return ranking_metric(settings.checkpoint, row_keys(module, rows), data.x_val is not None)
 
 
 def checkpoint_folder(resume_from: ResumePoint | None) -> Path:
@@ -137,80 +180,3 @@ def resolve_accelerator(device: DeviceConfig) -> str:
         print("device=auto: no GPU found, training on the CPU")
         return "cpu"
     return device.accelerator
-
-
-def prediction_rows(settings: TrainConfig, data: Dataset) -> torch.Tensor | None:
-    """`x_test` (the rows predicted before and after training) as an (n, n_features) tensor."""
-    if settings.x_test is None:
-        return None
-    rows = parse_x_test(settings.x_test, data.n_features)
-    return torch.tensor(rows, dtype=data.x_train.dtype)
-
-
-def predict(module: RegressionModule, data: Dataset, x: torch.Tensor | None) -> torch.Tensor | None:
-    """The model's output for raw input rows (scaled as the training rows were)."""
-    if x is None:
-        return None
-    with torch.no_grad():
-        return module.to("cpu")(data.scale(x))
-
-
-def first_metrics(before: torch.Tensor | None, ols_loss: float | None) -> dict[str, float]:
-    metrics = {"ols/loss": ols_loss} if ols_loss is not None else {}
-    return {**metrics, **(prediction_metrics(before, "pred/before") if before is not None else {})}
-
-
-def prediction_metrics(pred: torch.Tensor, prefix: str) -> dict[str, float]:
-    """`pred/after` for one prediction, `pred/after/<row>_<target>` for several."""
-    if pred.numel() == 1:
-        return {prefix: pred.item()}
-    return {
-        f"{prefix}/{r}_{t}": v for r, row in enumerate(pred.tolist()) for t, v in enumerate(row)
-    }
-
-
-def final_losses(module: RegressionModule, data: Dataset) -> dict[str, float]:
-    """Loss over the whole training (and validation) set with the trained weights."""
-    module = module.to("cpu")
-    with torch.no_grad():
-        losses = {"final/train_loss": module.loss(module(data.x_train), data.y_train).item()}
-        if data.x_val is not None:
-            losses["final/val_loss"] = module.loss(module(data.x_val), data.y_val).item()
-    return losses
-
-
-def spec(settings: TrainConfig) -> str:
-    """Each engine prints its note's way: note 20 (Lightning) .3f, notes 17/18 the whole float."""
-    return " .3f" if settings.engine.name == "lightning" else " .7g"
-
-
-def print_outcome(
-    settings: TrainConfig,
-    x_test: torch.Tensor | None,
-    after: torch.Tensor | None,
-    losses: dict[str, float],
-    ols_loss: float | None,
-    info: RunInfo | None,
-) -> None:
-    if x_test is not None and after is not None:
-        print(f"Prediction after training: {format_prediction(x_test, after, spec(settings))}")
-    print(f"Final training loss: {losses['final/train_loss']:.6g}")
-    if ols_loss is not None:
-        gap = losses["final/train_loss"] - ols_loss
-        print(f"Least-squares optimum: {ols_loss:.6g} (gap {gap:.3g})")
-    if info is None:
-        return
-    print(
-        f"MLflow run {info.run_id} ({info.run_name}) in experiment {info.experiment_id}, store {info.uri}"
-    )
-    page = f"#/experiments/{info.experiment_id}/runs/{info.run_id}"
-    if info.uri.startswith(("http://", "https://")):  # a tracking server is its own dashboard
-        print(f"Dashboard: {info.uri.rstrip('/')}/{page}")
-    else:
-        print(f"Dashboard: `make ui`, then open http://127.0.0.1:5000/{page}")
-    if info.model_uri is not None:
-        print(f"Model {info.model_uri}; predict with: trainlab-predict {info.run_id} <x> ...")
-    for line in info.verification:
-        print(line)
-    for warning in info.warnings:
-        print(f"trainlab-train: warning: {warning}")

@@ -15,20 +15,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
+import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 
 from trainlab.config.flat import flatten
-from trainlab.config.runtime import TrackingConfig
 from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.data.dataset import Dataset
 from trainlab.engines.base import ResumePoint
 from trainlab.engines.distributed import choose_strategy
 from trainlab.errors import one_line
-from trainlab.models.linear import StandardizedModel
-from trainlab.models.module import RegressionModule
 from trainlab.paths import task_overrides
+from trainlab.run_payloads import evaluation, model_payload, plot_data
 from trainlab.signals import Interrupted
 from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.environment import COMMAND_TAG, ENV_TAG, command_line, environment_tags
@@ -36,8 +34,6 @@ from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.messages import (
     EndStatus,
     FinalReport,
-    ModelPayload,
-    PlotData,
     Reply,
     RunInfo,
     RunSpec,
@@ -47,8 +43,6 @@ from trainlab.tracking.run import TrackedRun
 from trainlab.tracking.source import git_changes, git_commit
 from trainlab.tracking.tags import RERUN_TAG
 
-PLOT_ROWS = 2000  # the fit and residual plots show at most this many rows of each split
-
 
 @dataclass(frozen=True)
 class Ending:
@@ -56,7 +50,7 @@ class Ending:
 
     steps: int
     metrics: dict[str, float]  # final/*, pred/after
-    module: RegressionModule
+    module: L.LightningModule
 
 
 class RunSession:
@@ -64,7 +58,7 @@ class RunSession:
         self.target, self.settings = target, settings
         self.run: TrackedRun | None = None
         self.data: Dataset | None = None
-        self.module: RegressionModule | None = None
+        self.module: L.LightningModule | None = None
         self.resume_from: ResumePoint | None = None
         self.ended = False
 
@@ -72,7 +66,7 @@ class RunSession:
         self,
         accelerator: str,
         data: Dataset,
-        module: RegressionModule,
+        module: L.LightningModule,
         first_metrics: dict[str, float],
         resume_from: ResumePoint | None,
     ) -> TrackedRun | None:
@@ -141,6 +135,7 @@ class RunSession:
             metrics=ending.metrics,
             plots=plot_data(self.data, ending.module) if tracking.plots else None,
             model=model_payload(self.data, ending.module, tracking) if tracking.log_model else None,
+            evaluation=evaluation(self.data, ending.module),
         )
         assert self.target is not None
         info = self.run.info()  # asked first: a sweep job does not wait for its plots and model
@@ -218,60 +213,3 @@ def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
         tags[RERUN_TAG] = settings.rerun.run
     tags.update({str(k): str(v) for k, v in settings.tags.items()})
     return tags
-
-
-def plot_data(data: Dataset | None, network: torch.nn.Module | None) -> PlotData:
-    """A sample of the rows, in raw units, with the trained network's predictions."""
-    if data is None or network is None:
-        return PlotData(x={}, y={}, predicted={}, feature_names=[], target_names=[])
-    network = network.to("cpu")
-    dtype = next(network.parameters()).dtype
-    splits = {"train": (data.x_train, data.y_train)}
-    if data.x_val is not None and data.y_val is not None:
-        splits["validation"] = (data.x_val, data.y_val)
-    x, y, predicted = {}, {}, {}
-    for name, (rows, targets) in splits.items():
-        rows, targets = rows[:PLOT_ROWS], targets[:PLOT_ROWS]
-        with torch.no_grad():
-            predicted[name] = network(rows.to(dtype)).double().numpy()
-        x[name] = data.unscale(rows.double()).numpy()
-        y[name] = targets.double().numpy()
-    return PlotData(
-        x=x,
-        y=y,
-        predicted=predicted,
-        feature_names=data.feature_names,
-        target_names=data.target_names,
-    )
-
-
-def servable_model(network: torch.nn.Module, data: Dataset) -> StandardizedModel:
-    """A CPU copy of the trained network with the data's standardization (identity when off)."""
-    network = network.to("cpu")
-    dtype = next(network.parameters()).dtype
-    ones = torch.ones(data.n_features, dtype=dtype)
-    mean = data.x_mean.to(dtype) if data.x_mean is not None else torch.zeros_like(ones)
-    std = data.x_std.to(dtype) if data.x_std is not None else ones
-    return StandardizedModel(network, mean.clone(), std.clone()).eval()
-
-
-def model_payload(
-    data: Dataset | None, module: RegressionModule, tracking: TrackingConfig
-) -> ModelPayload:
-    assert data is not None
-    model = servable_model(module.model, data)
-    # A few raw training rows; at least two, so that torch.export keeps the batch size free.
-    rows = data.unscale(data.x_train[:5].to("cpu")).to(model.mean.dtype)
-    rows = rows if len(rows) > 1 else rows.repeat(2, 1)
-    with torch.no_grad():
-        output = model(rows).numpy()
-    return ModelPayload(
-        module=model,
-        example=np.asarray(rows.numpy()),
-        output=output,
-        feature_names=data.feature_names,
-        target_names=data.target_names,
-        register=tracking.register,
-        alias=tracking.alias,
-        format=tracking.model_format,
-    )

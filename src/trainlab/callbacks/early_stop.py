@@ -50,8 +50,9 @@ def early_stopping(fit: FitContext) -> list[L.Callback]:
     cfg, has_validation = fit.settings.early_stop, fit.data.x_val is not None
     monitor = cfg.monitor or ("val/loss" if has_validation else LOSS_KEY)
     threshold = None
-    if cfg.ols_gap is not None and fit.ols_loss is not None:
-        threshold = fit.ols_loss + cfg.ols_gap
+    ols_loss = fit.references.ols_loss
+    if cfg.ols_gap is not None and ols_loss is not None:
+        threshold = ols_loss + cfg.ols_gap
     common = {"run": fit.run, "interrupts": fit.interrupts}
     rules: list[EarlyStop] = []
     if cfg.patience is not None:

@@ -18,11 +18,12 @@ import torch
 
 from trainlab.callbacks.step_loss import StepLoss
 from trainlab.engines.base import RunHandle
+from trainlab.engines.reference import OLS_GAP, OPTIMUM_GAP
 from trainlab.engines.trajectory import (
-    GAP_KEY,
     GRAD_NORM_KEY,
     LOSS_KEY,
     LR_KEY,
+    RowSpec,
     gradient_norm,
     row_keys,
     step_row,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 VAL_KEY = "val/loss"
 # Names a row records: a module's own self.log of them is not recorded a second time.
-ROW_METRICS = frozenset({LOSS_KEY, LR_KEY, VAL_KEY, GAP_KEY, GRAD_NORM_KEY})
+ROW_METRICS = frozenset({LOSS_KEY, LR_KEY, VAL_KEY, OLS_GAP, OPTIMUM_GAP, GRAD_NORM_KEY})
 
 
 class StepRows(L.Callback):
@@ -42,18 +43,12 @@ class StepRows(L.Callback):
         """The rows of a tracked run (None for an untracked one: there is nowhere to send them)."""
         if fit.run is None:
             return None
-        tracking = fit.settings.tracking
-        return cls(fit.run, tracking.trajectory_limit, fit.ols_loss, tracking.grad_norm)
+        return cls(fit.run, fit.rows)
 
-    def __init__(
-        self,
-        run: RunHandle,
-        trajectory_limit: int = 64,
-        ols_loss: float | None = None,
-        grad_norm: bool = False,
-    ) -> None:
-        self.run, self.limit, self.ols_loss = run, trajectory_limit, ols_loss
-        self.with_grad_norm = grad_norm
+    def __init__(self, run: RunHandle, spec: RowSpec | None = None) -> None:
+        self.run = run
+        self.spec = spec or RowSpec(norms_per_tensor=True)  # a module of its own: any model
+        self.with_grad_norm = self.spec.grad_norm
         self.keys: list[str] = []
         self.loss = StepLoss()
         self.lr = float("nan")  # the rate the last optimizer step used
@@ -63,7 +58,7 @@ class StepRows(L.Callback):
         self.last_batch = -1  # batch_idx of the last batch trained in this epoch
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.keys = row_keys(pl_module, self.limit, self.ols_loss, self.with_grad_norm)
+        self.keys = row_keys(pl_module, self.spec)
         self.loss.start(trainer)
         # Read as the optimizer steps: an epoch's scheduler step comes before the epoch's last
         # on_train_batch_end, which would see the next epoch's rate (a torch hook: ~1 us a step).
@@ -93,7 +88,7 @@ class StepRows(L.Callback):
         if loss is None or not trainer.is_global_zero:
             return
         norm = self.grad_norm if self.with_grad_norm else None
-        row = step_row(loss, self.lr, pl_module.parameters(), self.limit, self.ols_loss, norm)
+        row = step_row(loss, self.lr, pl_module.parameters(), self.spec, norm)
         self.last_row = row
         self.run.add(self.keys, row, trainer.global_step - 1)
 

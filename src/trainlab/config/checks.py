@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
+from trainlab.config.models import LinearModelConfig
 from trainlab.config.runtime import DeviceConfig, TrainerConfig
 from trainlab.config.schema import TrainConfig, option_name, schema_for
 from trainlab.config.training import (
@@ -84,6 +85,8 @@ def check_engine(settings: TrainConfig) -> None:
             f"engine={engine} does not support {choice}; expected {expected} (or engine=lightning)"
         )
 
+    if not isinstance(settings.model, LinearModelConfig):
+        refuse(f"model={option_name('model', settings.model)}", "model=linear (the notes' w * x)")
     if not isinstance(settings.loss, MANUAL_LOSSES):
         refuse(f"loss={option_name('loss', settings.loss)}", "loss=mse, loss=l1 or loss=huber")
     opt = settings.optimizer

@@ -25,6 +25,7 @@ from trainlab.config.data import (
     SeedDataConfig,
     SyntheticDataConfig,
 )
+from trainlab.config.models import CustomModelConfig, LinearModelConfig, MLPConfig, ModelConfig
 from trainlab.config.runtime import (
     AutogradEngineConfig,
     DeviceConfig,
@@ -40,11 +41,12 @@ from trainlab.config.runtime import (
 from trainlab.config.training import (
     AdamConfig,
     AdamWConfig,
+    BCEWithLogitsLossConfig,
     CosineConfig,
+    CrossEntropyLossConfig,
     HuberLossConfig,
     L1LossConfig,
     LBFGSConfig,
-    LinearModelConfig,
     LossConfig,
     MSELossConfig,
     OptimizerConfig,
@@ -76,7 +78,7 @@ def trainlab_callbacks() -> dict[str, Any]:
 @dataclass
 class TrainConfig:
     data: DataConfig = MISSING
-    model: LinearModelConfig = MISSING
+    model: ModelConfig = MISSING
     loss: LossConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     scheduler: SchedulerConfig = MISSING
@@ -133,12 +135,14 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "csv": CsvDataConfig,
         "diabetes": DiabetesDataConfig,
     },
-    "model": {"linear": LinearModelConfig},
+    "model": {"linear": LinearModelConfig, "mlp": MLPConfig, "custom": CustomModelConfig},
     "loss": {
         "mse": MSELossConfig,
         "l1": L1LossConfig,
         "huber": HuberLossConfig,
         "smooth_l1": SmoothL1LossConfig,
+        "cross_entropy": CrossEntropyLossConfig,
+        "bce_with_logits": BCEWithLogitsLossConfig,
     },
     "optimizer": {
         "sgd": SGDConfig,
@@ -240,7 +244,8 @@ def register_configs() -> None:
     for group, options in SCHEMAS.items():
         for option, node in options.items():
             store.store(name=schema_name(group, option), node=node)
-            if not (CONFIG_DIR / group / f"{option}.yaml").is_file():
+            # A group of one schema (device, tracking) has its options in files only.
+            if option != group and not (CONFIG_DIR / group / f"{option}.yaml").is_file():
                 store.store(group=group, name=option, node=node)
 
 

@@ -1,4 +1,4 @@
-"""Schemas of the groups that define the math: model, loss, optimizer and scheduler.
+"""Schemas of the groups that define the math: loss, optimizer and scheduler (models: models.py).
 
 Each schema names its class in `_target_` and holds every default; `hydra.utils.instantiate`
 builds the object from the checked dataclass. `_partial_` optimizers and schedulers get their
@@ -8,30 +8,20 @@ parameters and optimizer from the LightningModule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from omegaconf import MISSING
 
 from trainlab.errors import require
 
-INITS = ("default", "zeros", "constant")
-
-
-@dataclass
-class LinearModelConfig:
-    """nn.Linear(n_features, n_targets), as LinearRegression in note 20."""
-
-    _target_: str = "trainlab.models.linear.LinearRegression"
-    bias: bool = True
-    init: str = "default"  # default (PyTorch's), zeros (the seed's w=0) or constant
-    init_value: float = 0.0
-
-    def __post_init__(self) -> None:
-        require(self.init in INITS, "model.init", self.init, f"one of {', '.join(INITS)}")
+REGRESSION, CLASSIFICATION = "regression", "classification"
 
 
 @dataclass
 class LossConfig:
     _target_: str = MISSING
+    # What the loss makes of the target column: numbers (regression) or labels (classification).
+    task: ClassVar[str] = REGRESSION
 
 
 @dataclass
@@ -60,6 +50,34 @@ class SmoothL1LossConfig(LossConfig):
 
     def __post_init__(self) -> None:
         require(self.beta >= 0, "loss.beta", self.beta, "a number >= 0")
+
+
+@dataclass
+class CrossEntropyLossConfig(LossConfig):
+    """Softmax regression's loss (and any classifier's): one output per class, the target column
+    read as labels; two classes work too (two outputs)."""
+
+    _target_: str = "torch.nn.CrossEntropyLoss"
+    label_smoothing: float = 0.0
+    task: ClassVar[str] = CLASSIFICATION
+
+    def __post_init__(self) -> None:
+        smoothing = self.label_smoothing
+        require(0 <= smoothing < 1, "loss.label_smoothing", smoothing, "0 <= x < 1")
+
+
+@dataclass
+class BCEWithLogitsLossConfig(LossConfig):
+    """Logistic regression's loss: one output, two classes (the second class is the positive
+    one, whose probability the output's sigmoid is)."""
+
+    _target_: str = "torch.nn.BCEWithLogitsLoss"
+    task: ClassVar[str] = CLASSIFICATION
+
+
+def task_of(loss: LossConfig) -> str:
+    """`classification` for a loss that reads the target column as labels, else `regression`."""
+    return type(loss).task
 
 
 @dataclass

@@ -22,6 +22,7 @@ class Dataset:
     x_mean: torch.Tensor | None = None
     x_std: torch.Tensor | None = None
     lineage: tuple[DataRecord, ...] = ()  # what the rows are, for MLflow's dataset inputs
+    classes: tuple[str, ...] = ()  # classification: the class names, in label-index order
 
     @property
     def n_features(self) -> int:
@@ -29,13 +30,14 @@ class Dataset:
 
     @property
     def n_targets(self) -> int:
-        return self.y_train.shape[1]
+        return 1 if self.y_train.dim() == 1 else self.y_train.shape[1]
 
     def cast(self, dtype: torch.dtype) -> Dataset:
         """The same data in `dtype` (float32 for 32/mixed precision, float64 for 64)."""
 
         def to(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(dtype)
+            # Class labels (integers) stay what they are.
+            return t if t is None or not t.is_floating_point() else t.to(dtype)
 
         return replace(
             self,

@@ -123,7 +123,7 @@ def source(cfg: DataConfig) -> DataConfig:
     return cfg if hasattr(cfg, "arrays") else instantiate(cfg, _convert_="all")
 
 
-def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
+def load_dataset(cfg: DataConfig, seed: int, task: str = "regression") -> Dataset:
     """Load, check, split (seeded) and standardize the configured data."""
     x, y, feature_names, target_names = source(cfg).arrays()
     for name, values in (("features", x), ("targets", y)):

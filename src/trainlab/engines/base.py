@@ -9,7 +9,7 @@ its schema (config/runtime.py) with `fit(context) -> FitResult`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +18,8 @@ import torch
 
 from trainlab.config.schema import TrainConfig
 from trainlab.data.dataset import Dataset
+from trainlab.engines.reference import References
+from trainlab.engines.trajectory import RowSpec
 from trainlab.signals import Interrupts
 
 
@@ -75,8 +77,12 @@ class FitContext:
     interrupts: Interrupts
     checkpoint_dir: Path  # a resumed run keeps the folder it started with, where it can
     ranking_metric: str = "train/loss"  # checkpoint.monitor, as resolved for this run
-    ols_loss: float | None = None  # the least-squares optimum of the training MSE, when it applies
+    rows: RowSpec = field(default_factory=RowSpec)  # what a step's row holds beside the loss
     resume_from: ResumePoint | None = None
+
+    @property
+    def references(self) -> References:
+        return self.rows.references
 
 
 @dataclass(frozen=True)

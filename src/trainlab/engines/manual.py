@@ -127,11 +127,13 @@ class LoopSteps:
 
     def __init__(self, context: FitContext, steps: int) -> None:
         settings = context.settings
-        self.module, self.run, self.ols_loss = context.module, context.run, context.ols_loss
-        self.limit = settings.tracking.trajectory_limit
+        self.module, self.run = context.module, context.run
+        # The manual engines train linear models on mse/l1/huber with plain SGD: at most ols/gap.
+        self.ols_loss = context.references.ols_loss
+        self.limit = context.rows.trajectory_limit
         self.lr = settings.optimizer.lr  # constant: the manual engines take no scheduler
-        self.with_grad_norm = settings.tracking.grad_norm
-        self.keys = row_keys(self.module, self.limit, self.ols_loss, self.with_grad_norm)
+        self.with_grad_norm = context.rows.grad_norm
+        self.keys = row_keys(self.module, context.rows)
         self.console = ConsoleReporter(settings.print_every, settings.engine.progress_bar, steps)
         self.grad_norm: Any = None
 

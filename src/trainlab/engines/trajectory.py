@@ -1,87 +1,124 @@
-"""What every step records: `train/loss`, `train/lr`, the parameters (`weight/<out>_<in>`,
-`bias/<out>`, or their norms for large models), `ols/gap` and, when asked, `train/grad_norm`, in
-one row per optimizer step.
+"""What every step records: `train/loss`, `train/lr`, the parameters, `ols/gap` and `optimum/gap`
+(engines/reference.py) and, when asked, `train/grad_norm`, in one row per optimizer step.
+
+The parameters of a linear model (the seed's): `weight/<out>_<in>` and `bias/<out>`, or
+`<name>/norm` for a tensor over `tracking.trajectory_limit` values. Of any other model: a norm per
+parameter tensor (`net.0.weight/norm`, ...), and every value too while the whole model has at
+most `trajectory_limit` of them. A tensor is named by the last part of its name (`weight`) when
+that is unique in the module, else by its whole name, so keys never collide.
 
 Cost matters here, once per step: on the CPU a row is built from Python floats (reading a CPU
-tensor is no sync; ~5 us for the seed's model against ~30 us for concatenating tensors); on an
-accelerator it is one small tensor built on the device, read back with the others when the rows
-are handed over (no per-step host sync). The learning rate is the optimizer's own Python float
-(`param_groups[0]["lr"]`, which schedulers rewrite in place): no tensor, no sync.
+tensor is no sync; a few microseconds for the seed's model against several times that for
+concatenating tensors); on an accelerator it is one small tensor built on the device, read back
+with the others when the rows are handed over (no per-step host sync). The learning rate is the
+optimizer's own Python float (`param_groups[0]["lr"]`, which schedulers rewrite in place).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from trainlab.engines.reference import OLS_GAP, OPTIMUM_GAP, References
+
 LOSS_KEY = "train/loss"
 LR_KEY = "train/lr"
-GAP_KEY = "ols/gap"
+GAP_KEY = OLS_GAP
 GRAD_NORM_KEY = "train/grad_norm"
 
 
-def parameter_keys(module: nn.Module, limit: int) -> list[str]:
-    """`weight/<out>_<in>` and `bias/<out>` for small tensors, `<name>/norm` for larger ones.
+@dataclass(frozen=True)
+class RowSpec:
+    """What a run's rows hold beside the loss and the learning rate."""
 
-    A tensor is named by the last part of its name (`weight`, as the seed's nn.Linear) when that
-    is unique in the module, else by its whole name (`net.0.weight`), so keys never collide."""
+    trajectory_limit: int = 64
+    references: References = field(default_factory=References)
+    grad_norm: bool = False
+    norms_per_tensor: bool = False  # a model that is not linear: a norm for every tensor
+
+
+def parameter_keys(module: nn.Module, spec: RowSpec) -> list[str]:
     named = list(module.named_parameters())
     shorts = [name.rsplit(".", 1)[-1] for name, _ in named]
+    every_value = sum(p.numel() for _, p in named) <= spec.trajectory_limit
     keys: list[str] = []
     for (name, param), short in zip(named, shorts, strict=True):
         label = short if shorts.count(short) == 1 else name
-        if param.numel() > limit:
+        if spec.norms_per_tensor:
             keys.append(f"{label}/norm")
-        elif param.dim() == 2:
-            keys += [
-                f"{label}/{o}_{i}" for o in range(param.shape[0]) for i in range(param.shape[1])
-            ]
+            if every_value:
+                keys += value_keys(label, param)
+        elif param.numel() > spec.trajectory_limit:
+            keys.append(f"{label}/norm")
         else:
-            keys += [f"{label}/{o}" for o in range(param.numel())]
+            keys += value_keys(label, param)
     return keys
 
 
-def row_keys(
-    module: nn.Module, limit: int, ols_loss: float | None, grad_norm: bool = False
-) -> list[str]:
-    gap = [GAP_KEY] if ols_loss is not None else []
-    norm = [GRAD_NORM_KEY] if grad_norm else []
-    return [LOSS_KEY, LR_KEY, *parameter_keys(module, limit), *gap, *norm]
+def value_keys(label: str, param: torch.Tensor) -> list[str]:
+    if param.dim() == 2:
+        rows, columns = param.shape
+        return [f"{label}/{o}_{i}" for o in range(rows) for i in range(columns)]
+    return [f"{label}/{o}" for o in range(param.numel())]
+
+
+def row_keys(module: nn.Module, spec: RowSpec) -> list[str]:
+    refs = spec.references
+    gaps = [OLS_GAP] if refs.ols_loss is not None else []
+    gaps += [OPTIMUM_GAP] if refs.optimum is not None else []
+    norm = [GRAD_NORM_KEY] if spec.grad_norm else []
+    return [LOSS_KEY, LR_KEY, *parameter_keys(module, spec), *gaps, *norm]
 
 
 def step_row(
     loss: torch.Tensor,
     lr: float,
     params: Iterable[torch.Tensor],
-    limit: int,
-    ols_loss: float | None,
+    spec: RowSpec,
     grad_norm: torch.Tensor | None = None,
 ) -> torch.Tensor | list[float]:
     """The row of `row_keys`: Python floats for CPU tensors, a float64 device tensor otherwise."""
-    params = list(params)
+    params = [p.detach() for p in params]
+    limit, refs = spec.trajectory_limit, spec.references
+    optimum = refs.optimum
+    every_value = spec.norms_per_tensor and sum(p.numel() for p in params) <= limit
     if loss.device.type == "cpu":
         value = loss.item()
         row = [value, lr]
         for p in params:
-            p = p.detach()
-            if p.numel() > limit:
+            if spec.norms_per_tensor:
+                row.append(p.norm().item())
+                if every_value:
+                    row += p.reshape(-1).tolist()
+            elif p.numel() > limit:
                 row.append(p.norm().item())
             else:
                 row += p.reshape(-1).tolist()
-        if ols_loss is not None:
-            row.append(value - ols_loss)
+        if refs.ols_loss is not None:
+            row.append(value - refs.ols_loss)
+        if optimum is not None:
+            penalty = sum(float((p.double() ** 2).sum()) for p in params) if optimum.penalty else 0
+            row.append(value + optimum.penalty * penalty - optimum.loss)
         if grad_norm is not None:
             row.append(grad_norm.item())
         return row
     loss = loss.detach().reshape(1).double()
     parts = [loss, loss.new_full((1,), lr)]  # a fill on the device: no host-to-device copy
     for p in params:
-        p = p.detach()
-        parts.append(p.norm().reshape(1).double() if p.numel() > limit else p.reshape(-1).double())
-    if ols_loss is not None:
-        parts.append(loss - ols_loss)
+        if spec.norms_per_tensor or p.numel() > limit:
+            parts.append(p.norm().reshape(1).double())
+        if every_value or (not spec.norms_per_tensor and p.numel() <= limit):
+            parts.append(p.reshape(-1).double())
+    if refs.ols_loss is not None:
+        parts.append(loss - refs.ols_loss)
+    if optimum is not None:
+        gap = loss - optimum.loss
+        if optimum.penalty:
+            gap = gap + optimum.penalty * sum((p.double() ** 2).sum() for p in params)
+        parts.append(gap)
     if grad_norm is not None:
         parts.append(grad_norm.reshape(1).double())
     return torch.cat(parts)

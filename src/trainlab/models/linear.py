@@ -41,3 +41,19 @@ class StandardizedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model((x - self.mean) / self.std)
+
+
+class ClassProbabilities(nn.Module):
+    """A classifier's outputs as one probability per class: softmax over the class outputs, or
+    for a single output (bce_with_logits) the sigmoid as the second class's probability."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.model(x)
+        if output.shape[-1] == 1:
+            positive = torch.sigmoid(output.reshape(-1))
+            return torch.stack([1 - positive, positive], dim=1)
+        return torch.softmax(output, dim=-1)

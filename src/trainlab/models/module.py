@@ -1,7 +1,7 @@
-"""trainlab's LightningModule: it holds the math (forward, loss, the optimizer and scheduler it
-wants); the Trainer holds the loop (forward, backward, step, zero_grad); callbacks hold what cuts
-across (tracking, printing, the guard, checkpoints: trainlab.callbacks), so they work the same for
-a LightningModule trainlab did not write."""
+"""trainlab's LightningModule: it holds the math (forward, loss, the optimizer and scheduler
+it wants); the Trainer holds the loop (forward, backward, step, zero_grad); callbacks hold what
+cuts across (tracking, printing, the guard, checkpoints: trainlab.callbacks), so they work the
+same for a LightningModule trainlab did not write (`model=custom`, models/custom.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
-from trainlab.config.schema import TrainConfig
 
-
-class RegressionModule(L.LightningModule):
+class TrainlabModule(L.LightningModule):
     """Model + loss + optimizer (+ scheduler) for the Lightning Trainer."""
 
     def __init__(
@@ -37,17 +34,23 @@ class RegressionModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def compute_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(output, target)
+
     def training_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         x, y = batch
-        loss = self.loss(self(x), y)
+        loss = self.compute_loss(self(x), y)
+        self.after_loss(loss)
+        return loss
+
+    def after_loss(self, loss: torch.Tensor) -> None:
         if self.make_scheduler is not None and self.plateau_metric == "train/loss":
             # ReduceLROnPlateau reads its metric from the Trainer's callback metrics; only
             # then is train/loss given to self.log (the run's rows have their own cheaper path).
             # sync_dist: under DDP every rank's scheduler must see the same (global) loss.
             self.log("train/loss", loss, on_step=False, on_epoch=True, logger=False, sync_dist=True)
-        return loss
 
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())
@@ -60,6 +63,10 @@ class RegressionModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": config}
 
 
+class RegressionModule(TrainlabModule):
+    """Numbers in, numbers out (the seed's task)."""
+
+
 class ValidatedRegressionModule(RegressionModule):
     """The same, with a validation split: `val/loss` per validation epoch (for the callbacks:
     the run's rows record it at the epoch's last step, early stopping and checkpoints rank by it).
@@ -70,21 +77,5 @@ class ValidatedRegressionModule(RegressionModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        loss = self.loss(self(x), y)
+        loss = self.compute_loss(self(x), y)
         self.log("val/loss", loss, on_step=False, on_epoch=True, logger=False, sync_dist=True)
-
-
-def build_module(
-    settings: TrainConfig, n_features: int, n_targets: int, has_validation: bool
-) -> RegressionModule:
-    """The module of a run, every part instantiated from the checked config's `_target_`s."""
-    model = instantiate(settings.model, in_features=n_features, out_features=n_targets)
-    scheduler = settings.scheduler
-    kind = ValidatedRegressionModule if has_validation else RegressionModule
-    return kind(
-        model=model,
-        loss=instantiate(settings.loss),
-        optimizer=instantiate(settings.optimizer),
-        scheduler=instantiate(scheduler) if scheduler._target_ is not None else None,
-        plateau_metric="val/loss" if has_validation else "train/loss",
-    )

@@ -25,7 +25,7 @@ from mlflow.entities import LoggedModelOutput, Metric
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from trainlab.tracking.messages import ModelPayload
+from trainlab.tracking.payloads import ModelPayload
 
 MODEL_NAME = "model"  # runs:/<run_id>/model
 

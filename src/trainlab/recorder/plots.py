@@ -20,7 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-from trainlab.tracking.messages import PlotData, Rows
+from trainlab.tracking.messages import Rows
+from trainlab.tracking.payloads import PlotData
 
 TRAJECTORY_LINES = 24  # more parameter curves than this make an unreadable plot
 MAX_POINTS = 20_000  # per curve; a longer history keeps every 2nd, 4th, ... point

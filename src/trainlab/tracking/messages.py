@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # only in annotations: the checks before torch need no numpy 
     import numpy as np
 
 from trainlab.data.lineage import DataRecord
+from trainlab.tracking.payloads import Evaluation, ModelPayload, PlotData
 
 
 class Reply(Enum):
@@ -160,31 +161,6 @@ class Shutdown(Message):
 
 
 @dataclass(frozen=True)
-class PlotData:
-    """What the fit and residual plots are drawn from (at most a few thousand rows)."""
-
-    x: dict[str, np.ndarray]  # "train"/"validation" -> raw inputs
-    y: dict[str, np.ndarray]  # -> targets
-    predicted: dict[str, np.ndarray]  # -> predictions of the trained model
-    feature_names: list[str]
-    target_names: list[str]
-
-
-@dataclass(frozen=True)
-class ModelPayload:
-    """The trained model as it is served: raw inputs in, predictions out."""
-
-    module: Any  # a torch nn.Module on the CPU, in eval mode (pickled with torch)
-    example: np.ndarray  # a few raw input rows
-    output: np.ndarray  # the model's output for them
-    feature_names: list[str]
-    target_names: list[str]
-    register: str | None = None
-    alias: str = "current"
-    format: str = "pickle"  # or "pt2" (tracking.model_format)
-
-
-@dataclass(frozen=True)
 class FinalReport(Message):
     """End the run: final metrics, plots, model, then its status."""
 
@@ -196,6 +172,7 @@ class FinalReport(Message):
     texts: dict[str, str] = field(default_factory=dict)  # artifact file -> text (error.txt)
     plots: PlotData | None = None
     model: ModelPayload | None = None
+    evaluation: Evaluation | None = None  # scored into test/* metrics and plots/test/*
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""What a run predicts and prints around its fit: the `x_test` rows before and after training,
+the final losses, and the lines that end a run (the outcome, where it is recorded, how to use it).
+
+Regression predictions are the model's outputs; classification ones the class probabilities,
+printed as the most probable class (`f(5.1, 3.5, 1.4, 0.2) = setosa (0.98)`) and recorded as
+`pred/after/<row>_<class>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+
+from trainlab.config.checks import parse_x_test
+from trainlab.config.schema import TrainConfig
+from trainlab.data.dataset import Dataset
+from trainlab.engines.console import format_prediction
+from trainlab.engines.reference import References
+from trainlab.tracking.messages import RunInfo
+
+
+def prediction_rows(settings: TrainConfig, data: Dataset) -> torch.Tensor | None:
+    """`x_test` (the rows predicted before and after training) as an (n, n_features) tensor."""
+    if settings.x_test is None:
+        return None
+    rows = parse_x_test(settings.x_test, data.n_features)
+    return torch.tensor(rows, dtype=data.x_train.dtype)
+
+
+def predict(
+    module: L.LightningModule, data: Dataset, x: torch.Tensor | None
+) -> torch.Tensor | None:
+    """The model's output for raw input rows (scaled as the training rows were): class
+    probabilities for a classifier."""
+    if x is None:
+        return None
+    with torch.no_grad():
+        output = module.to("cpu")(data.scale(x))
+        probabilities = getattr(module, "probabilities", None)
+        return probabilities(output) if probabilities is not None and data.classes else output
+
+
+def prediction_metrics(pred: torch.Tensor, prefix: str) -> dict[str, float]:
+    """`pred/after` for one prediction, `pred/after/<row>_<target>` for several."""
+    if pred.numel() == 1:
+        return {prefix: pred.item()}
+    return {
+        f"{prefix}/{r}_{t}": v for r, row in enumerate(pred.tolist()) for t, v in enumerate(row)
+    }
+
+
+def first_metrics(before: torch.Tensor | None, refs: References) -> dict[str, float]:
+    """What a new run logs at step 0: the references and the prediction before training."""
+    metrics = {"ols/loss": refs.ols_loss} if refs.ols_loss is not None else {}
+    if refs.optimum is not None:
+        metrics["optimum/loss"] = refs.optimum.loss
+    return {**metrics, **(prediction_metrics(before, "pred/before") if before is not None else {})}
+
+
+def final_losses(
+    module: L.LightningModule, data: Dataset, compute: Callable[..., torch.Tensor]
+) -> dict[str, float]:
+    """Loss over the whole training (and validation) set with the trained weights."""
+    module = module.to("cpu")
+    with torch.no_grad():
+        losses = {"final/train_loss": compute(module(data.x_train), data.y_train).item()}
+        if data.x_val is not None and data.y_val is not None:
+            losses["final/val_loss"] = compute(module(data.x_val), data.y_val).item()
+    return losses
+
+
+def spec(settings: TrainConfig) -> str:
+    """Each engine prints its note's way: note 20 (Lightning) .3f, notes 17/18 the whole float."""
+    return " .3f" if settings.engine.name == "lightning" else " .7g"
+
+
+def describe(x: torch.Tensor, pred: torch.Tensor, settings: TrainConfig, data: Dataset) -> str:
+    if not data.classes:
+        return format_prediction(x, pred, spec(settings))
+    parts = []
+    for row, probabilities in zip(x.tolist(), pred.tolist(), strict=True):
+        best = max(range(len(probabilities)), key=probabilities.__getitem__)
+        values = ", ".join(f"{v:g}" for v in row)
+        parts.append(f"f({values}) = {data.classes[best]} ({probabilities[best]:.3g})")
+    return "; ".join(parts)
+
+
+def print_before(
+    settings: TrainConfig, data: Dataset, x: torch.Tensor, before: torch.Tensor
+) -> None:
+    print(f"Prediction before training: {describe(x, before, settings, data)}")
+
+
+def print_outcome(
+    settings: TrainConfig,
+    data: Dataset,
+    x_test: torch.Tensor | None,
+    after: torch.Tensor | None,
+    losses: dict[str, float],
+    refs: References,
+    info: RunInfo | None,
+) -> None:
+    if x_test is not None and after is not None:
+        print(f"Prediction after training: {describe(x_test, after, settings, data)}")
+    train = losses.get("final/train_loss")
+    if train is not None:
+        print(f"Final training loss: {train:.6g}")
+    if refs.ols_loss is not None and train is not None:
+        print(f"Least-squares optimum: {refs.ols_loss:.6g} (gap {train - refs.ols_loss:.3g})")
+    if refs.optimum is not None:
+        print(f"Optimum of the objective: {refs.optimum.loss:.6g} (optimum/gap per step)")
+    if info is None:
+        return
+    print(
+        f"MLflow run {info.run_id} ({info.run_name}) in experiment {info.experiment_id}, store {info.uri}"
+    )
+    page = f"#/experiments/{info.experiment_id}/runs/{info.run_id}"
+    if info.uri.startswith(("http://", "https://")):  # a tracking server is its own dashboard
+        print(f"Dashboard: {info.uri.rstrip('/')}/{page}")
+    else:
+        print(f"Dashboard: `make ui`, then open http://127.0.0.1:5000/{page}")
+    if info.model_uri is not None:
+        print(f"Model {info.model_uri}; predict with: trainlab-predict {info.run_id} <x> ...")
+    for line in info.verification:
+        print(line)
+    for warning in info.warnings:
+        print(f"trainlab-train: warning: {warning}")
