@@ -25,6 +25,7 @@ from trainlab.config.schema import TrainConfig, job_identity
 from trainlab.data.checks import check_source
 from trainlab.engines.ranks import is_tracking_process
 from trainlab.errors import ConfigError
+from trainlab.job_result import JobResult
 from trainlab.paths import default_artifact_root, output_dir, task_overrides, tracking_uri
 from trainlab.sweeps.state import SweepJob
 from trainlab.tracking.client import TrackingTarget, private_recorder, warm_for
@@ -40,6 +41,11 @@ AUTO = "auto"  # resume=auto
 
 def run_one(cfg: DictConfig, job: SweepJob | None) -> float:
     """One job (a single run, or one job of a sweep); returns its objective for sweepers."""
+    return run_job_result(cfg, job).objective
+
+
+def run_job_result(cfg: DictConfig, job: SweepJob | None) -> JobResult:
+    """One job, and what it came to (the Python API returns it)."""
     resume_from = None
     if cfg.get("resume") and cfg.resume != AUTO:
         # Imported only to resume: reading a checkpoint needs torch.
@@ -55,7 +61,8 @@ def run_one(cfg: DictConfig, job: SweepJob | None) -> float:
         found = auto_resume(settings, job)
         if found is not None and found[1] is None:  # a requeue of a job that had finished
             print(f"Run {found[0].run_id} of this cluster job already finished; nothing to do")
-            return found[0].objective if found[0].objective is not None else float("nan")
+            objective = found[0].objective if found[0].objective is not None else float("nan")
+            return JobResult(objective=objective)
         resume_from = found[1] if found is not None else None
     return import_pipeline().run(settings, target, resume_from)
 

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from trainlab.callbacks.checkpoint_saver import ranking_metric
 from trainlab.config.checks import check_with_data
 from trainlab.config.runtime import DeviceConfig
-from trainlab.config.schema import TrainConfig
+from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.config.training import task_of
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
@@ -26,6 +26,7 @@ from trainlab.engines.ranks import is_tracking_process
 from trainlab.engines.reference import References, references
 from trainlab.engines.trajectory import RowSpec, row_keys
 from trainlab.errors import ConfigError
+from trainlab.job_result import JobResult
 from trainlab.logs import quiet_libraries
 from trainlab.models.build import build_module, is_linear_model, loss_of, output_size
 from trainlab.models.module import TrainlabModule
@@ -46,8 +47,8 @@ from trainlab.tracking.client import TrackingTarget
 
 def run(
     settings: TrainConfig, target: TrackingTarget | None, resume_from: ResumePoint | None = None
-) -> float:
-    """One job; returns the objective for sweepers (final val loss, else final train loss)."""
+) -> JobResult:
+    """One job: its objective for sweepers (final val loss, else train loss) and its record."""
     quiet_libraries()
     speaks = is_tracking_process(settings.device)  # DDP ranks > 0 train silently
     with handle_interrupts() as interrupts, run_session(target, settings) as session:
@@ -82,7 +83,9 @@ def run(
         info = session.finish(Ending(result.steps, {**losses, **predicted}, module))
     if speaks:
         print_outcome(settings, data, x_test, after, losses, rows.references, info)
-    return losses.get("final/val_loss", losses["final/train_loss"])
+    final = {**losses, **predicted, **(info.metrics if info is not None else {})}
+    objective = losses.get("final/val_loss", losses["final/train_loss"])
+    return JobResult(objective=objective, config=as_plain_dict(settings), metrics=final, info=info)
 
 
 def load_data(settings: TrainConfig) -> Dataset:

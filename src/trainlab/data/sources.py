@@ -132,6 +132,10 @@ def load_dataset(cfg: DataConfig, seed: int, task: str = "regression") -> Datase
             raise ConfigError(
                 f"data: {name} contain NaN or inf (first at row {row}); expected finite numbers"
             )
+    classes: tuple[str, ...] = ()
+    if task == "classification":  # interim: numeric labels only (the data branch reads strings)
+        values, y = np.unique(y[:, 0], return_inverse=True)
+        classes = tuple(f"{v:g}" for v in values)
     x_train, y_train = torch.from_numpy(np.array(x)), torch.from_numpy(np.array(y))
     x_val = y_val = None
     if cfg.val_split > 0:
@@ -159,5 +163,14 @@ def load_dataset(cfg: DataConfig, seed: int, task: str = "regression") -> Datase
     if x_val is not None and y_val is not None:
         splits["validation"] = (x_val.numpy(), y_val.numpy())
     lineage = describe(cfg, splits, feature_names, target_names)
-    data = Dataset(x_train, y_train, x_val, y_val, feature_names, target_names, lineage=lineage)
+    data = Dataset(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        feature_names,
+        target_names,
+        lineage=lineage,
+        classes=classes,
+    )
     return data.standardized() if cfg.standardize else data

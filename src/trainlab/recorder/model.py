@@ -13,10 +13,13 @@ for the first model of a process, on the recorder's critical path.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import json
 import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import mlflow
@@ -28,6 +31,8 @@ from mlflow.tracking import MlflowClient
 from trainlab.tracking.payloads import ModelPayload
 
 MODEL_NAME = "model"  # runs:/<run_id>/model
+# A classifier is logged as MLflow's model from code: this file travels inside the model.
+SERVED_CLASSIFIER = Path(__file__).with_name("served_classifier.py")
 
 
 def import_pytorch_flavor() -> None:
@@ -51,11 +56,50 @@ class _PickleNotice(logging.Filter):
         return "by Pickle or CloudPickle format" not in record.getMessage()
 
 
-def pip_requirements() -> list[str]:
-    """Given explicitly: MLflow's own inference starts a subprocess that costs ~6 s a model."""
+def answer_table(model: ModelPayload) -> Any:
+    """What the served classifier answers for the example rows (recorder/served_classifier.py:
+    the label, then one probability per class): its signature's output."""
+    import pandas as pd
+
+    table = {"label": [model.classes[i] for i in model.output.argmax(axis=1)]}
+    for k, name in enumerate(model.classes):
+        table[f"probability_{name}"] = model.output[:, k].astype(np.float64)
+    return pd.DataFrame(table)
+
+
+def classifier_artifacts(model: ModelPayload, folder: Path) -> dict[str, str]:
+    """The served classifier's network (pickled with its classes) and class names, as files."""
+    network, classes = folder / "network.pkl", folder / "classes.json"
+    network.write_bytes(cloudpickle.dumps(model.module))
+    classes.write_text(json.dumps(list(model.classes)))
+    return {"network": str(network), "classes": str(classes)}
+
+
+def pip_requirements(module: Any = None) -> list[str]:
+    """Given explicitly: MLflow's own inference starts a subprocess that costs seconds a model.
+    A model with a LightningModule inside (a user's) needs Lightning to load."""
     import torch
 
-    return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    pins = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    pins.append(f"cloudpickle=={importlib.metadata.version('cloudpickle')}")
+    bases = {base.__module__ for c in classes_in(module) for base in c.__mro__}
+    if any(name.startswith(("lightning.", "pytorch_lightning")) for name in bases):
+        pins.append(f"lightning=={importlib.metadata.version('lightning')}")
+    return pins
+
+
+def classes_in(module: Any) -> list[type]:
+    if module is None:
+        return []
+    return [type(part) for part in module.modules()]
+
+
+def own_modules(module: Any) -> list[str]:
+    """The Python modules of the classes a model is made of, other than torch's and Lightning's
+    (trainlab's, a user's): pickled by value, so that the model loads without them."""
+    library = ("torch", "lightning", "pytorch_lightning", "builtins")
+    names = {c.__module__ for c in classes_in(module)}
+    return sorted(n for n in names if n.split(".")[0] not in library and n != "__main__")
 
 
 def rehearse_model_logging() -> None:
@@ -92,10 +136,12 @@ def log_trained_model(
     are linked to it, as MLflow's log_model(run_id=..., step=...) would link them.
     """
     import_pytorch_flavor()
-    if model.format == "pickle":
+    if model.format == "pickle" or model.classes:
         # By value: the logged model carries its classes, whatever is installed where it loads.
-        cloudpickle.register_pickle_by_value(importlib.import_module(type(model.module).__module__))
-    signature = infer_signature(model.example, model.output)
+        for name in own_modules(model.module):
+            cloudpickle.register_pickle_by_value(importlib.import_module(name))
+    output = answer_table(model) if model.classes else model.output
+    signature = infer_signature(model.example, output)
     # Created here, in the run's experiment: log_model without an active fluent run would put it
     # in the Default experiment, whose artifacts land in ./mlruns under the current folder.
     record = client.get_run(run_id)
@@ -109,22 +155,32 @@ def log_trained_model(
     # log_model works through MLflow's fluent API: point it at this run's store. The recorder
     # handles one message at a time, so this process-wide setting cannot cross runs.
     mlflow.set_tracking_uri(client.tracking_uri)
-    info = mlflow.pytorch.log_model(
-        model.module,
-        name=MODEL_NAME,
-        signature=signature,
-        input_example=model.example,
-        pip_requirements=pip_requirements(),
-        registered_model_name=model.register,
+    common = {
+        "name": MODEL_NAME,
+        "signature": signature,
+        "input_example": model.example,
+        "pip_requirements": pip_requirements(model.module),
+        "registered_model_name": model.register,
         # trainlab-predict matches CSV columns by these names and labels its output with them.
-        metadata={"feature_names": model.feature_names, "target_names": model.target_names},
+        "metadata": {
+            "feature_names": model.feature_names,
+            "target_names": model.target_names,
+            "class_names": list(model.classes),
+        },
         # No run_id (and no fluent active run to start, end or leak): given one, log_model
         # reads the whole history of every metric of the run to find those at `step` (seconds
-        # for a long run). The run's output and the final metrics are linked
-        # below, from what the recorder already holds.
-        model_id=logged.model_id,
-        serialization_format=model.format,
-    )
+        # for a long run). The run's output and the final metrics are linked below, from what
+        # the recorder already holds.
+        "model_id": logged.model_id,
+    }
+    if model.classes:
+        with tempfile.TemporaryDirectory(prefix="trainlab-classifier-") as folder:
+            artifacts = classifier_artifacts(model, Path(folder))
+            info = mlflow.pyfunc.log_model(
+                python_model=str(SERVED_CLASSIFIER), artifacts=artifacts, **common
+            )
+    else:
+        info = mlflow.pytorch.log_model(model.module, serialization_format=model.format, **common)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     linked = [
         Metric(key, float(value), clock_ms, step, model_id=logged.model_id)

@@ -114,17 +114,28 @@ def log_run_plots(client: MlflowClient, run_id: str, history: History, data: Plo
     figures: dict[str, Figure] = {}
     if "train/loss" in history.curves:
         figures["loss.png"] = loss_figure(history)
-    if data.predicted:
+    if data.predicted and data.classes:
+        split = "validation" if "validation" in data.predicted else "train"
+        figures["confusion_matrix.png"] = confusion_figure(
+            data.y[split], data.predicted[split], data.classes, f"{split} rows"
+        )
+    elif data.predicted:
         figures["fit.png"] = fit_figure(data)
         figures["residuals.png"] = residual_figure(data)
     if history.trajectory_keys():
         figures["weights.png"] = weight_figure(history)
-    if figures:
-        with tempfile.TemporaryDirectory(prefix="trainlab-plots-") as folder:
-            for name, figure in figures.items():
-                figure.savefig(Path(folder) / name, dpi=100)
-            client.log_artifacts(run_id, folder, "plots")
+    log_figures(client, run_id, figures, "plots")
     return sorted(figures)
+
+
+def log_figures(client: MlflowClient, run_id: str, figures: dict[str, Figure], path: str) -> None:
+    """Save each figure as PNG and log them under `path` in one request."""
+    if not figures:
+        return
+    with tempfile.TemporaryDirectory(prefix="trainlab-plots-") as folder:
+        for name, figure in figures.items():
+            figure.savefig(Path(folder) / name, dpi=100)
+        client.log_artifacts(run_id, folder, path)
 
 
 def loss_figure(history: History) -> Figure:
@@ -194,4 +205,23 @@ def weight_figure(history: History) -> Figure:
     axes.set(xlabel="step", ylabel="value", title=title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", ncol=2 if len(keys) > 8 else 1)
+    return figure
+
+
+def confusion_figure(
+    targets: np.ndarray, probabilities: np.ndarray, classes: tuple[str, ...], rows: str
+) -> Figure:
+    """Rows: the true class; columns: the most probable one; each cell its count."""
+    count = len(classes)
+    chosen = probabilities.argmax(axis=1)
+    matrix = np.zeros((count, count), dtype=np.int64)
+    np.add.at(matrix, (targets.astype(np.int64), chosen), 1)
+    figure, axes = new_axes()
+    axes.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        color = "white" if value > matrix.max() / 2 else "black"
+        axes.text(j, i, str(value), ha="center", va="center", color=color)
+    axes.set_xticks(range(count), classes, rotation=30 if count > 4 else 0)
+    axes.set_yticks(range(count), classes)
+    axes.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix ({rows})")
     return figure

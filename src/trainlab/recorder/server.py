@@ -172,6 +172,9 @@ def main() -> None:
     # MLflow 3 sends usage telemetry from a thread of its own; a cluster node usually cannot
     # reach it, and a run is not the place to try. The user's own setting wins.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow draws a progress bar on stderr for every download (a resume's checkpoint, a model
+    # loaded from code while it is logged); this process has no terminal of its own to draw on.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     quiet_libraries()
     # Imported only now: the socket is listening before the 2 s of importing MLflow.
     from trainlab.recorder.dispatch import Dispatcher

@@ -24,7 +24,7 @@ from trainlab.errors import ConfigError
 from trainlab.recorder.commits import STEP_TAG, CommitGate, recorded_ends
 from trainlab.recorder.dataset_inputs import dataset_input, link_inputs
 from trainlab.recorder.model import log_trained_model
-from trainlab.recorder.plots import History, log_run_plots
+from trainlab.recorder.plots import History, log_figures, log_run_plots
 from trainlab.recorder.rerun_verification import Trajectory, verify
 from trainlab.recorder.stale_runs import before_resume
 from trainlab.recorder.system_metrics import start_sampling, stop_sampling
@@ -221,10 +221,14 @@ class RunWriter:
                 warnings.append(f"plots not drawn: {err}")
         model_uri = None
         finished = report.status is EndStatus.FINISHED
+        scored: dict[str, float] = {}
+        if report.evaluation is not None and finished:
+            scored = self.score(report, clock_ms)
         if report.model is not None and finished:
             try:
+                final = {**report.metrics, **scored}  # linked to the model, as MLflow links
                 model_uri = log_trained_model(
-                    self.client, self.run_id, report.model, report.step, report.metrics, clock_ms
+                    self.client, self.run_id, report.model, report.step, final, clock_ms
                 )
             except Exception as err:
                 warnings.append(f"model not logged: {err}")
@@ -242,8 +246,30 @@ class RunWriter:
                 warnings.append(f"rerun not verified: {err}")
         self.end(report.status)
         return dataclasses.replace(
-            self.info, model_uri=model_uri, warnings=tuple(warnings), verification=lines
+            self.info,
+            model_uri=model_uri,
+            warnings=tuple(warnings),
+            verification=lines,
+            metrics={**report.metrics, **scored},
         )
+
+    def score(self, report: FinalReport, clock_ms: int) -> dict[str, float]:
+        """The held-out rows' test/* metrics (and plots/test/*, with the run's plots)."""
+        # Only runs with test rows pay for importing scikit-learn's metrics (~0.5 s).
+        from trainlab.recorder import evaluation
+
+        assert report.evaluation is not None
+        try:
+            found, notes = evaluation.scores(report.evaluation)
+            self.log_metrics(found, report.step, clock_ms)
+            self.warnings.extend(notes)
+            if report.plots is not None:
+                drawn = evaluation.figures(report.evaluation)
+                log_figures(self.client, self.run_id, drawn, "plots/test")
+        except Exception as err:  # the run trained; only its evaluation is missing
+            self.warnings.append(f"test rows not scored: {err}")
+            return {}
+        return found
 
     def end(self, status: EndStatus) -> None:
         if self.system_metrics is not None:

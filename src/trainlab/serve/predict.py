@@ -144,8 +144,9 @@ def load(uri: str, tracking_uri: str) -> Any:
         raise PredictError(f"{uri}: {one_line(err)} (store {tracking_uri})") from None
 
 
-def predict(model: Any, rows: np.ndarray) -> np.ndarray:
-    """Rows of raw features -> (rows, targets) predictions, in the dtype the model was logged."""
+def predict(model: Any, rows: np.ndarray) -> Any:
+    """Rows of raw features -> (rows, targets) predictions, in the dtype the model was logged;
+    a classifier's answer is a table: `label` and one `probability_<class>` per class."""
     spec = model.metadata.get_input_schema()
     n_features = input_width(model)
     if rows.shape[1] != n_features:
@@ -154,8 +155,10 @@ def predict(model: Any, rows: np.ndarray) -> np.ndarray:
             + (f" ({', '.join(feature_names(model))})" if feature_names(model) else "")
         )
     dtype = spec.inputs[0].type if spec is not None else np.float32
-    output = np.asarray(model.predict(rows.astype(dtype)))
-    return output.reshape(len(rows), -1)
+    output = model.predict(rows.astype(dtype))
+    if hasattr(output, "columns"):  # a classifier (recorder/served_classifier.py)
+        return output
+    return np.asarray(output).reshape(len(rows), -1)
 
 
 def input_width(model: Any) -> int:
@@ -228,26 +231,41 @@ def main(argv: list[str] | None = None) -> None:
         if len(rows) == 0:
             raise PredictError(f"--csv {args.csv}: no rows")
         predictions = predict(model, rows)
-        names = target_names(model, predictions.shape[1])
+        names = [] if hasattr(predictions, "columns") else target_names(model, predictions.shape[1])
         if args.out is not None:
             write_csv(paths.resolve_user_path(str(args.out)), rows, predictions, model, names)
             print(f"{len(rows)} prediction(s) written to {args.out}")
             return
     except Exception as err:  # PredictError, and whatever MLflow or torch raise: one line
         fail(err)
+    if hasattr(predictions, "columns"):
+        for line in classified(predictions):
+            print(line)
+        return
     for values in predictions:
         print(" ".join(f"{v:.8g}" for v in values))
 
 
-def write_csv(
-    path: Path, rows: np.ndarray, predictions: np.ndarray, model: Any, names: list
-) -> None:
+def classified(table: Any) -> list[str]:
+    """`setosa  setosa=0.979 versicolor=0.0205 virginica=2.9e-06` per row: the label, then every
+    class's probability."""
+    columns = [c for c in table.columns if c.startswith("probability_")]
+    lines = []
+    for _, row in table.iterrows():
+        probabilities = " ".join(f"{c.removeprefix('probability_')}={row[c]:.6g}" for c in columns)
+        lines.append(f"{row['label']}  {probabilities}")
+    return lines
+
+
+def write_csv(path: Path, rows: np.ndarray, predictions: Any, model: Any, names: list) -> None:
     import pandas as pd
 
     inputs = feature_names(model)
     if len(inputs) != rows.shape[1]:
         inputs = [f"x{i}" for i in range(rows.shape[1])]
     frame = pd.DataFrame(rows, columns=inputs)
+    if hasattr(predictions, "columns"):  # a classifier: its label and probabilities
+        frame = pd.concat([frame, predictions.reset_index(drop=True)], axis=1)
     for i, name in enumerate(names):
         frame[f"predicted_{name}"] = predictions[:, i]
     try:

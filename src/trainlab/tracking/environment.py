@@ -9,6 +9,7 @@ torch); it runs the trainer's own interpreter, so it sees the same packages.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib.metadata
 import platform
@@ -37,10 +38,15 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+# What made the runs of this call when it was not a command line (the Python API sets it).
+calling: contextvars.ContextVar[str | None] = contextvars.ContextVar("calling", default=None)
+
+
 def command_line(argv: Sequence[str]) -> str:
     """The command exactly as it ran, quoted for a shell. Given `sys.orig_argv`: what the user
-    typed (with the interpreter running the console script), before any rewriting of sys.argv."""
-    return shlex.join(argv)
+    typed (with the interpreter running the console script), before any rewriting of sys.argv;
+    inside `trainlab.train(...)`, that call."""
+    return calling.get() or shlex.join(argv)
 
 
 @functools.cache

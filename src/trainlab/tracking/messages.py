@@ -184,6 +184,7 @@ class RunInfo:
     model_uri: str | None = None
     warnings: tuple[str, ...] = ()  # what went wrong while recording, without losing the run
     verification: tuple[str, ...] = ()  # a rerun's comparison with its original, as printed
+    metrics: dict[str, float] = field(default_factory=dict)  # the final ones, test/* included
 
 
 @dataclass(frozen=True)
