@@ -40,8 +40,11 @@ LAYERS = {
     "trainlab.sweeps": 7,
     "trainlab.serve": 7,
     "trainlab.pipeline": 8,
+    "trainlab.job_result": 7,  # what a job comes to
     "trainlab.job": 9,
     "trainlab.cli": 10,
+    "trainlab.api": 10,  # trainlab.train(...): the same job from Python
+    "trainlab": 11,  # the package's front door: the API, imported on first use
 }
 # The recorder runs in a process of its own and is the only package that imports MLflow on the
 # training path; serve/'s commands (predict, compare, dashboard, store) open stores of their own.
