@@ -112,6 +112,33 @@ def naive_stack(home: Path, steps: int, repeats: int) -> float:
     return median_time(lambda: baselines.naive_stack(steps, home / "naive.db"), repeats)
 
 
+MLP = ("model=mlp", "model.hidden=[64,64]", "data=synthetic", "data.n_features=20")
+
+
+def m1_mlp(lab: Trainlab, rows: int, repeats: int) -> list[Result]:
+    """An MLP (64, 64) on synthetic rows, one epoch of batches of 256: trainlab's Lightning
+    engine against a barebones Trainer fitting the same module over the same batches; and the
+    whole in-process run tracked (metrics only, and with the defaults) against untracked."""
+    options = (*MLP, f"data.n_samples={rows}", "data.batch_size=256", "max_epochs=1")
+    floor = median_time(lambda: lab.floor_fit(options), repeats)
+    engine = median_time(lambda: lab.engine_fit(options), repeats)
+    untracked = median_time(lambda: lab.run(*options, "tracking=none"), repeats)
+    lean = median_time(lambda: lab.run(*options, *LEAN), repeats)
+    defaults = median_time(lambda: lab.run(*options), repeats)
+    what = f"MLP 64x64, {rows} rows, one epoch of batches of 256"
+    return [
+        Result("M1", f"{what}: untracked engine vs barebones Trainer", floor, engine, 1.05),
+        Result("M1-tracked", f"{what}: tracked (metrics only) vs untracked", untracked, lean, 1.10),
+        Result(
+            "M1-defaults",
+            f"{what}: tracked (defaults) vs untracked",
+            untracked,
+            defaults,
+            float("inf"),
+        ),
+    ]
+
+
 def p3_big_data(lab: Trainlab, rows: int, device: str, repeats: int) -> list[Result]:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(rows, 64, generator=generator).to(device)
@@ -141,14 +168,14 @@ def main() -> None:
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
     )
     parser.add_argument(
-        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 P4 P4-par P5 S1 F1)"
+        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 P4 P4-par P5 S1 F1)"
     )
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     steps = 500 if args.quick else 2000
     rows = 200_000 if args.quick else 1_000_000
     long_jobs = 500 if args.quick else 2000  # epochs of P4-par's long sweep
-    wanted = set(args.only or ["P1", "C1", "P2", "P3", "P4", "P4-par", "P5", "S1", "F1"])
+    wanted = set(args.only or ["P1", "C1", "P2", "P3", "M1", "P4", "P4-par", "P5", "S1", "F1"])
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
         home = Path(tmp)
@@ -162,6 +189,7 @@ def main() -> None:
             ("C1", lambda: c1_checkpoints(lab, steps, 10, repeats)),
             ("P2", lambda: p2_framework(lab, steps, repeats)),
             ("P3", lambda: p3_big_data(lab, rows, "cpu", repeats)),
+            ("M1", lambda: m1_mlp(lab, 20_000 if args.quick else 100_000, repeats)),
             ("P4", lambda: p4_serial_jobs(lab, home, 8, *LEAN)),
             ("P4", lambda: p4_serial_jobs(lab, home, 8)),
             ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.6, "joblib")),

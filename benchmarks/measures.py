@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
+import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -22,6 +23,7 @@ from trainlab import pipeline
 from trainlab.callbacks.from_config import build_callbacks
 from trainlab.config.checks import check_config
 from trainlab.config.schema import register_configs
+from trainlab.data.batches import TensorBatches
 from trainlab.data.dataset import Dataset
 from trainlab.engines.base import FitContext
 from trainlab.engines.lightning import LightningEngine
@@ -128,6 +130,38 @@ class Trainlab:
             checkpoint_dir=output_dir() / "bench",
         )
         return len(build_callbacks(settings.callbacks, context))
+
+    def fit_context(self, *overrides: str) -> FitContext:
+        """An untracked fit of this config, its data loaded and its module built as a run's."""
+        settings = check_config(self.compose(*overrides, "tracking=none"))
+        data = pipeline.load_data(settings)
+        return FitContext(
+            settings=settings,
+            data=data,
+            module=pipeline.new_module(settings, data),
+            accelerator="cpu",
+            run=None,
+            interrupts=Interrupts(),
+            checkpoint_dir=output_dir() / "bench",
+        )
+
+    def engine_fit(self, overrides: tuple[str, ...]) -> float:
+        """Seconds of trainlab's Lightning engine fitting the config (callbacks included)."""
+        context = self.fit_context(*overrides)
+        start = time.perf_counter()
+        LightningEngine().fit(context)
+        return time.perf_counter() - start
+
+    def floor_fit(self, overrides: tuple[str, ...]) -> float:
+        """Seconds of a barebones Trainer fitting the same module over the same batches."""
+        context = self.fit_context(*overrides)
+        settings, data = context.settings, context.data
+        batches = TensorBatches(data.x_train, data.y_train, settings.data.batch_size, True, 0)
+        start = time.perf_counter()
+        L.Trainer(max_epochs=settings.max_epochs, barebones=True, accelerator="cpu").fit(
+            context.module, batches
+        )
+        return time.perf_counter() - start
 
     def big_data_epoch(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
         """One epoch through trainlab's Lightning engine (module, batcher, Trainer), untracked."""
