@@ -153,14 +153,19 @@ class RunSession:
         if run is None:  # a sweep job that failed before its run existed
             run = self._open({"mlflow.source.name": "trainlab-train"}, None)
             run.start(self._run_start({}))
+        text = traceback.format_exc()  # before anything below can replace it
         plots = None
         if self.settings.tracking.plots and self.data is not None and self.run is not None:
-            plots = plot_data(self.data, self.module)
+            # The loss curve at least: a model that cannot predict (what failed) draws no fit.
+            try:
+                plots = plot_data(self.data, self.module)
+            except Exception:
+                plots = plot_data(None, None)
         report = FinalReport(
             status=EndStatus.KILLED if interrupted else EndStatus.FAILED,
             step=0,
             error=None if interrupted else one_line(err),
-            texts={} if interrupted else {"error.txt": traceback.format_exc()},
+            texts={} if interrupted else {"error.txt": text},
             plots=plots,
         )
         run.finish(report, Reply.HANDLED)

@@ -17,6 +17,7 @@ from torch import nn
 from trainlab.config.runtime import TrackingConfig
 from trainlab.data.dataset import Dataset
 from trainlab.models.linear import ClassProbabilities, StandardizedModel
+from trainlab.models.portable import to_bytes
 from trainlab.tracking.payloads import Evaluation, ModelPayload, PlotData
 
 PLOT_ROWS = 2000  # the fit and residual plots show at most this many rows of each split
@@ -79,7 +80,8 @@ def model_payload(
     with torch.no_grad():
         output = model(rows).numpy()
     return ModelPayload(
-        module=model,
+        # As bytes with its classes: the recorder process may not import a user's package.
+        module=to_bytes(model),
         example=np.asarray(rows.numpy()),
         output=output,
         feature_names=data.feature_names,

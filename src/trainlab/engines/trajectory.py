@@ -28,6 +28,7 @@ LOSS_KEY = "train/loss"
 LR_KEY = "train/lr"
 GAP_KEY = OLS_GAP
 GRAD_NORM_KEY = "train/grad_norm"
+MODEL_PREFIX = "model."
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class RowSpec:
 
 def parameter_keys(module: nn.Module, spec: RowSpec) -> list[str]:
     named = list(module.named_parameters())
+    if named and all(name.startswith(MODEL_PREFIX) for name, _ in named):
+        # trainlab's module holds the model as `model`: names are the model's own.
+        named = [(name[len(MODEL_PREFIX) :], param) for name, param in named]
     shorts = [name.rsplit(".", 1)[-1] for name, _ in named]
     every_value = sum(p.numel() for _, p in named) <= spec.trajectory_limit
     keys: list[str] = []

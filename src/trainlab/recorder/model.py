@@ -21,13 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import mlflow
 import numpy as np
 from mlflow.entities import LoggedModelOutput, Metric
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from trainlab.models.portable import from_bytes
 from trainlab.tracking.payloads import ModelPayload
 
 MODEL_NAME = "model"  # runs:/<run_id>/model
@@ -70,7 +70,7 @@ def answer_table(model: ModelPayload) -> Any:
 def classifier_artifacts(model: ModelPayload, folder: Path) -> dict[str, str]:
     """The served classifier's network (pickled with its classes) and class names, as files."""
     network, classes = folder / "network.pkl", folder / "classes.json"
-    network.write_bytes(cloudpickle.dumps(model.module))
+    network.write_bytes(model.module)  # already pickled with its classes
     classes.write_text(json.dumps(list(model.classes)))
     return {"network": str(network), "classes": str(classes)}
 
@@ -92,14 +92,6 @@ def classes_in(module: Any) -> list[type]:
     if module is None:
         return []
     return [type(part) for part in module.modules()]
-
-
-def own_modules(module: Any) -> list[str]:
-    """The Python modules of the classes a model is made of, other than torch's and Lightning's
-    (trainlab's, a user's): pickled by value, so that the model loads without them."""
-    library = ("torch", "lightning", "pytorch_lightning", "builtins")
-    names = {c.__module__ for c in classes_in(module)}
-    return sorted(n for n in names if n.split(".")[0] not in library and n != "__main__")
 
 
 def rehearse_model_logging() -> None:
@@ -136,10 +128,9 @@ def log_trained_model(
     are linked to it, as MLflow's log_model(run_id=..., step=...) would link them.
     """
     import_pytorch_flavor()
-    if model.format == "pickle" or model.classes:
-        # By value: the logged model carries its classes, whatever is installed where it loads.
-        for name in own_modules(model.module):
-            cloudpickle.register_pickle_by_value(importlib.import_module(name))
+    # Its classes came by value (models/portable.py) and are pickled by value again: the logged
+    # model carries them, whatever is installed where it loads.
+    network = from_bytes(model.module)
     output = answer_table(model) if model.classes else model.output
     signature = infer_signature(model.example, output)
     # Created here, in the run's experiment: log_model without an active fluent run would put it
@@ -159,7 +150,7 @@ def log_trained_model(
         "name": MODEL_NAME,
         "signature": signature,
         "input_example": model.example,
-        "pip_requirements": pip_requirements(model.module),
+        "pip_requirements": pip_requirements(network),
         "registered_model_name": model.register,
         # trainlab-predict matches CSV columns by these names and labels its output with them.
         "metadata": {
@@ -180,7 +171,7 @@ def log_trained_model(
                 python_model=str(SERVED_CLASSIFIER), artifacts=artifacts, **common
             )
     else:
-        info = mlflow.pytorch.log_model(model.module, serialization_format=model.format, **common)
+        info = mlflow.pytorch.log_model(network, serialization_format=model.format, **common)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     linked = [
         Metric(key, float(value), clock_ms, step, model_id=logged.model_id)

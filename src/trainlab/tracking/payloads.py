@@ -5,7 +5,7 @@ a CPU module (pickled with the message); no MLflow here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only in annotations: the checks before torch need no numpy either
     import numpy as np
@@ -27,7 +27,7 @@ class PlotData:
 class ModelPayload:
     """The trained model as it is served: raw inputs in, predictions out."""
 
-    module: Any  # a torch nn.Module on the CPU, in eval mode (pickled with torch)
+    module: bytes  # a torch nn.Module on the CPU, in eval mode, with its classes (portable.py)
     example: np.ndarray  # a few raw input rows
     output: np.ndarray  # the model's output for them
     feature_names: list[str]
