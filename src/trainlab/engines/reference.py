@@ -127,8 +127,7 @@ def logistic_optimum(
         line_search_fn="strong_wolfe",
     )
 
-    def objective() -> torch.Tensor:
-        solver.zero_grad()
+    def value() -> torch.Tensor:
         logits = x @ w
         if binary:
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -136,17 +135,20 @@ def logistic_optimum(
             )
         else:
             loss = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=smoothing)
-        value = loss + decay / 2 * (w**2).sum()
-        value.backward()
-        return value
+        return loss + decay / 2 * (w**2).sum()
+
+    def objective() -> torch.Tensor:
+        solver.zero_grad()
+        total = value()
+        total.backward()
+        return total
 
     for _ in range(20):  # restarts: L-BFGS stops at max_iter or a tiny change
         solver.step(objective)
         if w.grad is not None and float(w.grad.abs().max()) < 1e-9:
             break
     with torch.no_grad():
-        value = float(objective())
-    return Optimum(loss=value, penalty=decay / 2)
+        return Optimum(loss=float(value()), penalty=decay / 2)
 
 
 LP_MAX_ENTRIES = 5_000_000  # constraint matrix entries of the linear program (40 MB)
