@@ -102,14 +102,17 @@ class CommitCheckpoints(Checkpoint):
         batch_idx: int,
     ) -> None:
         stop = self.interrupts.received is not None
-        if trainer.global_step == self.steps_seen:  # a batch whose gradients wait (accumulation)
+        step = trainer.global_step  # read once: a Trainer property is a chain of calls
+        if step == self.steps_seen:  # a batch whose gradients wait (accumulation)
             if stop:
                 trainer.should_stop = True
             return
-        self.steps_seen = trainer.global_step
+        self.steps_seen = step
         if not self.distributed:
-            self._act(trainer, batch_idx, self._decide(trainer, batch_idx, stop))
-        elif trainer.global_step % SYNC_EVERY == 0:
+            # The common case, at every step: nothing due, no signal.
+            if stop or (self.tracked and not self.pending and self.saver.due(step)):
+                self._act(trainer, batch_idx, self._decide(trainer, batch_idx, stop))
+        elif step % SYNC_EVERY == 0:
             mine = self._decide(trainer, batch_idx, stop) if trainer.is_global_zero else None
             self._act(trainer, batch_idx, trainer.strategy.broadcast(mine, src=0))
 

@@ -29,16 +29,18 @@ class StepLoss:
 
     def after_batch(self, trainer: L.Trainer, outputs: Any) -> torch.Tensor | None:
         """The loss of the optimizer step this batch ended, or None."""
-        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        # Read once: every property of the Trainer is a chain of calls, and this runs per step.
+        step = trainer.global_step
+        loss = outputs.get("loss") if isinstance(outputs, dict | Mapping) else outputs
         if not isinstance(loss, torch.Tensor):
             loss = None
         elif self.factor > 1:
             loss = loss.detach() * self.factor
-        if trainer.global_step == self.steps_seen:  # no optimizer step after this batch
+        if step == self.steps_seen:  # no optimizer step after this batch
             if loss is not None:
                 self.pending.append(loss.detach())
             return None
-        self.steps_seen = trainer.global_step
+        self.steps_seen = step
         if self.pending and loss is not None:
             loss = torch.stack([*self.pending, loss.detach()]).mean()
         self.pending = []

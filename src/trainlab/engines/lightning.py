@@ -57,7 +57,10 @@ def build_trainer(context: FitContext, callbacks: list[L.Callback]) -> L.Trainer
         rows = any(isinstance(c, StepRows) for c in callbacks)
         logger = RecorderLogger(context.run, ROW_METRICS if rows else ())
     make = instantiate(settings.trainer, _partial_=True, _convert_="all")
+    # Without a logger there is nothing to log to: spare Lightning its per-step bookkeeping.
+    quiet = {} if logger else {"log_every_n_steps": 0}
     return make(
+        **quiet,
         accelerator=context.accelerator,
         devices=settings.device.devices,
         num_nodes=settings.device.num_nodes,
