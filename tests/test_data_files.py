@@ -4,6 +4,7 @@ each bad file as one line that names what is wrong."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -15,11 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from tests.helpers import all_runs, run_composed
 from trainlab.config.data import CsvDataConfig, ParquetDataConfig
 from trainlab.data.checks import check_source
 from trainlab.data.sources import load_dataset
 from trainlab.errors import ConfigError
 
+LEAN = ("print_every=0", "tracking.plots=false", "tracking.log_model=false")
 HOUSES = "size,rooms,kind\n1,2,flat\n2,1,house\n3,3,flat\n4,2,villa\n"
 
 
@@ -204,3 +207,24 @@ def test_the_loader_needs_neither_torch_nor_pandas(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[[1.0, 2.0], [2.0, 4.0]] [0, 1] ('a', 'b')", "[]"]
+
+
+def test_a_run_on_a_parquet_file_records_its_three_splits(composed, client, home):
+    """Through the whole job (checks, recorder, pipeline) into a real store: the training,
+    validation and test rows are each an MLflow dataset input of the run, the file its source."""
+    path = home / "rows.parquet"
+    x = [float(i) for i in range(20)]
+    pq.write_table(pa.table({"x": x, "y": [2 * v + 1 for v in x]}), path)
+    data = ("data=parquet", f"data.path={path}", "data.target=y")
+    splits = ("data.val_split=0.25", "data.test_split=0.25", "max_epochs=2")
+    run_composed(composed(*data, *splits, *LEAN))
+    (run,) = all_runs(client)
+    assert run.info.status == "FINISHED"
+    found = {}
+    for item in run.inputs.dataset_inputs:
+        (context,) = [t.value for t in item.tags if t.key == "mlflow.data.context"]
+        found[context] = item.dataset
+    assert set(found) == {"training", "validation", "test"}
+    assert {d.name for d in found.values()} == {"rows.parquet"}
+    assert json.loads(found["test"].source) == {"uri": str(path)}
+    assert [json.loads(found[c].profile)["num_rows"] for c in ("training", "test")] == [10, 5]
