@@ -27,7 +27,7 @@ def float_matrix(columns: list[pa.ChunkedArray]) -> np.ndarray:
     """float64 columns (nulls become NaN) as one C-ordered (rows, columns) matrix, filled one
     record batch at a time (a batch's rows fit in the cache; a whole column at a time would
     touch every row of the matrix once per column), the batches shared out among the cores:
-    the matrix is fresh memory, and its page faults cost as much as the copying."""
+    the matrix is fresh memory, and first touching its pages costs more than the copying."""
     table = pa.Table.from_arrays(columns, names=[str(i) for i in range(len(columns))])
     matrix = np.empty((table.num_rows, len(columns)))
     blocks, start = [], 0

@@ -68,8 +68,8 @@ def read_csv(cfg: CsvDataConfig, columns: FileColumns, task: str) -> pa.Table:
             table = read_csv_as(cfg, columns, dict.fromkeys(types, pa.string()))
         except pa.ArrowInvalid as err:
             raise ConfigError(
-                f"data.path={cfg.path!r}: not a readable CSV ({err}); expected a value (or an "
-                "empty cell) for every column of the header in every row"
+                f"data.path={cfg.path!r}: not a readable CSV ({err}); expected UTF-8 text with "
+                "a value (or an empty cell) for every column of the header in every row"
             ) from None
         table = without_blanks(table)
         for name in numbers:
