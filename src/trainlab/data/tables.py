@@ -11,17 +11,15 @@ name the column and row.
 
 from __future__ import annotations
 
-from functools import reduce
+from types import ModuleType
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from trainlab.config.data import CsvDataConfig, FileDataConfig
 from trainlab.data.arrays import RawData, check_task
 from trainlab.data.checks import FileColumns, file_columns
-from trainlab.data.columns import float_matrix, labels, numeric
+from trainlab.data.columns import float_matrix
 from trainlab.errors import ConfigError
 
 
@@ -34,14 +32,12 @@ def read_table(cfg: FileDataConfig, task: str) -> RawData:
     if table.num_rows == 0:
         kind = "the CSV has a header but no rows" if csv_file else "the Parquet file has no rows"
         raise ConfigError(f"data.path={cfg.path!r}: {kind}")
-    where = f"data.path={cfg.path!r}"
-    features = [numeric(table[name], name, where, False) for name in columns.features]
+    features = numbers(cfg, table, columns.features, is_target=False)
     if task == "classification":
         (target,) = columns.targets
-        y, classes = labels(table[target], target, cfg.classes)
+        y, classes = cells().labels(table[target], target, cfg.classes)
     else:
-        targets = [numeric(table[name], name, where, True) for name in columns.targets]
-        y, classes = float_matrix(targets), ()
+        y, classes = float_matrix(numbers(cfg, table, columns.targets, is_target=True)), ()
     return RawData(
         x=float_matrix(features),
         y=y,
@@ -51,12 +47,31 @@ def read_table(cfg: FileDataConfig, task: str) -> RawData:
     )
 
 
+def cells() -> ModuleType:
+    """trainlab.data.cells, imported on first need (text cells, labels, blank rows): it imports
+    pyarrow.compute, 40 ms that a file of plain numbers read typed never needs."""
+    from trainlab.data import cells
+
+    return cells
+
+
+def numbers(
+    cfg: FileDataConfig, table: pa.Table, names: list[str], is_target: bool
+) -> list[pa.ChunkedArray]:
+    """The columns as float64: a CSV's, read typed, as they are; others converted (or refused)."""
+    where = f"data.path={cfg.path!r}"
+    return [
+        table[name]
+        if table[name].type == pa.float64()
+        else cells().numeric(table[name], name, where, is_target)
+        for name in names
+    ]
+
+
 def read_csv(cfg: CsvDataConfig, columns: FileColumns, task: str) -> pa.Table:
     """The CSV's feature and target columns; rows left blank are skipped (see without_blanks)."""
-    numbers = (
-        columns.features if task == "classification" else [*columns.features, *columns.targets]
-    )
-    types = {name: pa.float64() for name in numbers}
+    typed = columns.features if task == "classification" else [*columns.features, *columns.targets]
+    types = {name: pa.float64() for name in typed}
     if task == "classification":
         types[columns.targets[0]] = pa.string()  # labels: names or integers, decided later
     try:
@@ -72,8 +87,8 @@ def read_csv(cfg: CsvDataConfig, columns: FileColumns, task: str) -> pa.Table:
                 "a value (or an empty cell) for every column of the header in every row"
             ) from None
         table = without_blanks(table)
-        for name in numbers:
-            numeric(table[name], name, f"data.path={cfg.path!r}", name in columns.targets)
+        for name in typed:
+            cells().numeric(table[name], name, f"data.path={cfg.path!r}", name in columns.targets)
         raise ConfigError(f"data.path={cfg.path!r}: not a readable CSV ({typed_error})") from None
     return without_blanks(table)
 
@@ -93,15 +108,16 @@ def read_csv_as(
 
 
 def without_blanks(table: pa.Table) -> pa.Table:
-    """Without the rows whose every cell read is empty: pyarrow skips empty lines itself, and a
-    spreadsheet's export ends with lines of bare delimiters (`,,,`)."""
+    """Without the rows whose every cell read is empty (blank lines pyarrow skips itself)."""
     if not any(column.null_count for column in table.columns):
         return table
-    blank = reduce(pc.and_, [pc.is_null(column) for column in table.columns])
-    return table.filter(pc.invert(blank)) if pc.any(blank).as_py() else table
+    return cells().without_blanks(table)
 
 
 def read_parquet(cfg: FileDataConfig, columns: FileColumns) -> pa.Table:
+    # Imported only for Parquet files: 10 ms more of every CSV's load (benchmark D1).
+    import pyarrow.parquet as pq
+
     try:
         return pq.read_table(columns.path, columns=[*columns.features, *columns.targets])
     except (pa.ArrowInvalid, OSError) as err:
