@@ -23,7 +23,12 @@ def options(group: str) -> list[str]:
     "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
 )
 def test_every_group_option_composes_and_validates(composed, group, option):
-    extra = ["data.path=/tmp/x.csv", "data.target=y"] if (group, option) == ("data", "csv") else []
+    files = {"csv": "/tmp/x.csv", "parquet": "/tmp/x.parquet"}
+    extra = (
+        [f"data.path={files[option]}", "data.target=y"]
+        if group == "data" and option in files
+        else []
+    )
     cfg = composed(f"{group}={option}", *extra)
     settings = check_config(cfg)
     assert isinstance(settings, TrainConfig)
