@@ -2,7 +2,7 @@
 
 Each measure runs its baseline and trainlab side by side, several times, and keeps the median.
 In-process measures (P1-P4) time until everything is durable in the store; whole-process ones
-(P4-par, P5, S1, F1) time the command a user types, from its start to its exit. The table shows
+(P4-par, P5, S1, F1, D1) time the command a user types, from its start to its exit. The table shows
 baseline, trainlab, ratio, target and pass/fail, and for tracked runs the naive stack's time
 against trainlab's (our lead over the peer); the numbers also go to a JSON file
 (benchmarks/results/latest.json by default) to compare later changes with.
@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import baselines
+from benchmarks.data_load import d1_csv_loading
 from benchmarks.measures import (
     LEAN,
     Result,
@@ -168,14 +169,16 @@ def main() -> None:
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
     )
     parser.add_argument(
-        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 P4 P4-par P5 S1 F1)"
+        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 P4 P4-par P5 S1 F1 D1)"
     )
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     steps = 500 if args.quick else 2000
     rows = 200_000 if args.quick else 1_000_000
     long_jobs = 500 if args.quick else 2000  # epochs of P4-par's long sweep
-    wanted = set(args.only or ["P1", "C1", "P2", "P3", "M1", "P4", "P4-par", "P5", "S1", "F1"])
+    wanted = set(
+        args.only or ["P1", "C1", "P2", "P3", "M1", "P4", "P4-par", "P5", "S1", "F1", "D1"]
+    )
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
         home = Path(tmp)
@@ -203,6 +206,12 @@ def main() -> None:
                 lambda: s1_long_run(home, 5000 if args.quick else 20_000, 1 if args.quick else 3),
             ),
             ("F1", lambda: f1_config_errors(home, repeats)),
+            (
+                "D1",
+                lambda: d1_csv_loading(
+                    home, 100_000 if args.quick else 1_000_000, repeats, 1 if args.quick else 3
+                ),
+            ),
         ]
         if torch.cuda.is_available():
             measures.append(("P3", lambda: p3_big_data(lab, rows, "cuda", repeats)))

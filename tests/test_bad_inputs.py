@@ -37,6 +37,8 @@ FILES = {
     "nan.csv": "a,b\n1,2\nnan,4\n",
     "inf.csv": "a,b\n1,2\n3,inf\n",
     "one_row.csv": "a,b\n1,2\n",
+    "labels.csv": "size,kind\n1,cat\n2,dog\n3,cat\n",
+    "fake.parquet": "a,b\n1,2\n",
 }
 
 
@@ -171,7 +173,34 @@ CASES = [
     (
         "non-numeric",
         [*CSV, "data.path={home}/text.csv", "data.target=a"],
-        "column 'b' has non-numeric values; expected numbers",
+        "column 'b' has non-numeric values ('three' in row 1); expected numbers",
+    ),
+    (
+        "labels under a regression loss",
+        [*CSV, "data.path={home}/labels.csv", "data.target=kind"],
+        "column 'kind' has non-numeric values ('cat' in row 0); expected numbers (or, for "
+        "class labels, a classification loss",
+    ),
+    (
+        "not a parquet file",
+        ["data=parquet", "data.path={home}/fake.parquet", "data.target=b"],
+        "fake.parquet': not a Parquet file (Parquet magic bytes not found",
+    ),
+    (
+        "label set under a regression loss",
+        ["data=iris"],
+        "data=iris holds class labels and a regression loss needs numbers; expected a "
+        "classification loss",
+    ),
+    (
+        "test split leaves no test row",
+        ["data.test_split=0.1"],
+        "data.test_split=0.1 leaves 4 training and 0 test rows of 4; expected at least one",
+    ),
+    (
+        "val and test splits over one",
+        ["data.val_split=0.5", "data.test_split=0.5"],
+        "data.test_split=0.5 is not allowed: expected data.val_split + data.test_split < 1",
     ),
     (
         "nan",

@@ -95,9 +95,9 @@ def model_payload(
 
 def evaluation(data: Dataset | None, module: L.LightningModule | None) -> Evaluation | None:
     """The held-out rows' targets and the trained model's predictions for them, or None."""
-    x_test, y_test = getattr(data, "x_test", None), getattr(data, "y_test", None)
-    if data is None or module is None or x_test is None or y_test is None:
+    if data is None or module is None or data.x_test is None or data.y_test is None:
         return None
+    x_test, y_test = data.x_test, data.y_test
     network = answers(network_of(module).to("cpu"), data)
     with torch.no_grad():
         predicted = network(x_test.to(next(network.parameters()).dtype)).double().numpy()

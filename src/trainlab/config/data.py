@@ -16,6 +16,9 @@ class DataConfig:
     _target_: str = MISSING
     name: str = MISSING
     val_split: float = 0.0  # fraction of rows held out for val/loss
+    # Fraction of rows kept out of training and validation, for the held-out evaluation at the
+    # end; they come from the same seeded permutation, after the validation rows.
+    test_split: float = 0.0
     standardize: bool = False  # scale features with the training rows' mean and std
     batch_size: int | None = None  # None: the whole training set in one batch (the seed)
     shuffle: bool = True
@@ -23,6 +26,13 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         require(0.0 <= self.val_split < 1.0, "data.val_split", self.val_split, "0 <= x < 1")
+        require(0.0 <= self.test_split < 1.0, "data.test_split", self.test_split, "0 <= x < 1")
+        require(
+            self.val_split + self.test_split < 1.0,
+            "data.test_split",
+            self.test_split,
+            f"data.val_split + data.test_split < 1 (data.val_split is {self.val_split})",
+        )
         if self.batch_size is not None:
             require(self.batch_size > 0, "data.batch_size", self.batch_size, "an integer > 0")
 
@@ -45,7 +55,10 @@ class SeedDataConfig(DataConfig):
 
 @dataclass
 class SyntheticDataConfig(DataConfig):
-    """Y = X W^T + b + noise, with X ~ N(0, 1); W drawn from data_seed unless given."""
+    """Y = X W^T + b + noise, with X ~ N(0, 1); W drawn from data_seed unless given. With
+    `n_classes`, W has a row per class and the label of a row is the class whose score is the
+    largest (a seeded linear rule with noise), so that tests and benchmarks can make labelled
+    data of any size."""
 
     _target_: str = "trainlab.data.sources.SyntheticSource"
     name: str = "synthetic"
@@ -56,6 +69,7 @@ class SyntheticDataConfig(DataConfig):
     weights: list[float] | None = None  # true weights, row-major (n_targets x n_features)
     bias: float = 0.0
     data_seed: int = 1234  # seed for the true weights, X and the noise
+    n_classes: int | None = None  # null: a regression target; else labels 0 .. n_classes - 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -64,20 +78,51 @@ class SyntheticDataConfig(DataConfig):
         require(self.n_targets > 0, "data.n_targets", self.n_targets, "an integer > 0")
         require(self.noise >= 0, "data.noise", self.noise, "a standard deviation >= 0")
         require(self.data_seed >= 0, "data.data_seed", self.data_seed, "an integer >= 0")
+        if self.n_classes is not None:
+            require(self.n_classes >= 2, "data.n_classes", self.n_classes, "an integer >= 2")
+            require(
+                self.n_targets == 1,
+                "data.n_targets",
+                self.n_targets,
+                "1 with data.n_classes (one label column)",
+            )
         if self.weights is not None:
-            size = self.n_features * self.n_targets
+            size = self.n_features * (self.n_classes or self.n_targets)
             require(len(self.weights) == size, "data.weights", self.weights, f"{size} values")
 
 
 @dataclass
-class CsvDataConfig(DataConfig):
-    """A CSV file with a header row; every feature and target column holds numbers."""
+class FileDataConfig(DataConfig):
+    """A table in a file (CSV or Parquet): numeric feature columns and the target column(s),
+    numbers for a regression loss, class labels (strings or integers) for a classification
+    loss."""
+
+    path: str = MISSING  # absolute, or relative to the folder the command runs in
+    target: Any = MISSING  # one column name or a list of names (one column for labels)
+    features: list[str] | None = None  # None: every column but the target(s)
+    # The class names in index order, for a label column; None: the labels found, sorted
+    # (integers numerically). Labels outside the list are refused.
+    classes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.classes is not None:
+            names = [str(name) for name in self.classes]
+            require(
+                len(names) >= 2 and len(set(names)) == len(names),
+                "data.classes",
+                self.classes,
+                "at least two distinct class names (or null: the labels found, sorted)",
+            )
+            self.classes = names
+
+
+@dataclass
+class CsvDataConfig(FileDataConfig):
+    """A CSV file with a header row (a UTF-8 BOM is fine; blank lines are skipped)."""
 
     _target_: str = "trainlab.data.sources.CsvSource"
     name: str = "csv"
-    path: str = MISSING  # absolute, or relative to the folder the command runs in
-    target: Any = MISSING  # one column name or a list of names
-    features: list[str] | None = None  # None: every column but the target(s)
     delimiter: str = ","
 
     def __post_init__(self) -> None:
@@ -93,10 +138,52 @@ class CsvDataConfig(DataConfig):
 
 
 @dataclass
+class ParquetDataConfig(FileDataConfig):
+    """A Parquet file (pyarrow, pandas, Spark, Polars ... write them); its column types say
+    what is a number."""
+
+    _target_: str = "trainlab.data.sources.ParquetSource"
+    name: str = "parquet"
+
+
+@dataclass
 class DiabetesDataConfig(DataConfig):
     """scikit-learn's 442 x 10 diabetes data, shipped inside scikit-learn (no download)."""
 
     _target_: str = "trainlab.data.sources.DiabetesSource"
     name: str = "diabetes"
+    standardize: bool = True
+    val_split: float = 0.2
+
+
+@dataclass
+class IrisDataConfig(DataConfig):
+    """scikit-learn's iris flowers: 150 x 4 measurements (cm), 3 species (setosa, versicolor,
+    virginica), shipped inside scikit-learn."""
+
+    _target_: str = "trainlab.data.sources.IrisSource"
+    name: str = "iris"
+    standardize: bool = True
+    val_split: float = 0.2
+
+
+@dataclass
+class WineDataConfig(DataConfig):
+    """scikit-learn's wines: 178 x 13 chemical measurements, 3 cultivars (class_0, class_1,
+    class_2), shipped inside scikit-learn."""
+
+    _target_: str = "trainlab.data.sources.WineSource"
+    name: str = "wine"
+    standardize: bool = True
+    val_split: float = 0.2
+
+
+@dataclass
+class BreastCancerDataConfig(DataConfig):
+    """scikit-learn's breast cancer (Wisconsin diagnostic) data: 569 x 30 features of cell
+    nuclei, 2 classes (malignant, benign), shipped inside scikit-learn."""
+
+    _target_: str = "trainlab.data.sources.BreastCancerSource"
+    name: str = "breast_cancer"
     standardize: bool = True
     val_split: float = 0.2

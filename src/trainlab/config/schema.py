@@ -19,11 +19,15 @@ from omegaconf import MISSING
 
 from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.config.data import (
+    BreastCancerDataConfig,
     CsvDataConfig,
     DataConfig,
     DiabetesDataConfig,
+    IrisDataConfig,
+    ParquetDataConfig,
     SeedDataConfig,
     SyntheticDataConfig,
+    WineDataConfig,
 )
 from trainlab.config.models import CustomModelConfig, LinearModelConfig, MLPConfig, ModelConfig
 from trainlab.config.runtime import (
@@ -133,7 +137,11 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "seed": SeedDataConfig,
         "synthetic": SyntheticDataConfig,
         "csv": CsvDataConfig,
+        "parquet": ParquetDataConfig,
         "diabetes": DiabetesDataConfig,
+        "iris": IrisDataConfig,
+        "wine": WineDataConfig,
+        "breast_cancer": BreastCancerDataConfig,
     },
     "model": {"linear": LinearModelConfig, "mlp": MLPConfig, "custom": CustomModelConfig},
     "loss": {
@@ -180,6 +188,9 @@ def as_plain_dict(settings: TrainConfig) -> dict[str, Any]:
 ADDED_SINCE_JOB_KEYS = (
     "callbacks",
     "data._target_",
+    "data.test_split",
+    "data.classes",
+    "data.n_classes",
     "engine._target_",
     "trainer._target_",
     "trainer.log_every_n_steps",
@@ -204,6 +215,8 @@ def job_identity(settings: TrainConfig) -> dict[str, Any]:
         node, plain = settings, resolved
         for part in path:
             node, plain = getattr(node, part), plain[part]
+        if not hasattr(node, leaf):  # a key of other options (data.n_classes: synthetic's)
+            continue
         default = _field_default(type(node), leaf)
         if isinstance(default, dict):  # by entry: a callback the user added is part of the job
             kept = {k: v for k, v in plain[leaf].items() if default.get(k) != v}

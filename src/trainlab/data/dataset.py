@@ -1,5 +1,7 @@
-"""The rows of a run: training (and validation) tensors, float64 on the CPU, with the
-standardization fitted on the training rows. Engines cast and move them."""
+"""The rows of a run: training, validation and test tensors on the CPU, features float64 (raw
+units, or standardized with the mean and std of the training rows only), targets float64 of shape
+(N, n_targets) for regression or int64 class indices of shape (N,) for classification. Engines
+cast and move them."""
 
 from __future__ import annotations
 
@@ -22,7 +24,11 @@ class Dataset:
     x_mean: torch.Tensor | None = None
     x_std: torch.Tensor | None = None
     lineage: tuple[DataRecord, ...] = ()  # what the rows are, for MLflow's dataset inputs
-    classes: tuple[str, ...] = ()  # classification: the class names, in label-index order
+    # The rows kept out of training and validation (data.test_split); None without them.
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+    # The class names in index order (y holds indices into it); empty for regression.
+    classes: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -30,14 +36,23 @@ class Dataset:
 
     @property
     def n_targets(self) -> int:
-        return 1 if self.y_train.dim() == 1 else self.y_train.shape[1]
+        """Target columns: one label column for classification."""
+        return 1 if self.y_train.ndim == 1 else self.y_train.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def is_classification(self) -> bool:
+        return bool(self.classes)
 
     def cast(self, dtype: torch.dtype) -> Dataset:
-        """The same data in `dtype` (float32 for 32/mixed precision, float64 for 64)."""
+        """The same data in `dtype` (float32 for 32/mixed precision, float64 for 64): features
+        and float targets; class indices stay int64."""
 
         def to(t: torch.Tensor | None) -> torch.Tensor | None:
-            # Class labels (integers) stay what they are.
-            return t if t is None or not t.is_floating_point() else t.to(dtype)
+            return t.to(dtype) if t is not None and t.is_floating_point() else t
 
         return replace(
             self,
@@ -45,6 +60,8 @@ class Dataset:
             y_train=to(self.y_train),
             x_val=to(self.x_val),
             y_val=to(self.y_val),
+            x_test=to(self.x_test),
+            y_test=to(self.y_test),
             x_mean=to(self.x_mean),
             x_std=to(self.x_std),
         )
@@ -62,10 +79,19 @@ class Dataset:
         return x * self.x_std + self.x_mean
 
     def standardized(self) -> Dataset:
-        """Features scaled by the training rows' mean and std (a constant column keeps std 1)."""
+        """Features scaled by the training rows' mean and std (a constant column keeps std 1),
+        the same scaling applied to the validation and test rows."""
         std = self.x_train.std(dim=0, unbiased=False)
         fitted = replace(
             self, x_mean=self.x_train.mean(dim=0), x_std=torch.where(std > 0, std, 1.0)
         )
-        x_val = None if self.x_val is None else fitted.scale(self.x_val)
-        return replace(fitted, x_train=fitted.scale(self.x_train), x_val=x_val)
+
+        def scaled(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else fitted.scale(x)
+
+        return replace(
+            fitted,
+            x_train=fitted.scale(self.x_train),
+            x_val=scaled(self.x_val),
+            x_test=scaled(self.x_test),
+        )

@@ -1,9 +1,10 @@
-"""Which rows a run trained and validated on: a digest of the actual rows, where they came from,
-their columns and counts. The recorder logs each as an MLflow dataset input (contexts `training`,
-`validation`), so two runs on the same rows show the same digest and a changed CSV a new one.
+"""Which rows a run trained, validated and was tested on: a digest of the actual rows, where they
+came from, their columns and counts. The recorder logs each as an MLflow dataset input (contexts
+`training`, `validation`, `test`), so two runs on the same rows show the same digest and a changed
+file a new one.
 
-The digest is SHA-1 over the rows as float64 (raw units, before standardization), their shapes and
-column names: a fingerprint, not a security checksum, and SHA-1 is the fastest of hashlib's here
+The digest is SHA-1 over the rows as float64 (raw units, before standardization; class indices as
+numbers), their shapes, column names and, for labels, the class names in order: a fingerprint, not a security checksum, and SHA-1 is the fastest of hashlib's here
 (0.27 s for 1M x 64 float64 against 0.41 s for SHA-256). MLflow's own numpy digest hashes only the
 first 10,000 values, so a change further down a file would not show. Computed in the trainer (the
 rows are there; sending them to the recorder would cost more), numpy only.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainlab.config.data import CsvDataConfig, DataConfig
+from trainlab.config.data import DataConfig, FileDataConfig
 from trainlab.paths import resolve_user_path
 
 DIGEST_CHARS = 16  # MLflow stores at most 36; its own digests have 8
@@ -26,23 +27,32 @@ DIGEST_CHARS = 16  # MLflow stores at most 36; its own digests have 8
 class DataRecord:
     """One split of a run's data, as the recorder logs it (plain values: it is pickled)."""
 
-    name: str  # the built-in set's name, or the CSV's file name
-    context: str  # "training" or "validation"
+    name: str  # the built-in set's name, or the file's name
+    context: str  # "training", "validation" or "test"
     digest: str
-    source: str  # the CSV's absolute path, or the built-in set's name
-    source_type: str  # "local" (a file) or "code" (made by trainlab: seed, synthetic, diabetes)
+    source: str  # the file's absolute path, or the built-in set's name
+    source_type: str  # "local" (a file) or "code" (made by trainlab or shipped: seed, iris ...)
     features: tuple[str, ...]
     targets: tuple[str, ...]
     rows: int
+    classes: tuple[str, ...] = ()  # a label target's class names in index order
 
 
-def digest(x: np.ndarray, y: np.ndarray, features: list[str], targets: list[str]) -> str:
+def digest(
+    x: np.ndarray,
+    y: np.ndarray,
+    features: list[str],
+    targets: list[str],
+    classes: tuple[str, ...] = (),
+) -> str:
     sha = hashlib.sha1(usedforsecurity=False)
     for array in (x, y):
         array = np.ascontiguousarray(array, dtype=np.float64)
         sha.update(repr(array.shape).encode())
         sha.update(memoryview(array).cast("B"))
     sha.update(repr((features, targets)).encode())
+    if classes:  # regression digests stay what runs recorded before labels existed
+        sha.update(repr(classes).encode())
     return sha.hexdigest()[:DIGEST_CHARS]
 
 
@@ -51,18 +61,25 @@ def describe(
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     features: list[str],
     targets: list[str],
+    classes: tuple[str, ...] = (),
 ) -> tuple[DataRecord, ...]:
-    """A record per split: {"training": (x, y), "validation": (x, y)}."""
-    if isinstance(cfg, CsvDataConfig):
+    """A record per split: {"training": (x, y), "validation": (x, y), "test": (x, y)}."""
+    if isinstance(cfg, FileDataConfig):
         path = resolve_user_path(cfg.path)
         name, source, source_type = path.name, str(path), "local"
     else:
         name, source, source_type = cfg.name, cfg.name, "code"
-    records = []
-    for context, (x, y) in splits.items():
-        fingerprint = digest(x, y, features, targets)
-        columns = (tuple(features), tuple(targets))
-        records.append(
-            DataRecord(name, context, fingerprint, source, source_type, *columns, len(x))
+    return tuple(
+        DataRecord(
+            name=name,
+            context=context,
+            digest=digest(x, y, features, targets, classes),
+            source=source,
+            source_type=source_type,
+            features=tuple(features),
+            targets=tuple(targets),
+            rows=len(x),
+            classes=classes,
         )
-    return tuple(records)
+        for context, (x, y) in splits.items()
+    )
