@@ -49,6 +49,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -131,6 +132,25 @@ def recorded_ends(client: MlflowClient, run_id: str) -> dict[str, int]:
         if steps and max(steps) >= int(committed):
             ends[key] = max(steps)
     return ends
+
+
+def recorded_rows(client: MlflowClient, run: Run) -> list[Rows]:
+    """Every metric of a run as the store holds it, one Rows per metric: what a recorder that
+    takes the run over (the one before it stopped) skips when the fit goes over those steps
+    again, and what its plots start from. Per metric the store holds a prefix of the steps:
+    rows are written in order, so everything up to its last step is there."""
+    found = []
+    for key in run.data.metrics:
+        history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        found.append(
+            Rows(
+                keys=(key,),
+                steps=np.array([m.step for m in history], dtype=np.int64),
+                times=np.array([m.timestamp for m in history], dtype=np.int64),
+                values=np.array([[m.value] for m in history], dtype=np.float64).reshape(-1, 1),
+            )
+        )
+    return found
 
 
 def find_resumable(client: MlflowClient, query: ResumeQuery) -> ResumeState | None:

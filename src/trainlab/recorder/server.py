@@ -35,6 +35,7 @@ from trainlab import collector
 from trainlab.errors import ConfigError, one_line
 from trainlab.logs import quiet_libraries
 from trainlab.tracking.messages import (
+    NOTICE,
     Answer,
     AnswerStatus,
     Envelope,
@@ -59,8 +60,8 @@ class Peer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     tokens: set[str] = field(default_factory=set)  # runs and sweeps it opened
 
-    def reply(self, number: int, status: AnswerStatus, result: Any = None) -> None:
-        answer = Answer(number=number, status=status, result=result)
+    def reply(self, number: int, status: AnswerStatus, result: Any = None, token: str = "") -> None:
+        answer = Answer(number=number, status=status, result=result, token=token)
         with self.lock, contextlib.suppress(OSError):  # a sender that is gone hears nothing
             self.conn.send_bytes(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
 
@@ -76,6 +77,7 @@ class RecorderServer:
         self.peers: set[Peer] = set()
         self.peers_lock = threading.Lock()
         self.dispatcher: Any = None  # recorder.dispatch.Dispatcher, once MLflow is imported
+        self.noticed: set[str] = set()  # runs whose trainer was told that their recording failed
 
     # ------------------------------------------------------------------ connections
     def serve(self, listener: Listener) -> None:
@@ -133,11 +135,16 @@ class RecorderServer:
         try:
             result = self.dispatcher.handle(token, message)
         except Exception as err:
+            # REFUSED: the user's to fix (the trainer shows one line, no traceback hint)
+            refused = isinstance(err, ConfigError)
+            status = AnswerStatus.REFUSED if refused else AnswerStatus.ERROR
             if waits:
-                # REFUSED: the user's to fix (the trainer shows one line, no traceback hint)
-                refused = isinstance(err, ConfigError)
-                status = AnswerStatus.REFUSED if refused else AnswerStatus.ERROR
                 peer.reply(envelope.number, status, one_line(err))
+            elif token not in self.noticed:
+                # Nobody waits for rows: the trainer is told at once and stops at its next
+                # hand-over, instead of training on unrecorded until it next waits.
+                self.noticed.add(token)
+                peer.reply(NOTICE, status, one_line(err), token)
             return
         if isinstance(message, ENDS):
             peer.tokens.discard(token)
