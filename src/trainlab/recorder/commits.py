@@ -29,6 +29,12 @@ unless the whole job or machine goes):
   again) and ends the run KILLED; history, `last.ckpt` and the artifact end at the same step.
 - the trainer while writing `last.ckpt.partial`: the COMMIT was never sent; `last.ckpt` is the
   previous one, and the partial file is ignored.
+- the recorder alone (the OOM killer, a crash): the rows it held die with it. The trainer notices
+  at its next hand-over and starts a new recorder, which takes the run over (tracking/run.py) and
+  reads what the store holds (`recorded_rows`): the last commit, or the part of a commit cut
+  short, as in the next case; the fit rolls back to the checkpoint a resume would take (before
+  the first commit: to its start, the rows so far having been written as they came) and the
+  new recorder skips, per metric, every step already in the store.
 - trainer and recorder together (node failure, `scancel --signal=KILL`) between commits: the
   store holds exactly the last commit. During step 2: the store holds part of the segment, and
   `committing` > `step` says so; the resume takes the committed checkpoint and the recorder

@@ -11,7 +11,10 @@ It ends once its owner (the process that started it) is gone and every connectio
 run whose trainer disconnected without finishing it (killed, crashed) ends KILLED with all it was
 handed; SIGTERM and SIGINT are held off until then (SLURM signals every process of a job). While
 it holds a run open it rewrites the run's heartbeat tag (tracking/liveness.py), so that a run
-whose trainer and recorder both died is recognisable as stale.
+whose trainer and recorder both died is recognisable as stale. A message nobody waits for that
+fails (rows on a full disk) is answered anyway, with a NOTICE, so that the trainer stops at its
+next hand-over. Its standard error is the job's log file when the trainer has one (MLflow and
+SQLAlchemy log each failed write with a long traceback there, not on the console).
 """
 
 from __future__ import annotations
