@@ -33,7 +33,7 @@ def end_after(
         report = dataclasses.replace(report, status=EndStatus.KILLED, tags=tags)
     try:
         run.finish(report, Reply.HANDLED)
-    except RecorderError as ending:
+    except Exception as ending:  # never in place of the error that ended the job
         if lost or not isinstance(err, RecorderError):
             print(
                 f"trainlab-train: warning: run {run.name} could not be ended "

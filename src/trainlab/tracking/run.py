@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from trainlab.engines.base import ResumePoint
+from trainlab.errors import RecorderStopped
 from trainlab.paths import output_dir
 from trainlab.tracking.client import (
     RecorderConnection,
@@ -190,9 +191,10 @@ class TrackedRun:
                 if self.lost is not None:
                     lost, point = self.lost, self.reopen()
                     if report.status is EndStatus.FINISHED:
-                        if point is None or point.step <= report.step:
-                            raise RecorderLost(f"{lost}; the fit's last steps were not recorded")
-                        print(f"trainlab-train: warning: {lost}; a new one ends run {self.run_id}")
+                        if point is None or point.step <= report.step:  # the caller ends it
+                            raise RecorderStopped(f"{lost}; the fit's last steps were not recorded")
+                        warning = f"{lost}; a new one ends run {self.run_id}"
+                        print(f"trainlab-train: warning: {warning}", flush=True)
                 self.flush()
                 info = self._send(report, wait)
                 break
