@@ -91,7 +91,7 @@ def test_resume_refuses_changes_to_what_is_trained(train_in_process, client, tmp
     (run,) = all_runs(client)
     status, _, err = train_in_process(f"resume={run.info.run_id}", "optimizer.lr=0.5")
     assert status == 2 and err.startswith("trainlab-train: error: ")
-    assert "'optimizer.lr=0.5' cannot change when resuming" in err
+    assert "optimizer.lr (0.01 recorded, 0.5 given) cannot change when resuming" in err
     status, _, err = train_in_process("resume=0123456789abcdef")
     assert status == 2 and "no run '0123456789abcdef' in the store" in err
     status, _, err = train_in_process("resume=missing.ckpt")

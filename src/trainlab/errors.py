@@ -25,6 +25,21 @@ def require(ok: bool, key: str, value: Any, expected: str) -> None:
 
 # Lines of OmegaConf's multi-line reports that repeat what the first line says.
 _NOISE = re.compile(r"^\s*(full_key|reference_type|object_type|value|msg)\s*[:=]")
+# What SQLAlchemy adds to a database error (MLflow's store errors carry it): the statement, its
+# parameters (a whole batch of metrics), a link to its docs, a note on autoflush. The error
+# itself is the line that remains.
+_SQL_NOISE = re.compile(
+    r"\n\[SQL: .*?(?=\n\[parameters: |\n\(Background on this error at: |\Z)"
+    r"|\n\[parameters: .*?(?=\n\(Background on this error at: |\Z)"
+    r"|\n?\(Background on this error at: [^)]*\)"
+    r"|\(raised as a result of Query-invoked autoflush;[^)]*\)\n?",
+    re.DOTALL,
+)
+
+
+class RecorderStopped(RuntimeError):
+    """The process that records a run stopped (killed, crashed): what it made durable is in the
+    store, and a new recorder may continue the run (tracking/run.py, engines/lightning.py)."""
 
 
 def is_user_error(err: BaseException) -> bool:
@@ -33,14 +48,16 @@ def is_user_error(err: BaseException) -> bool:
 
 
 def one_line(err: BaseException) -> str:
-    """The error and its causes, whitespace collapsed into a single line."""
+    """The error and its causes, whitespace collapsed into a single line; a cause whose text
+    the line already holds (a wrapper that quotes it: Hydra's "Error in call to target",
+    SQLAlchemy's "(sqlite3.OperationalError) ...") is not said twice."""
     if isinstance(err, MissingConfigException) and err.options is not None:
         return _missing_option(err)
     parts: list[str] = []
     current: BaseException | None = err
     while current is not None and len(parts) < 5:
         text = _describe(current)
-        if text and text not in parts:
+        if text and not any(text in part for part in parts):
             parts.append(text)
         current = current.__cause__
     return "; ".join(parts) or type(err).__name__
@@ -53,7 +70,7 @@ def _missing_option(err: MissingConfigException) -> str:
 
 
 def _describe(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines()]
+    lines = [line.strip() for line in _SQL_NOISE.sub("", str(err)).splitlines()]
     text = " ".join(line for line in lines if line and not _NOISE.match(line))
     key = getattr(err, "full_key", None) if isinstance(err, OmegaConfBaseException) else None
     if key and key not in text:

@@ -2,13 +2,16 @@
 
 Hydra's `job_logging` (conf/hydra/job_logging/trainlab.yaml) sends INFO to the job's log file and
 only warnings to the console; this module silences what libraries print outside logging (their
-harmless warnings) and pins the loggers that Lightning and MLflow configure themselves.
+harmless warnings) and pins the loggers that Lightning and MLflow configure themselves. The
+recorder process (MLflow, SQLAlchemy: their errors come with 40-60 lines of traceback) writes its
+standard error into the job's log file (`job_log_file`, tracking/client.py).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 # Lightning's INFO lines ("GPU available: False", "💡 Tip: ...") and MLflow's ("Creating initial
 # MLflow database tables...") belong in the job's log file, not on the console.
@@ -30,3 +33,11 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def job_log_file() -> Path | None:
+    """The file this process logs into (Hydra's job log, `<output dir>/train.log`), if any."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename)
+    return None

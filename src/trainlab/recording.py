@@ -3,8 +3,9 @@ exists, finished once with everything it produced, and always ended, however the
 
 `RunSession` is what the pipeline holds: `open` (the run's tags, config, first metrics),
 `finish` (final metrics, plots, model), and, on any exception, an ending that keeps what was
-recorded: FAILED with the error, or KILLED for Ctrl-C/SIGTERM (with how to resume). A sweep job
-that fails before its run exists still gets a FAILED run, so the sweep's summary lists it.
+recorded: FAILED with the error, or KILLED for Ctrl-C/SIGTERM or a recorder that stopped for
+good (with how to resume: tracking/failures.py). A sweep job that fails before its run
+exists still gets a FAILED run, so the sweep's summary lists it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from trainlab.run_payloads import evaluation, model_payload, plot_data
 from trainlab.signals import Interrupted
 from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.environment import COMMAND_TAG, ENV_TAG, command_line, environment_tags
+from trainlab.tracking.failures import end_after
 from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.messages import (
     EndStatus,
@@ -168,9 +170,11 @@ class RunSession:
             texts={} if interrupted else {"error.txt": text},
             plots=plots,
         )
-        run.finish(report, Reply.HANDLED)
         if interrupted:
+            run.finish(report, Reply.HANDLED)
             report_interrupt(err, run, self.resume_from)
+        else:
+            end_after(err, run, report, self.resume_from.checkpoint if self.resume_from else None)
 
 
 @contextmanager

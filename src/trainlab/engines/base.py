@@ -49,6 +49,10 @@ class RunHandle(Protocol):
     def sync(self) -> None:
         """Return once everything handed over so far is handled (the last commit included)."""
 
+    def reopen(self) -> ResumePoint | None:
+        """After `errors.RecorderStopped`: a new recorder continues the run; returns where the fit
+        goes on (its last committed checkpoint; None: from the fit's start), or raises."""
+
 
 @dataclass(frozen=True)
 class ResumePoint:

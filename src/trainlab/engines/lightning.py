@@ -7,13 +7,24 @@ stopping, checkpoints and signals: trainlab.callbacks) beside any the user adds;
 `RecorderLogger` carries what the module logs with `self.log`. trainlab passes the Trainer only
 what other groups own: the device and strategy (`device.*`), the length (`max_epochs`,
 `max_steps`), the callbacks, the logger and the folder.
+
+A recorder process that stops mid-fit (errors.RecorderStopped) is replaced (tracking/run.py): the
+fit rolls back to what is durable and trains on, in this process. A new Trainer is built and
+`fit(ckpt_path=<the last committed checkpoint>)` restores module, optimizer, schedulers, loops and
+callbacks the way a resume does; before the run's first checkpoint the fit starts again from the
+module's first weights. The random generators go back to their state at the fit's start, as in a
+resumed process. Every step is then recorded once (the new recorder skips what the store holds).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from dataclasses import dataclass
 
 import lightning as L
+import numpy as np
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
@@ -25,11 +36,43 @@ from trainlab.config.runtime import EngineConfig
 from trainlab.data.batches import lightning_data
 from trainlab.engines import distributed
 from trainlab.engines.base import FitContext, FitResult
+from trainlab.errors import RecorderStopped, one_line
+
+MAX_ROLLBACKS = 5  # a recorder that stops more often than this in one fit ends the run
 
 
 @dataclass
 class LightningEngine(EngineConfig):
     def fit(self, context: FitContext) -> FitResult:
+        """The fit, rolled back and trained on when the run's recorder stops (see above)."""
+        run, first = context.run, context.resume_from
+        start = FitStart(context.module) if run is not None else None
+        for rollback in range(MAX_ROLLBACKS + 1):
+            try:
+                return self.fit_once(context)
+            except RecorderStopped as lost:
+                if run is None or start is None or context.settings.device.world_size > 1:
+                    raise  # several processes would have to roll back together
+                if rollback == MAX_ROLLBACKS:
+                    raise RecorderStopped(f"{lost}, {rollback + 1} times in this fit") from None
+                try:
+                    point = run.reopen() or first  # a run resumed from before commits: its own
+                except RecorderStopped:
+                    raise RecorderStopped(
+                        f"{lost}; the one started in its place stopped too"
+                    ) from None
+                except Exception as err:
+                    raise RecorderStopped(
+                        f"{lost}; a new recorder could not continue the run: {one_line(err)}"
+                    ) from None
+                start.restore(context.module, weights=point is None)
+                where = f"its checkpoint at step {point.step}" if point else "the fit's start"
+                went_on = f"a new one continues run {run.run_id} from {where}"
+                print(f"trainlab-train: warning: {lost}; {went_on}", flush=True)
+                context = dataclasses.replace(context, resume_from=point)
+        raise AssertionError("unreachable")
+
+    def fit_once(self, context: FitContext) -> FitResult:
         settings, resume = context.settings, context.resume_from
         callbacks = [
             *distributed.callbacks(settings.device),
@@ -46,7 +89,30 @@ class LightningEngine(EngineConfig):
         ckpt_path = str(resume.checkpoint) if resume is not None else None
         trainer.fit(context.module, datamodule=data_module, ckpt_path=ckpt_path)
         saver = next((c for c in callbacks if isinstance(c, CommitCheckpoints)), None)
+        if context.run is not None and saver is not None and saver.saved is not None:
+            # The last checkpoint durable before the fit counts as done: a recorder that stops
+            # until then is replaced here, where the fit can still roll back.
+            context.run.sync()
         return FitResult(distributed.steps_done(trainer), saver.saved if saver else None)
+
+
+class FitStart:
+    """The module's weights (a CPU copy) and the random generators as the fit started: where a
+    roll-back goes (the generators always, the weights when the run has no checkpoint yet)."""
+
+    def __init__(self, module: L.LightningModule) -> None:
+        self.weights = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        self.generators = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self, module: L.LightningModule, weights: bool) -> None:
+        torch.set_rng_state(self.generators[0])
+        np.random.set_state(self.generators[1])
+        random.setstate(self.generators[2])
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+        if weights:
+            module.load_state_dict(self.weights)
 
 
 def build_trainer(context: FitContext, callbacks: list[L.Callback]) -> L.Trainer:

@@ -29,6 +29,12 @@ unless the whole job or machine goes):
   again) and ends the run KILLED; history, `last.ckpt` and the artifact end at the same step.
 - the trainer while writing `last.ckpt.partial`: the COMMIT was never sent; `last.ckpt` is the
   previous one, and the partial file is ignored.
+- the recorder alone (the OOM killer, a crash): the rows it held die with it. The trainer notices
+  at its next hand-over and starts a new recorder, which takes the run over (tracking/run.py) and
+  reads what the store holds (`recorded_rows`): the last commit, or the part of a commit cut
+  short, as in the next case; the fit rolls back to the checkpoint a resume would take (before
+  the first commit: to its start, the rows so far having been written as they came) and the
+  new recorder skips, per metric, every step already in the store.
 - trainer and recorder together (node failure, `scancel --signal=KILL`) between commits: the
   store holds exactly the last commit. During step 2: the store holds part of the segment, and
   `committing` > `step` says so; the resume takes the committed checkpoint and the recorder
@@ -49,6 +55,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
@@ -131,6 +138,25 @@ def recorded_ends(client: MlflowClient, run_id: str) -> dict[str, int]:
         if steps and max(steps) >= int(committed):
             ends[key] = max(steps)
     return ends
+
+
+def recorded_rows(client: MlflowClient, run: Run) -> list[Rows]:
+    """Every metric of a run as the store holds it, one Rows per metric: what a recorder that
+    takes the run over (the one before it stopped) skips when the fit goes over those steps
+    again, and what its plots start from. Per metric the store holds a prefix of the steps:
+    rows are written in order, so everything up to its last step is there."""
+    found = []
+    for key in run.data.metrics:
+        history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        found.append(
+            Rows(
+                keys=(key,),
+                steps=np.array([m.step for m in history], dtype=np.int64),
+                times=np.array([m.timestamp for m in history], dtype=np.int64),
+                values=np.array([[m.value] for m in history], dtype=np.float64).reshape(-1, 1),
+            )
+        )
+    return found
 
 
 def find_resumable(client: MlflowClient, query: ResumeQuery) -> ResumeState | None:

@@ -2,8 +2,13 @@
 imported here, in that process).
 
 Runs are kept by their token. The first MLflow error of a run is kept too: later messages for it
-are skipped, and the trainer hears the error at its next wait (info, artifact, finish, sync), so
-a run that cannot be recorded fails loudly instead of training on unrecorded.
+are skipped, and the trainer hears the error at once (the server's NOTICE, raised at its next
+hand-over) or at its next wait (info, finish, sync), so a run that cannot be recorded fails
+loudly instead of training on unrecorded. A store or artifact folder that cannot be written (a
+full disk, a read-only or removed store: mlflow_store.store_problem) is said plainly and is the
+user's to fix; the run ends FAILED with the tags `trainlab.failure=recording_failed` and
+`trainlab.error`, as far as the store still takes writes, and keeps what was durable: the rows
+held after its last checkpoint are dropped, so that a resume goes on from that checkpoint.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from trainlab.errors import ConfigError, one_line
 from trainlab.recorder import system_metrics
 from trainlab.recorder.commits import find_resumable
-from trainlab.recorder.mlflow_store import open_client
+from trainlab.recorder.mlflow_store import open_client, store_problem
 from trainlab.recorder.sweep_parent import SweepParent
 from trainlab.recorder.warmup import WarmUp
 from trainlab.recorder.writer import RunWriter
@@ -47,10 +52,12 @@ from trainlab.tracking.messages import (
     Sync,
     Tags,
 )
+from trainlab.tracking.store import sqlite_path
 from trainlab.tracking.tags import ERROR_TAG, PARENT_TAG
 
 # The messages whose sender may be waiting: a run whose recording failed says so to them.
 WAITED_ON = (InfoRequest, FinalReport, Artifact)
+RECORDING_FAILED = "recording_failed"  # the trainlab.failure of a run the store stopped taking
 
 
 class RunRefused(ConfigError):
@@ -172,10 +179,13 @@ class Dispatcher:
         try:
             return self.RUN_HANDLERS[type(message)](self, writer, message)
         except Exception as err:
-            self.failed[token] = f"recording run {writer.run_id} failed: {one_line(err)}"
+            problem = store_problem(err, writer.spec.uri)
+            self.failed[token] = f"recording run {writer.run_id} failed: {problem or one_line(err)}"
+            if problem is not None:
+                self.refused.add(token)
             if isinstance(message, FinalReport):
                 self.end_failed(token)
-            raise RuntimeError(self.failed[token]) from err
+            raise self.failure(token) from None  # the line says it all (MLflow's: the log)
 
     def on_start(self, writer: RunWriter, start: RunStart) -> None:
         writer.start(start)
@@ -223,14 +233,27 @@ class Dispatcher:
         return (RunRefused if token in self.refused else RuntimeError)(self.failed[token])
 
     def end_failed(self, token: str) -> None:
-        """A run whose recording failed ends FAILED with the reason, as far as the store lets."""
+        """A run whose recording failed ends FAILED with the reason, as far as the store lets
+        (the status first: a store that takes only a little more should not end up without it).
+        The rows held after its last checkpoint are dropped: a resume computes them again."""
         writer = self.runs.pop(token, None)
-        if writer is not None and not writer.finished:
-            try:
-                writer.tags({ERROR_TAG: self.failed[token]})
-                writer.end(EndStatus.FAILED)
-            except Exception:
-                pass
+        if writer is None or writer.finished:
+            return
+        ended = True
+        try:
+            writer.end(EndStatus.FAILED)
+        except Exception:
+            ended = False
+        with contextlib.suppress(Exception):
+            writer.tags({FAILURE_TAG: RECORDING_FAILED, ERROR_TAG: self.failed[token]})
+        database = sqlite_path(writer.spec.uri)
+        if database is not None and not database.is_file():
+            raise RunRefused(f"run {writer.run_id} went with the store that was removed")
+        if not ended:
+            raise RunRefused(
+                f"run {writer.run_id} could not be ended either: it stays RUNNING until the store "
+                "takes writes again; then `trainlab-store stale --mark` (or a resume) ends it"
+            )
 
     def disconnected(self, tokens: set[str]) -> None:
         """The process that opened these runs (or sweep) is gone without ending them."""

@@ -34,6 +34,14 @@ from trainlab.tracking.store import (
 )
 
 OUT_OF_DATE = "out-of-date database schema"  # in MLflow's own error for an older store
+# SQLite's words for a database file it can no longer write: read-only (also what it says of a
+# file removed under an open connection), gone, or another file in its place.
+STORE_GONE = (
+    "readonly database",
+    "unable to open database file",
+    "disk I/O error",
+    "no such table",
+)
 
 
 def open_client(uri: str) -> MlflowClient:
@@ -127,3 +135,35 @@ def drop_leftovers(database: Path) -> list[str]:
             con.execute(f'DROP TABLE "{table}"')
         con.commit()
     return leftovers
+
+
+def store_problem(err: BaseException, uri: str) -> str | None:
+    """A write that failed because of where the run is kept, said plainly: a full disk, a store
+    that is read-only, removed or replaced, an artifact folder that cannot be written; None for
+    any other failure. SQLite's messages are its own, stable ones (sqlite3.OperationalError)."""
+    # SQLAlchemy's "(sqlite3.OperationalError) database or disk is full", said as Python would.
+    text = re.sub(r"^\(([\w.]+)\) ", r"\1: ", one_line(err))
+    database = sqlite_path(uri)
+    if database is not None and "database or disk is full" in text:
+        return f"the disk of {database} is full ({text}); expected free space there"
+    if database is not None and any(sign in text for sign in STORE_GONE):
+        if not database.is_file():
+            return f"{database} was removed while the run was recorded ({text})"
+        return f"{database} cannot be written ({text}); expected a writable store"
+    os_error = next((e for e in causes(err) if isinstance(e, OSError) and e.filename), None)
+    if os_error is not None:  # the file is often MLflow's own temporary one: name its folder
+        return (
+            f"cannot write in {Path(os_error.filename).parent} ({os_error.strerror}); expected "
+            "a writable artifact folder with free space"
+        )
+    return None
+
+
+def causes(err: BaseException) -> list[BaseException]:
+    """The error and what caused it, explicitly or while it was handled."""
+    chain: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

@@ -11,7 +11,10 @@ It ends once its owner (the process that started it) is gone and every connectio
 run whose trainer disconnected without finishing it (killed, crashed) ends KILLED with all it was
 handed; SIGTERM and SIGINT are held off until then (SLURM signals every process of a job). While
 it holds a run open it rewrites the run's heartbeat tag (tracking/liveness.py), so that a run
-whose trainer and recorder both died is recognisable as stale.
+whose trainer and recorder both died is recognisable as stale. A message nobody waits for that
+fails (rows on a full disk) is answered anyway, with a NOTICE, so that the trainer stops at its
+next hand-over. Its standard error is the job's log file when the trainer has one (MLflow and
+SQLAlchemy log each failed write with a long traceback there, not on the console).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from trainlab import collector
 from trainlab.errors import ConfigError, one_line
 from trainlab.logs import quiet_libraries
 from trainlab.tracking.messages import (
+    NOTICE,
     Answer,
     AnswerStatus,
     Envelope,
@@ -59,8 +63,8 @@ class Peer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     tokens: set[str] = field(default_factory=set)  # runs and sweeps it opened
 
-    def reply(self, number: int, status: AnswerStatus, result: Any = None) -> None:
-        answer = Answer(number=number, status=status, result=result)
+    def reply(self, number: int, status: AnswerStatus, result: Any = None, token: str = "") -> None:
+        answer = Answer(number=number, status=status, result=result, token=token)
         with self.lock, contextlib.suppress(OSError):  # a sender that is gone hears nothing
             self.conn.send_bytes(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
 
@@ -76,6 +80,7 @@ class RecorderServer:
         self.peers: set[Peer] = set()
         self.peers_lock = threading.Lock()
         self.dispatcher: Any = None  # recorder.dispatch.Dispatcher, once MLflow is imported
+        self.noticed: set[str] = set()  # runs whose trainer was told that their recording failed
 
     # ------------------------------------------------------------------ connections
     def serve(self, listener: Listener) -> None:
@@ -133,11 +138,16 @@ class RecorderServer:
         try:
             result = self.dispatcher.handle(token, message)
         except Exception as err:
+            # REFUSED: the user's to fix (the trainer shows one line, no traceback hint)
+            refused = isinstance(err, ConfigError)
+            status = AnswerStatus.REFUSED if refused else AnswerStatus.ERROR
             if waits:
-                # REFUSED: the user's to fix (the trainer shows one line, no traceback hint)
-                refused = isinstance(err, ConfigError)
-                status = AnswerStatus.REFUSED if refused else AnswerStatus.ERROR
                 peer.reply(envelope.number, status, one_line(err))
+            elif token not in self.noticed:
+                # Nobody waits for rows: the trainer is told at once and stops at its next
+                # hand-over, instead of training on unrecorded until it next waits.
+                self.noticed.add(token)
+                peer.reply(NOTICE, status, one_line(err), token)
             return
         if isinstance(message, ENDS):
             peer.tokens.discard(token)

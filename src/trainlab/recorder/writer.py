@@ -2,7 +2,9 @@
 what the trainer hands over, and end it with its plots, model and status.
 
 The history the plots are drawn from is kept here as the rows arrive (plots.History), so the
-plots never read the run's metrics back from the store (13 s for a 50,000-step run before).
+plots never read the run's metrics back from the store (13 s for a 50,000-step run before). A
+recorder that takes a run over from one that stopped (`RunSpec.takeover`) reads it back once:
+what the store holds is both where the plots start and what it does not write again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError
-from trainlab.recorder.commits import STEP_TAG, CommitGate, recorded_ends
+from trainlab.recorder.commits import STEP_TAG, CommitGate, recorded_ends, recorded_rows
 from trainlab.recorder.dataset_inputs import dataset_input, link_inputs
 from trainlab.recorder.model import log_trained_model
 from trainlab.recorder.plots import History, log_figures, log_run_plots
@@ -97,13 +99,15 @@ class RunWriter:
             tags = {**spec.tags, **parent_tags, **alive}
             run = client.create_run(exp_id, run_name=spec.run_name, tags=tags)
         else:
-            before_resume(client, client.get_run(spec.resume_run_id))
+            if not spec.takeover:  # its own trainer holds it, alive: not stale, not refused
+                before_resume(client, client.get_run(spec.resume_run_id))
             client.update_run(spec.resume_run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             # The processes that record it now, for whoever asks whether it is alive.
             now = {k: v for k, v in spec.tags.items() if k in LIVENESS_TAGS}
             client.log_batch(spec.resume_run_id, tags=as_tags({**now, **alive}))
             run = client.get_run(spec.resume_run_id)
-            self.skip = recorded_ends(client, spec.resume_run_id)
+            if not spec.takeover:
+                self.skip = recorded_ends(client, spec.resume_run_id)
         self.info = RunInfo(
             run_id=run.info.run_id,
             run_name=run.info.run_name or "",
@@ -118,6 +122,13 @@ class RunWriter:
             if spec.tags:
                 self.tags(spec.tags)  # this attempt's cluster job, for its own requeue
         self.history = History()
+        self.trajectory = Trajectory() if spec.verify_against else None
+        if spec.takeover:
+            # The fit goes back to the last checkpoint, or to its start before the first one
+            # (whose rows were written as they came): every step the store holds is skipped.
+            for recorded in recorded_rows(client, run):
+                self.skip[recorded.keys[0]] = int(recorded.steps.max(initial=-1))
+                self.drawn(recorded)
         self.gate = CommitGate(client, self.info.run_id, self.write_rows, spec.gated)
         self.gate.committed = STEP_TAG in run.data.tags
         self.finished = False
@@ -133,7 +144,6 @@ class RunWriter:
                 )
             except Exception as err:  # psutil missing ...: the run goes on without them
                 self.warnings.append(f"system metrics not recorded: {err}")
-        self.trajectory = Trajectory() if spec.verify_against else None
 
     @property
     def run_id(self) -> str:
@@ -169,18 +179,31 @@ class RunWriter:
             for step, ms, values in zip(rows.steps, rows.times, rows.values, strict=True)
             for key, value in zip(rows.keys, values, strict=True)
         ]
+        drawn = rows
         if self.skip:
-            metrics = [m for m in metrics if m.step > self.skip.get(m.key, -1)]
+            metrics = self.unrecorded(metrics)
+            if self.spec.takeover:  # the plots have those steps from the store already
+                keep = rows.steps > max(self.skip.get(key, -1) for key in rows.keys)
+                drawn = dataclasses.replace(
+                    rows, steps=rows.steps[keep], times=rows.times[keep], values=rows.values[keep]
+                )
             if len(rows.steps) and int(rows.steps.min()) > max(self.skip.values()):
                 self.skip = {}
         self.client.log_batch(self.run_id, metrics=metrics)  # MLflow splits it into requests
+        self.drawn(drawn)
+
+    def drawn(self, rows: Rows) -> None:
+        """Rows in the store, for the plots and a rerun's verification."""
         self.history.add(rows)
         if self.trajectory is not None:
             self.trajectory.add(rows)
 
+    def unrecorded(self, metrics: list[Metric]) -> list[Metric]:
+        return [m for m in metrics if m.step > self.skip.get(m.key, -1)]
+
     def log_metrics(self, metrics: dict[str, float], step: int, ms: int = 0) -> None:
-        if metrics:
-            batch = [Metric(k, float(v), ms, step) for k, v in metrics.items()]
+        batch = self.unrecorded([Metric(k, float(v), ms, step) for k, v in metrics.items()])
+        if batch:
             self.client.log_batch(self.run_id, metrics=batch)
 
     def tags(self, tags: dict[str, str]) -> None:

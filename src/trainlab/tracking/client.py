@@ -8,13 +8,20 @@ trainer imports torch and Lightning, and writes while the trainer trains; the tr
 hands rows over (a pickled array through a Unix socket, every `flush_every_seconds`).
 
 Nothing is lost: every message is handled in order; `finish` waits until the run's metrics,
-artifacts, plots, model and status are in the store; a recorder that dies makes the next
-hand-over raise `RecorderError` (one line), and a trainer that dies leaves the recorder to end
-its run KILLED with everything it was handed.
+artifacts, plots, model and status are in the store; a run whose recording fails is told at its
+next hand-over (the recorder's NOTICE); a recorder that dies makes the next hand-over raise
+`RecorderLost`, and the run's trainer starts another (`replace_recorder`; tracking/run.py and
+engines/lightning.py continue the run); a trainer that dies leaves the recorder to end its run
+KILLED with everything it was handed.
+
+The recorder's standard error is the job's log file when there is one (trainlab/logs.py): MLflow
+and SQLAlchemy log their errors with long tracebacks, which the console does not show; the line
+the trainer prints says what went wrong.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -28,8 +35,10 @@ from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
 
-from trainlab.errors import ConfigError
+from trainlab.errors import ConfigError, RecorderStopped
+from trainlab.logs import job_log_file
 from trainlab.tracking.messages import (
+    NOTICE,
     Address,
     Answer,
     AnswerStatus,
@@ -51,16 +60,24 @@ class RecorderRefused(RecorderError, ConfigError):
     """Refused for a reason the user can fix (a store to repair, a run still RUNNING)."""
 
 
+class RecorderLost(RecorderError, RecorderStopped):
+    """The recorder process is gone (killed, crashed): its connection ended."""
+
+
 class RecorderConnection:
     """One connection to a recorder process: the private one this process started, or the one
     a sweep's main process hosts for all its local jobs."""
 
-    def __init__(self, address: Address, process: subprocess.Popen | None = None) -> None:
+    def __init__(
+        self, address: Address, process: subprocess.Popen | None = None, warm: Sequence[str] = ()
+    ) -> None:
         self.address = address
         self.process = process
+        self.warm = tuple(warm)  # what it imports ahead (a replacement does the same)
         self._conn: Connection | None = None
         self._asked = 0
         self._answers: dict[int, Answer] = {}
+        self._notices: dict[str, Answer] = {}  # by run token: its recording failed
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -81,9 +98,14 @@ class RecorderConnection:
         return self._conn
 
     def send(self, message: Message, token: str = "", reply: Reply | None = None) -> Any:
-        """Hand a message about run (or sweep) `token` over; with `reply` wait for the answer."""
+        """Hand a message about run (or sweep) `token` over; with `reply` wait for the answer.
+        Without one, raise the run's failure if the recorder has reported one (a full disk)."""
         if reply is None:
             self._write(Envelope(token=token, message=message))
+            self._collect()
+            notice = self._notices.pop(token, None)
+            if notice is not None:
+                raise _error(notice)
             return None
         return self.answer(self.ask(message, token, reply))
 
@@ -98,16 +120,27 @@ class RecorderConnection:
         as soon as a message arrives, HANDLED ones once it is handled)."""
         try:
             while number not in self._answers:
-                answer: Answer = pickle.loads(self._connection().recv_bytes())
-                self._answers[answer.number] = answer
+                self._keep(pickle.loads(self._connection().recv_bytes()))
         except (OSError, EOFError) as err:
             raise self._stopped(err) from None
         answer = self._answers.pop(number)
-        if answer.status is AnswerStatus.REFUSED:  # the user's to fix: shown like a config error
-            raise RecorderRefused(answer.result)
         if answer.status is not AnswerStatus.OK:
-            raise RecorderError(answer.result)
+            raise _error(answer)
         return answer.result
+
+    def _collect(self) -> None:
+        """Keep the answers already there, without waiting (a poll: microseconds)."""
+        try:
+            while self._conn is not None and self._conn.poll():
+                self._keep(pickle.loads(self._conn.recv_bytes()))
+        except (OSError, EOFError) as err:
+            raise self._stopped(err) from None
+
+    def _keep(self, answer: Answer) -> None:
+        if answer.number == NOTICE:
+            self._notices[answer.token] = answer
+        else:
+            self._answers[answer.number] = answer
 
     def _write(self, envelope: Envelope) -> None:
         try:
@@ -117,20 +150,37 @@ class RecorderConnection:
         except (OSError, EOFError) as err:
             raise self._stopped(err) from None
 
-    def _stopped(self, err: BaseException | None = None) -> RecorderError:
+    def _stopped(self, err: BaseException | None = None) -> RecorderLost:
         self._conn = None
-        code = self.process.poll() if self.process is not None else None
+        code = None
+        if self.process is not None:
+            # A process that died has closed its socket a moment before it can be reaped.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=1)
+            code = self.process.poll()
         how = f" (exit status {code})" if code is not None else ""
         cause = f": {err}" if err is not None and code is None else ""
-        return RecorderError(
-            f"the recorder process stopped{how}{cause}; what it had written is in the store, "
-            "the rest of this run is not"
-        )
+        return RecorderLost(f"the recorder process stopped{how}{cause}")
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def stop(self) -> None:
+        """Close the connection and make sure the process (ours) is gone."""
+        self.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _error(answer: Answer) -> RecorderError:
+    """A failure the recorder answered: REFUSED ones are the user's to fix (shown like a config
+    error, without the traceback hint)."""
+    if answer.status is AnswerStatus.REFUSED:
+        return RecorderRefused(answer.result)
+    return RecorderError(answer.result)
 
 
 def start_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> RecorderConnection:
@@ -138,18 +188,31 @@ def start_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> Re
     and opens `store_uri`, then imports `warm`); connecting happens on the first message."""
     folder = tempfile.mkdtemp(prefix="trainlab-recorder-")  # mode 700: this user's only
     address = Address(socket.gethostname(), str(Path(folder) / "socket"), os.urandom(32))
+    log = _open_log()
     process = subprocess.Popen(
         [sys.executable, "-m", "trainlab.recorder"],
         stdin=subprocess.PIPE,
+        stderr=log,  # None (the console) outside a job with a log file
         # Its own process group: a Ctrl-C in the terminal reaches the trainer, which stops at a
         # step boundary and ends the run; the recorder must live on to write that ending.
         start_new_session=True,
     )
+    if log is not None:
+        log.close()  # the recorder has its own descriptor
     assert process.stdin is not None
     launch = Launch(address=address, owner_pid=os.getpid(), store_uri=store_uri, warm=tuple(warm))
     process.stdin.write(pickle.dumps(launch))
     process.stdin.close()
-    return RecorderConnection(address, process)
+    return RecorderConnection(address, process, warm)
+
+
+def _open_log() -> Any:
+    """The job's log file, appended to (a full or read-only disk: the console, as before)."""
+    path = job_log_file()
+    try:
+        return open(path, "ab") if path is not None else None
+    except OSError:
+        return None
 
 
 def warm_for(tracking: Any) -> list[str]:
@@ -183,6 +246,13 @@ def private_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> 
     recorder = start_recorder(store_uri, warm)
     _private = (environment, recorder)
     return recorder
+
+
+def replace_recorder(lost: RecorderConnection, store_uri: str) -> RecorderConnection:
+    """A new recorder for this process's runs, in place of `lost` (this process's own, or a
+    sweep's that stopped): the old process is made sure to be gone first."""
+    lost.stop()
+    return private_recorder(store_uri, lost.warm)
 
 
 _shared: dict[Address, RecorderConnection] = {}

@@ -6,7 +6,8 @@ request's number) to a `multiprocessing.connection` (a Unix socket, pickled). Th
 handles messages one at a time in arrival order per connection, by the message's type
 (recorder/dispatch.py). With `Reply.HANDLED` its `Answer` (the result, or one line saying why
 not) comes once the message is handled, which is how a sender waits for durability; with
-`Reply.QUEUED` as soon as the message arrived; without a reply, never.
+`Reply.QUEUED` as soon as the message arrived; without a reply, never (but a run whose recording
+fails says so at once, in a NOTICE).
 
     message       the recorder ...                                        answers
     RunSpec       creates the run, or re-opens it to resume               -
@@ -106,6 +107,7 @@ class RunSpec(Message):
     # Rows are held until a checkpoint commits them (recorder/commits.py); False: written as
     # they come (engines without checkpoints, or no periodic checkpoints).
     gated: bool = False
+    takeover: bool = False  # its own trainer re-opens it: its recorder stopped (tracking/run.py)
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,10 @@ class Envelope:
 
 @dataclass(frozen=True)
 class Answer:
-    number: int
+    number: int  # NOTICE: it answers no request; run `token`'s recording failed
     status: AnswerStatus
     result: Any = None  # the handler's result, or one line saying why it failed
+    token: str = ""
+
+
+NOTICE = 0  # requests count from 1

@@ -7,7 +7,9 @@ is needed: the trainer never imports MLflow.
 
 - `resume=<run id>` (or a checkpoint file) rebuilds the config the run recorded
   (`config/resolved.yaml`, whatever the option files say today) with the few keys a resume may
-  change.
+  change. The command may re-state the run's own values (the command that started it, with
+  `resume=<id>` added): each key it sets, itself or through a preset or an option, is compared
+  with the recorded value, and only real changes are refused, each named with both values.
 - `resume=auto` finds this job's run by its job key (config/checkpoint.py: same config, same
   job of the same sweep): the latest one that did not end for good and has a committed
   checkpoint; none: a new run. Inside a cluster job (`resume` unset) the same happens, limited
@@ -21,14 +23,17 @@ only when its step is at least the committed step, so history and weights meet.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.checkpoint_files import ARTIFACT_DIR, LAST
 from trainlab.config.checkpoint import RESUMABLE_KEYS
 from trainlab.config.checks import config_from_record, override_key
+from trainlab.config.flat import flatten
 from trainlab.engines.base import ResumePoint
 from trainlab.errors import ConfigError
 from trainlab.paths import resolve_user_path, task_overrides, tracking_uri, unwritable_reason
@@ -45,39 +50,94 @@ def plan_resume_of(cfg: DictConfig, folder: Path) -> tuple[DictConfig, ResumePoi
     process's recorder, and the plan below."""
     uri = absolute_uri(cfg.tracking.uri or tracking_uri())
     check_store(uri)
-    return plan_resume(str(cfg.resume), uri, task_overrides(), private_recorder(uri), folder)
+    recorder = private_recorder(uri)
+    return plan_resume(cfg, uri, task_overrides(), recorder, folder)
 
 
 def plan_resume(
-    target: str, uri: str, overrides: list[str], recorder: RecorderConnection, folder: Path
+    cfg: DictConfig, uri: str, overrides: list[str], recorder: RecorderConnection, folder: Path
 ) -> tuple[DictConfig, ResumePoint]:
-    """The original run's config (with the allowed overrides) and where its checkpoint lies."""
+    """The original run's config (with the changes a resume may make) and where its checkpoint
+    lies; `cfg` is this command's config as Hydra composed it from `overrides`."""
+    target = str(cfg.resume)
     path = resolve_user_path(target)
     given = target.endswith(".ckpt") or path.is_file()
     if given and not path.is_file():
         raise ConfigError(f"resume={target!r}: no such checkpoint file ({path})")
     run_id = _run_id_in(path, target) if given else target
-    # `tracking=<option>` (e.g. `tracking=server`) only says where the run is: its uri was
-    # read from it by the caller; the run keeps its own recorded tracking settings.
-    changed = [o for o in overrides if override_key(o) not in ("resume", "tracking")]
-    for override in changed:
-        if override_key(override) not in RESUMABLE_KEYS:
-            raise ConfigError(
-                f"resume={target!r}: {override!r} cannot change when resuming (the run keeps its "
-                f"config); expected only {', '.join(RESUMABLE_KEYS)} (and tracking=<option> to "
-                "say where the run is)"
-            )
     query = ResumeQuery(uri=uri, experiment_name="", run_id=run_id)
     state = find(recorder, query, target, uri)
     files = fetch(recorder, uri, run_id, target, folder, (CONFIG_ARTIFACT,))
     resolved = yaml.safe_load(Path(files[CONFIG_ARTIFACT]).read_text())
-    merged = OmegaConf.merge(config_from_record(resolved), OmegaConf.from_dotlist(changed))
+    merged = config_from_record(resolved)
+    differs = changes(cfg, merged, overrides)
+    refused = {k: v for k, v in differs.items() if k not in RESUMABLE_KEYS}
+    if refused:
+        listed = ", ".join(
+            f"{k} ({was!r} recorded, {now!r} given)" for k, (was, now) in refused.items()
+        )
+        raise ConfigError(
+            f"resume={target!r}: {listed} cannot change when resuming (the run keeps its "
+            f"config); expected the run's own values there: only {', '.join(RESUMABLE_KEYS)} "
+            "may change (and tracking=<option> says where the run is)"
+        )
     with open_dict(merged):
+        for key, (_, now) in differs.items():
+            OmegaConf.update(merged, key, now, merge=False)
         merged.resume = run_id
         merged.tracking.uri = uri
     if given:
         return merged, resume_point(run_id, path, continue_in(state))
     return merged, committed_checkpoint(state, recorder, uri, target, folder)
+
+
+def changes(cfg: DictConfig, recorded: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """{key: (recorded value, this command's)} for every key this command sets whose value is
+    not the recorded one. What it sets: the keys its overrides name, and for `group=option` the
+    keys that option sets: the whole group, or, for a preset (`experiment=...`, a `_global_`
+    package), its own keys and the groups its defaults list picks. `tracking=<option>` only
+    says where the run is: the caller read the store from it, and the run keeps its recorded
+    tracking settings."""
+    set_here: set[str] = set()
+    for override in overrides:
+        key = override_key(override)
+        if key in ("resume", "tracking"):
+            continue
+        option = override.split("=", 1)[1] if "=" in override else None
+        group = _group_option(key, option) if option and "." not in key else None
+        set_here |= group if group is not None else {key}
+    theirs = flatten(OmegaConf.to_container(recorded, resolve=True))
+    mine = flatten(OmegaConf.to_container(cfg, resolve=False))
+    found = {}
+    for key in sorted(set(mine) | set(theirs)):
+        if not any(key == k or key.startswith(f"{k}.") for k in set_here):
+            continue
+        now = OmegaConf.select(cfg, key, default=None)  # resolved
+        if now != theirs.get(key):
+            found[key] = (theirs.get(key), now)
+    return found
+
+
+def _group_option(group: str, option: str) -> set[str] | None:
+    """The keys (and key prefixes) option `option` of config group `group` sets, read from the
+    config sources Hydra composed this job from; None when `group` is no config group."""
+    if not GlobalHydra.instance().is_initialized():
+        return {group}
+    sources = GlobalHydra.instance().config_loader().get_sources()
+    source = next((s for s in sources if s.is_config(f"{group}/{option}")), None)
+    if source is None:
+        return None
+    loaded = source.load_config(f"{group}/{option}")
+    if loaded.header.get("package") != "_global_":
+        return {group}
+    content = OmegaConf.to_container(loaded.config, resolve=False)
+    assert isinstance(content, dict)
+    picked = content.pop("defaults", None) or []
+    keys = set(flatten(content))
+    for entry in picked:  # `override /optimizer: sgd`: that group, whatever it holds
+        if isinstance(entry, dict):
+            keys |= {name.removeprefix("override").strip().lstrip("/") for name in entry}
+    return keys
 
 
 def find_run(

@@ -6,4 +6,6 @@ PARENT_TAG = "mlflow.parentRunId"
 JOB_TAG = "trainlab.sweep.job"
 OVERRIDES_TAG = "trainlab.sweep.overrides"
 ERROR_TAG = "trainlab.error"
+# A trainlab.failure (tracking/liveness.py): the run's recorder stopped and no new one went on.
+RECORDER_STOPPED = "recorder_stopped"
 RERUN_TAG = "trainlab.rerun_of"  # a run made by `rerun=<run id>` names that run
