@@ -34,6 +34,7 @@ from trainlab.recording import Ending, run_session
 from trainlab.signals import handle_interrupts
 from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.messages import RunInfo
+from trainlab.tracking.store import dashboard_line
 
 
 def run(
@@ -203,11 +204,7 @@ def print_outcome(
     print(
         f"MLflow run {info.run_id} ({info.run_name}) in experiment {info.experiment_id}, store {info.uri}"
     )
-    page = f"#/experiments/{info.experiment_id}/runs/{info.run_id}"
-    if info.uri.startswith(("http://", "https://")):  # a tracking server is its own dashboard
-        print(f"Dashboard: {info.uri.rstrip('/')}/{page}")
-    else:
-        print(f"Dashboard: `make ui`, then open http://127.0.0.1:5000/{page}")
+    print(dashboard_line(info.uri, info.experiment_id, info.run_id))
     if info.model_uri is not None:
         print(f"Model {info.model_uri}; predict with: trainlab-predict {info.run_id} <x> ...")
     for line in info.verification:

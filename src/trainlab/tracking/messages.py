@@ -21,7 +21,7 @@ not) comes once the message is handled, which is how a sender waits for durabili
     Commit        makes a checkpoint durable with the rows before it      -
     ResumeQuery   finds the run a job continues                           ResumeState | None
     FetchRequest  downloads a run's artifacts                             {artifact: local path}
-    SweepSpec     creates a sweep's parent run                            its run id
+    SweepSpec     creates a sweep's parent run, or re-opens it to continue SweepStarted
     SweepEnd      writes the sweep's summary, ends its parent             SweepOutcome
     Shutdown      exits once every connection is closed                   -
 """
@@ -102,9 +102,7 @@ class RunSpec(Message):
     system_metrics_seconds: float | None = None  # sample system/... this often; None: never
     verify_against: str | None = None  # at the end, compare the trajectory with this run's
     heartbeat_seconds: float = 30.0  # how often the recorder rewrites trainlab.heartbeat
-    # Rows are held until a checkpoint commits them (recorder/commits.py); False: written as
-    # they come (engines without checkpoints, or no periodic checkpoints).
-    gated: bool = False
+    gated: bool = False  # rows wait for the checkpoint that commits them (recorder/commits.py)
 
 
 @dataclass(frozen=True)
@@ -232,6 +230,7 @@ class ResumeQuery(Message):
     run_id: str | None = None
     job_key: str | None = None
     cluster_job: str | None = None
+    ended_too: bool = False  # a continued sweep's job: a run that ended counts (not trained again)
 
 
 @dataclass(frozen=True)
@@ -261,6 +260,13 @@ class SweepSpec(Message):
     sweep_dir: str
     swept_keys: tuple[str, ...]
     artifact_root: str | None = None
+    resume_run_id: str | None = None  # `sweep.resume=<id>`, else the parent of sweep_dir, or new
+
+
+@dataclass(frozen=True)
+class SweepStarted:
+    parent_run_id: str
+    sweep_dir: str  # a continued sweep's own folder
 
 
 @dataclass(frozen=True)

@@ -7,3 +7,6 @@ JOB_TAG = "trainlab.sweep.job"
 OVERRIDES_TAG = "trainlab.sweep.overrides"
 ERROR_TAG = "trainlab.error"
 RERUN_TAG = "trainlab.rerun_of"  # a run made by `rerun=<run id>` names that run
+PRUNED_TAG = "trainlab.sweep.pruned"  # "true" on a child the study's pruner stopped (FINISHED)
+PRUNED_STEP_TAG = "trainlab.sweep.pruned_step"  # the last step it trained
+PARETO_TAG = "trainlab.sweep.pareto"  # "true" on a child of a trial on the Pareto front
