@@ -177,7 +177,6 @@ def test_submitit_local_sweep(home):
 
 
 def test_optuna_search_records_the_best_parameters(home):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the [optuna] extra")
     done = run_cli(
         "-m", "experiment=optuna_lr", "hydra.sweeper.n_trials=3", "max_epochs=10", home=home
     )
@@ -317,8 +316,7 @@ def test_launcher_presets_compose(launcher, target, key, value):
 def test_sweep_presets_pass_every_check(preset, n_jobs):
     """Each preset's jobs compose and pass the value checks (Optuna's interval: both ends)."""
     if preset == "optuna_lr":
-        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the [optuna] extra")
-    register_configs()
+        register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", [f"experiment={preset}"], return_hydra_config=True)
         assert len(sweep_jobs(cfg)) == n_jobs

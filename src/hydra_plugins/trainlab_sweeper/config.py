@@ -83,10 +83,11 @@ class OptunaSweeperConfig:
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
     sampler: SamplerConfig = MISSING
     direction: str = "minimize"  # of the job's objective (final val/loss, else train/loss)
-    # Several objectives, each minimized or maximized: {loss: minimize, fit_seconds: minimize}.
-    # Names: loss (the job's objective), fit_seconds (the fit's wall time), parameters (the
-    # model's trainable parameters). Null: the one objective `loss` in `direction`.
-    objectives: dict[str, str] | None = None
+    # Several objectives, each `name:minimize` or `name:maximize`, e.g. on the command line
+    # hydra.sweeper.objectives=[loss:minimize,fit_seconds:minimize]. Names: loss (the job's
+    # objective), fit_seconds (the fit's wall time), parameters (the model's trainable
+    # parameters). Empty: the one objective `loss` in `direction`.
+    objectives: list[str] = field(default_factory=list)
     # Where the study lives (an Optuna RDB URL). Null: optuna.db beside the embedded MLflow
     # store; with a tracking server, $TRAINLAB_STUDY_DB_URI (the team's PostgreSQL).
     storage: str | None = None

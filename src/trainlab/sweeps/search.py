@@ -70,17 +70,18 @@ def plan_search(config: DictConfig, arguments: list[str] | None = None) -> Plan:
     space, fixed = search_space(
         sweep_arguments(config) if arguments is None else _with_params(settings, arguments)
     )
-    objectives = dict(settings.objectives or {"loss": settings.direction})
+    named = [str(o).partition(":") for o in settings.objectives or []]
+    objectives = {n: d for n, _, d in named} if named else {"loss": str(settings.direction)}
     for name, direction in objectives.items():
         if name not in OBJECTIVES:
             raise ConfigError(
                 f"hydra.sweeper.objectives: {name!r} is not an objective; expected "
-                f"{', '.join(OBJECTIVES)} (each minimize or maximize)"
+                f"{', '.join(OBJECTIVES)} (each name:minimize or name:maximize)"
             )
         if direction not in DIRECTIONS:
             raise ConfigError(
-                f"hydra.sweeper.objectives.{name}={direction!r} is not allowed: expected "
-                "minimize or maximize"
+                f"hydra.sweeper.objectives: {name}:{direction} is not allowed: expected "
+                f"{name}:minimize or {name}:maximize"
             )
     pruner = str(settings.pruner)
     if pruner not in PRUNERS:
@@ -111,6 +112,8 @@ def plan_search(config: DictConfig, arguments: list[str] | None = None) -> Plan:
         raise ConfigError(
             f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs}: expected integers >= 1"
         )
+    if str(settings.sampler._target_).endswith("GridSampler"):
+        grid_choices(space)  # every key must have values to list
     uri = absolute_uri(config.tracking.uri or tracking_uri()) if config.tracking.enabled else None
     return Plan(
         space=space,
@@ -146,15 +149,17 @@ class Search:
     def run(self, arguments: list[str]) -> list[Any]:
         plan = self.plan = plan_search(self.config, arguments)
         storage = self.storage = open_storage(plan.storage)
-        sampler = instantiate(self.config.hydra.sweeper.sampler, _partial_=True)
+        make_sampler = instantiate(self.config.hydra.sweeper.sampler, _partial_=True)
         n_trials = plan.n_trials
         if self.config.hydra.sweeper.sampler._target_.endswith("GridSampler"):
             choices = grid_choices(plan.space)
-            sampler = sampler(search_space=choices)
+            sampler = make_sampler(search_space=choices)
             n_trials = min(n_trials, math.prod(len(values) for values in choices.values()))
+        else:
+            sampler = make_sampler()
         study = optuna.create_study(
             storage=storage,
-            sampler=sampler(),
+            sampler=sampler,
             pruner=build_pruner(plan.pruner, plan.pruning),
             study_name=plan.study_name,
             directions=list(plan.objectives.values()),
@@ -222,11 +227,11 @@ class Search:
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
         attrs = self.storage.get_trial_user_attrs(trial_id)
         if not all(math.isfinite(loss) for loss in losses):
-            study.tell(number, state=State.FAIL, skip_if_finished=True)
+            self.told(study, number, state=State.FAIL)
             print(f"Trial {number}: FAILED (a job failed; the search goes on)")
             return
         if PRUNED_ATTR in attrs:
-            study.tell(number, state=State.PRUNED, skip_if_finished=True)
+            self.told(study, number, state=State.PRUNED)
             point, step = attrs[PRUNED_ATTR]
             print(f"Trial {number}: pruned at report {point} (step {step})")
             return
@@ -237,11 +242,20 @@ class Search:
                 continue
             measured = [attrs.get(f"{MEASURED_ATTR}.{r}", {}).get(name) for r in range(len(losses))]
             values.append(statistics.fmean(float(v) for v in measured if v is not None))
-        study.tell(number, values, skip_if_finished=True)
+        self.told(study, number, values=values)
         shown_values = ", ".join(
             f"{n} {v:.6g}" for n, v in zip(self.plan.objectives, values, strict=True)
         )
         print(f"Trial {number}: {shown_values}")
+
+    def told(self, study: optuna.Study, number: int, **outcome: Any) -> None:
+        try:
+            study.tell(number, skip_if_finished=True, **outcome)
+        except RuntimeError as err:
+            # The grid sampler stops the study once its last point is told, which Optuna only
+            # allows inside study.optimize; the trial's state is stored before that.
+            if "Study.stop" not in str(err):
+                raise
 
     def write_results(self, study: optuna.Study) -> None:
         """What the parent run's summary reads (and keeps as sweep/optimization_results.yaml)."""
