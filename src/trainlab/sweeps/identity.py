@@ -108,9 +108,13 @@ def unfinished_sweep(key: str) -> SweepRecord | None:
 
 
 def use_sweep_dir(config: DictConfig, sweep_dir: str) -> None:
-    """Run this multirun in `sweep_dir` (a continued sweep's folder) instead of a new one."""
+    """Run this multirun in `sweep_dir` (a continued sweep's folder) instead of a new one: in
+    the config the launcher reads, and as one of Hydra's own overrides, from which every job's
+    config is composed again."""
+    quoted = "'" + sweep_dir.replace("\\", "\\\\").replace("'", "\\'") + "'"
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.sweep.dir = sweep_dir
+        config.hydra.overrides.hydra.append(f"hydra.sweep.dir={quoted}")
 
 
 def replicates_of(config: DictConfig) -> int:
