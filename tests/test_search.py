@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import sqlite3
 import statistics
 from pathlib import Path
@@ -16,7 +15,8 @@ import optuna
 import pytest
 import yaml
 
-from tests.helpers import all_runs, history
+from tests.helpers import all_runs, history, run_cli
+from tests.team_service import fresh_database
 
 # Small searches of the optuna_lr preset: synthetic data with validation, 10-30 epochs a job.
 SEARCH = ("-m", "experiment=optuna_lr", "tracking.plots=false", "tracking.log_model=false")
@@ -48,9 +48,10 @@ def summary_rows(client, parent, name: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+@pytest.mark.slow
 def test_pruned_trials_stop_early_finished_and_listed_apart(train_in_process, client, home):
     status, out, err = train_in_process(
-        *SEARCH, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", "max_epochs=30", *PRUNING
+        *SEARCH, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "max_epochs=30", *PRUNING
     )
     assert status == 0, err
     parent, children = parent_and_children(client)
@@ -58,7 +59,7 @@ def test_pruned_trials_stop_early_finished_and_listed_apart(train_in_process, cl
     assert pruned, out  # the seeded TPE search prunes the worse half after two trials
     study = the_study(home)
     states = {t.user_attrs["trainlab.jobs"][0]: t.state.name for t in study.trials}
-    assert len(study.trials) == 6 and len(children) == 6
+    assert len(study.trials) == 4 and len(children) == 4
     for child in children:
         job = int(child.data.tags["trainlab.sweep.job"])
         is_pruned = child in pruned
@@ -86,9 +87,8 @@ def test_pruned_trials_stop_early_finished_and_listed_apart(train_in_process, cl
     assert "Traceback" not in err
 
 
-def test_grid_replicates_report_mean_and_spread_and_pick_the_best_mean(
-    train_in_process, client
-):
+@pytest.mark.slow
+def test_grid_replicates_report_mean_and_spread_and_pick_the_best_mean(train_in_process, client):
     status, out, err = train_in_process(
         "-m", "data=synthetic", "data.val_split=0.2", "optimizer.lr=0.01,0.1", "max_epochs=10",
         "sweep.replicates=3", "print_every=0", "tracking.plots=false", "tracking.log_model=false",
@@ -101,7 +101,11 @@ def test_grid_replicates_report_mean_and_spread_and_pick_the_best_mean(
     assert [r["optimizer.lr"] for r in rows] == ["0.01", "0.1"]
     means = []
     for row, lr in zip(rows, ("0.01", "0.1"), strict=True):
-        losses = [c.data.metrics["final/val_loss"] for c in children if c.data.params["optimizer.lr"] == lr]
+        losses = [
+            c.data.metrics["final/val_loss"]
+            for c in children
+            if c.data.params["optimizer.lr"] == lr
+        ]
         assert float(row["mean_loss"]) == pytest.approx(statistics.fmean(losses))
         assert float(row["std_loss"]) == pytest.approx(statistics.stdev(losses))
         means.append(statistics.fmean(losses))
@@ -116,6 +120,7 @@ def test_grid_replicates_report_mean_and_spread_and_pick_the_best_mean(
     assert "mean final loss" in out
 
 
+@pytest.mark.slow
 def test_search_optimizes_the_mean_of_a_trials_replicates(train_in_process, client, home):
     status, _, err = train_in_process(
         *SEARCH, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1", "max_epochs=10",
@@ -132,8 +137,9 @@ def test_search_optimizes_the_mean_of_a_trials_replicates(train_in_process, clie
         assert len(lr) == 1  # the replicates of a trial share its values
 
 
+@pytest.mark.slow
 def test_several_objectives_give_a_pareto_front_on_the_parent(train_in_process, client, home):
-    status, out, err = train_in_process(
+    status, _, err = train_in_process(
         *SEARCH, "hydra/sweeper/sampler=nsgaii", "hydra.sweeper.n_trials=4",
         "hydra.sweeper.n_jobs=2", "max_epochs=10",
         "hydra.sweeper.objectives=[loss:minimize,fit_seconds:minimize]",
@@ -153,10 +159,13 @@ def test_several_objectives_give_a_pareto_front_on_the_parent(train_in_process, 
         trial = next(t for t in study.trials if job in t.user_attrs["trainlab.jobs"])
         assert trial.values[0] == pytest.approx(child.data.metrics["final/val_loss"])
         assert trial.values[1] == pytest.approx(child.data.metrics["fit/seconds"])
-    assert parent.data.tags["trainlab.sweep.pareto_jobs"].split() == [str(j) for j in sorted(members)]
+    assert parent.data.tags["trainlab.sweep.pareto_jobs"].split() == [
+        str(j) for j in sorted(members)
+    ]
     assert "Pareto front (loss, fit_seconds)" in parent.data.tags["mlflow.note.content"]
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_failed_in_mlflow_and_the_study_and_the_search_goes_on(
     train_in_process, client, home
 ):
@@ -176,20 +185,41 @@ def test_a_failed_trial_is_failed_in_mlflow_and_the_study_and_the_search_goes_on
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("hydra.sweeper.pruner=mean",), "hydra.sweeper.pruner='mean' is not allowed: expected one of none, median"),
-        (("hydra/sweeper/sampler=bayes",), "hydra/sweeper/sampler=bayes: no such option; expected one of cmaes, grid, nsgaii, random, tpe"),
+        (
+            ("hydra.sweeper.pruner=mean",),
+            "hydra.sweeper.pruner='mean' is not allowed: expected one of none, median",
+        ),
+        (
+            ("hydra/sweeper/sampler=bayes",),
+            "hydra/sweeper/sampler=bayes: no such option; expected one of cmaes, grid, nsgaii, random, tpe",
+        ),
         (("hydra.sweeper.params=null",), "the search space is empty"),
         (("optimizer.lr=interval(0.3,0.001)",), "optimizer.lr=interval(0.3, 0.001) is empty"),
-        (("data.noise=tag(log,interval(0,1))",), "data.noise=tag(log, interval(0.0, 1.0)): a log scale needs low > 0"),
+        (
+            ("data.noise=tag(log,interval(0,1))",),
+            "data.noise=tag(log, interval(0.0, 1.0)): a log scale needs low > 0",
+        ),
         (("hydra/sweeper/sampler=grid",), "optimizer.lr is an interval, which has no grid"),
-        (("hydra.sweeper.pruner=median", "hydra.sweeper.objectives=[loss:minimize,parameters:minimize]"), "Optuna prunes single-objective studies only"),
-        (("hydra.sweeper.objectives=[loss:minimize,speed:maximize]",), "'speed' is not an objective; expected loss, fit_seconds, parameters (each name:minimize"),
-        (("hydra.sweeper.storage=sqlite:////no/such/folder/optuna.db",), "its folder does not exist"),
+        (
+            (
+                "hydra.sweeper.pruner=median",
+                "hydra.sweeper.objectives=[loss:minimize,parameters:minimize]",
+            ),
+            "Optuna prunes single-objective studies only",
+        ),
+        (
+            ("hydra.sweeper.objectives=[loss:minimize,speed:maximize]",),
+            "'speed' is not an objective; expected loss, fit_seconds, parameters (each name:minimize",
+        ),
+        (
+            ("hydra.sweeper.storage=sqlite:////no/such/folder/optuna.db",),
+            "its folder does not exist",
+        ),
         (("sweep.replicates=0",), "sweep.replicates=0 is not allowed: expected an integer >= 1"),
     ],
 )
 def test_a_bad_search_stops_before_anything_runs(train_in_process, client, home, args, expected):
-    status, out, err = train_in_process(*SEARCH, "max_epochs=5", *args)
+    status, _, err = train_in_process(*SEARCH, "max_epochs=5", *args)
     lines = err.strip().splitlines()
     assert status == 2 and len(lines) == 1, err
     assert lines[0].startswith("trainlab-train: error: ") and expected in lines[0], lines[0]
@@ -225,14 +255,47 @@ def test_sweep_resume_of_a_run_that_is_not_a_sweep_is_refused(train_in_process, 
     assert [r.info.status for r in all_runs(client)] == ["FINISHED"]  # nothing else recorded
 
 
-def test_study_file_and_results_name_each_trials_jobs(train_in_process, client, home):
-    status, _, err = train_in_process(*SEARCH, "hydra.sweeper.n_trials=2", "max_epochs=5")
+@pytest.mark.slow
+def test_a_search_records_the_best_parameters_and_each_trials_jobs(train_in_process, client):
+    status, _, err = train_in_process(*SEARCH, "hydra.sweeper.n_trials=3", "max_epochs=10")
     assert status == 0, err
     parent, children = parent_and_children(client)
-    sweep_dir = Path(parent.data.tags["trainlab.sweep.dir"])
-    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    assert [t["jobs"] for t in results["trials"]] == [[0], [1]]
-    assert results["best_value"] == pytest.approx(
-        min(c.data.metrics["final/val_loss"] for c in children)
+    assert all("final/val_loss" in c.data.metrics for c in children)  # the objective
+    results = yaml.safe_load(
+        Path(
+            client.download_artifacts(parent.info.run_id, "sweep/optimization_results.yaml")
+        ).read_text()
     )
-    assert not math.isnan(results["best_value"])
+    assert [t["jobs"] for t in results["trials"]] == [[0], [1], [2]]
+    tags = parent.data.tags
+    assert tags["best.optimizer"] == results["best_params"]["optimizer"]
+    assert float(tags["best.optimizer.lr"]) == pytest.approx(results["best_params"]["optimizer.lr"])
+    best = next(c for c in children if c.info.run_id == tags["trainlab.sweep.best_run_id"])
+    assert best.data.metrics["final/val_loss"] == pytest.approx(results["best_value"])
+    assert best.data.metrics["final/val_loss"] == min(
+        c.data.metrics["final/val_loss"] for c in children
+    )
+
+
+@pytest.mark.slow
+def test_trials_in_forked_workers_prune_through_a_postgresql_study(home, client):
+    """The study lives where every trial's process reaches it: here the team's PostgreSQL, the
+    trials in the parallel launcher's workers."""
+    with fresh_database() as url:
+        done = run_cli(
+            *SEARCH, "hydra/launcher=parallel", "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2", "max_epochs=30", *PRUNING,
+            f"hydra.sweeper.storage='{url}'", home=home,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        (name,) = optuna.study.get_all_study_names(url)
+        trials = optuna.load_study(study_name=name, storage=url).trials
+    assert not (home / "optuna.db").exists()
+    parent, children = parent_and_children(client)
+    main = parent.data.tags["trainlab.pid"]
+    assert main not in {c.data.tags["trainlab.pid"] for c in children}  # trials in the workers
+    states = [t.state.name for t in trials]
+    assert "PRUNED" in states and states.count("COMPLETE") >= 2
+    for trial, child in zip(trials, children, strict=True):
+        assert (trial.state.name == "PRUNED") == ("trainlab.sweep.pruned" in child.data.tags)
+        assert len(trial.intermediate_values) >= 4  # reported from the worker, every epoch

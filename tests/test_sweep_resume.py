@@ -15,8 +15,8 @@ from tests.helpers import all_runs, history, run_cli, start_cli, store, until
 
 pytestmark = pytest.mark.slow  # end to end: real processes, signals
 
-# Jobs long enough to be caught training (2000 steps), with a committed checkpoint every 50.
-LONG = ("max_epochs=2000", "checkpoint.every_n_steps=50", "print_every=0")
+# Jobs long enough to be caught training (1000 steps), with a committed checkpoint every 50.
+LONG = ("max_epochs=1000", "checkpoint.every_n_steps=50", "print_every=0")
 LEAN = ("tracking.plots=false", "tracking.log_model=false", "tracking.system_metrics=false")
 
 
@@ -63,7 +63,7 @@ def test_grid_sweep_stopped_by_sigint_continues_with_the_same_command(home):
         assert new.info.end_time == old.info.end_time  # not trained again
     continued = after[2]
     assert "trainlab.resumed_at_step" in continued.data.tags
-    assert [s for s, _ in history(client, continued.info.run_id)] == list(range(2000))
+    assert [s for s, _ in history(client, continued.info.run_id)] == list(range(1000))
 
 
 def test_optuna_search_killed_with_its_parallel_launcher_continues_its_study(home):
@@ -93,7 +93,7 @@ def test_optuna_search_killed_with_its_parallel_launcher_continues_its_study(hom
     assert len(after) == 4 and [c.info.run_id for c in after[:2]] == [c.info.run_id for c in before]
     for child in after:
         assert child.info.status == "FINISHED"
-        assert [s for s, _ in history(client, child.info.run_id)] == list(range(2000))
+        assert [s for s, _ in history(client, child.info.run_id)] == list(range(1000))
     storage = f"sqlite:///{home / 'optuna.db'}"
     (name,) = optuna.study.get_all_study_names(storage)
     trials = optuna.load_study(study_name=name, storage=storage).trials
