@@ -32,6 +32,7 @@ from trainlab.errors import ConfigError, one_line
 from trainlab.signals import Interrupted, in_main_thread
 from trainlab.sweeps.identity import (
     SweepRecord,
+    child_defaults,
     expand_replicates,
     started,
     sweep_key,
@@ -69,6 +70,7 @@ class SweepCallback(Callback):
             explicit = OmegaConf.select(config, "sweep.resume")
             previous = None if explicit else unfinished_sweep(key)
             expand_replicates(config)
+            child_defaults(config)
             check_jobs(config)
             if is_search(config):
                 # Optuna (~0.3 s) only for a search: the plan's checks and its study's tables.

@@ -11,6 +11,12 @@ its jobs then have the job keys their runs were recorded with (config/checkpoint
 
 `sweep.replicates=N` on a grid (Hydra's basic sweeper) becomes a sweep of `seed` over N values,
 the last (fastest-varying) key, so that a configuration's replicates are neighbours.
+
+A sweep's children record no plots and no model unless the command line asks for them
+(CHILD_DEFAULTS): in a sweep of short jobs the recorder spent most of its time drawing four plots
+and saving a model for every child (0.55 s a job against 0.12 s with metrics only, `make bench`
+P4), while the parent's summary draws every child's curve and final loss, and every metric of
+every child stays in the store.
 """
 
 from __future__ import annotations
@@ -115,6 +121,18 @@ def use_sweep_dir(config: DictConfig, sweep_dir: str) -> None:
     with read_write(config.hydra), open_dict(config.hydra):
         config.hydra.sweep.dir = sweep_dir
         config.hydra.overrides.hydra.append(f"hydra.sweep.dir={quoted}")
+
+
+CHILD_DEFAULTS = ("tracking.plots=false", "tracking.log_model=false")
+
+
+def child_defaults(config: DictConfig) -> None:
+    """The sweep children's own defaults, unless the command line sets those keys."""
+    given = {override_key(o) for o in config.hydra.overrides.task}
+    extra = [o for o in CHILD_DEFAULTS if override_key(o) not in given]
+    if extra:
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra.overrides.task = [*config.hydra.overrides.task, *extra]
 
 
 def replicates_of(config: DictConfig) -> int:

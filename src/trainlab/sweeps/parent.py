@@ -89,5 +89,8 @@ def start_sweep(config: DictConfig, key: str, resume: bool, resume_run_id: str |
     )
     Path(sweep.sweep_dir).mkdir(parents=True, exist_ok=True)
     sweep.save()
-    print(f"Sweep of {len(sweep_jobs(config))} jobs, folder {sweep.sweep_dir}")
+    if str(config.hydra.sweeper._target_).endswith("OptunaSweeper"):
+        print(f"Optuna search of {config.hydra.sweeper.n_trials} trials, folder {sweep.sweep_dir}")
+    else:
+        print(f"Sweep of {len(sweep_jobs(config))} jobs, folder {sweep.sweep_dir}")
     return sweep

@@ -130,7 +130,8 @@ class TrialReports(L.Callback):
                 self.run.set_tags({PRUNED_TAG: "true", PRUNED_STEP_TAG: self.pruned[1]})
         if self.pruned is not None:
             point, step = self.pruned
-            print(f"Pruned at report point {point} (step {step}): trial {self.trial.number}")
+            where = f"epoch {point}" if self.every is None else f"step {point}"
+            print(f"Trial {self.trial.number} pruned at {where} (last step {step})", flush=True)
         if self.broken is None:
             try:
                 self.trial.measured(measured)
