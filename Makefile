@@ -15,7 +15,7 @@ ARGS ?=
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,optuna,team]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,team]'
 	@touch $(STAMP)
 
 install: $(STAMP)  ## venv + pinned dependencies + trainlab (editable)

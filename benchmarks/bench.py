@@ -37,7 +37,12 @@ from benchmarks.measures import (
     s1_long_run,
     table,
 )
+from benchmarks.search_measures import h1_pruning, h2_study_cost
 from trainlab.config.checkpoint import CheckpointConfig
+from trainlab.sweeps.identity import CHILD_DEFAULTS
+
+CHILD = "a sweep child's defaults: + checkpoint, no plots, no model"
+inf = float("inf")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,16 +174,15 @@ def main() -> None:
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
     )
     parser.add_argument(
-        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 P4 P4-par P5 S1 F1 D1)"
+        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 P4 P4-par H1 H2 P5 S1 F1 D1)"
     )
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     steps = 500 if args.quick else 2000
     rows = 200_000 if args.quick else 1_000_000
     long_jobs = 500 if args.quick else 2000  # epochs of P4-par's long sweep
-    wanted = set(
-        args.only or ["P1", "C1", "P2", "P3", "M1", "P4", "P4-par", "P5", "S1", "F1", "D1"]
-    )
+    every = ["P1", "C1", "P2", "P3", "M1", "P4", "P4-par", "H1", "H2", "P5", "S1", "F1", "D1"]
+    wanted = set(args.only or every)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
         home = Path(tmp)
@@ -193,12 +197,16 @@ def main() -> None:
             ("P2", lambda: p2_framework(lab, steps, repeats)),
             ("P3", lambda: p3_big_data(lab, rows, "cpu", repeats)),
             ("M1", lambda: m1_mlp(lab, 20_000 if args.quick else 100_000, repeats)),
-            ("P4", lambda: p4_serial_jobs(lab, home, 8, *LEAN)),
-            ("P4", lambda: p4_serial_jobs(lab, home, 8)),
+            ("P4", lambda: p4_serial_jobs(lab, home, 8, "metrics only", 0.10, *LEAN)),
+            ("P4", lambda: p4_serial_jobs(lab, home, 8, CHILD, 0.20, *CHILD_DEFAULTS)),
+            ("P4", lambda: p4_serial_jobs(lab, home, 8, "+ plots and model", inf)),
             ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.6, "joblib")),
             ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "joblib")),
-            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.6, "parallel")),
+            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.4, "parallel")),
+            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.6, "parallel", "tracking=none")),
             ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "parallel")),
+            ("H1", lambda: h1_pruning(home, 20 if args.quick else 40, 60 if args.quick else 150)),
+            ("H2", lambda: h2_study_cost(home, 10 if args.quick else 40, 20)),
             ("P5", lambda: p5_whole_process(home, repeats, *LEAN)),
             ("P5", lambda: p5_whole_process(home, repeats)),
             (

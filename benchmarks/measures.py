@@ -190,7 +190,9 @@ class Trainlab:
         return time.perf_counter() - start
 
 
-def p4_serial_jobs(lab: Trainlab, home: Path, jobs: int, *extra: str) -> Result:
+def p4_serial_jobs(
+    lab: Trainlab, home: Path, jobs: int, label: str, target: float, *extra: str
+) -> Result:
     """Seconds per tracked 100-epoch job of a serial sweep, as its jobs run: each job returns
     once the recorder has its run (plots and model are written while the next job trains); the
     time includes waiting for the last job's to be in the store."""
@@ -217,8 +219,6 @@ def p4_serial_jobs(lab: Trainlab, home: Path, jobs: int, *extra: str) -> Result:
 
     untracked = sweep(False)
     tracked = sweep(True)
-    label = "metrics only" if extra else "defaults: + checkpoint, plots, model"
-    target = 0.10 if extra else 0.20
     what = f"s per tracked 100-epoch job, serial {jobs}-job sweep, {label} (untracked {untracked:.3f} s)"
     # The target is in seconds: the baseline column holds it, the ratio is seconds / target.
     return Result("P4", what, target, tracked, 1.0)
@@ -230,16 +230,26 @@ def wall(command: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-def p4_parallel(home: Path, jobs: int, epochs: int, target: float, launcher: str) -> Result:
+def p4_parallel(
+    home: Path, jobs: int, epochs: int, target: float, launcher: str, *extra: str
+) -> Result:
     """A sweep run serially against the same sweep on `launcher` with 2 workers: `joblib` (the
     plugin's default, loky: fresh workers that import torch and Lightning again) or trainlab's
-    `parallel` preset (forked workers that inherit them)."""
+    `parallel` preset (forked workers that inherit them); tracked, or with `extra` overrides."""
     env = {**os.environ, "TRAINLAB_HOME": str(home)}
-    base = [str(BIN / "trainlab-train"), "-m", f"seed=range({jobs})", f"max_epochs={epochs}",
-            "print_every=0", "experiment_name=bench_par"]  # fmt: skip
+    base = [
+        str(BIN / "trainlab-train"),
+        "-m",
+        f"seed=range({jobs})",
+        f"max_epochs={epochs}",
+        "print_every=0",
+        "experiment_name=bench_par",
+        *extra,
+    ]
     serial = wall(base, env, home)
     parallel = wall([*base, f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=2"], env, home)
-    what = f"{jobs}-job sweep of {epochs} epochs: serial vs {launcher} n_jobs=2 (speed-up)"
+    how = " ".join(extra) or "tracked"
+    what = f"{jobs}-job sweep of {epochs} epochs ({how}): serial vs {launcher} n_jobs=2 (speed-up)"
     return Result("P4-par", what, serial, parallel, target, higher=True)
 
 

@@ -116,15 +116,15 @@ def test_serial_grid_sweep_is_one_parent_with_linked_children(home):
 def test_joblib_sweep_on_a_fresh_store(fresh_home):
     home = fresh_home
     assert not (home / "mlflow.db").exists()  # the store is created once, before the jobs
-    lrs = "0.001,0.003,0.01,0.03"
+    lrs = "0.003,0.03"
     done = run_cli(
-        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", f"optimizer.lr={lrs}",
+        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"optimizer.lr={lrs}",
         "max_epochs=20", *QUIET, home=home,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     client = store(home)
-    assert "Joblib.Parallel(n_jobs=4" in done.stdout + done.stderr
-    parent, children = read_sweep(client, 4)
+    assert "Joblib.Parallel(n_jobs=2" in done.stdout + done.stderr
+    parent, children = read_sweep(client, 2)
     assert parent.info.status == "FINISHED"
     assert all(c.info.status == "FINISHED" for c in children)
     for child in children:  # every metric of every job arrived
@@ -174,29 +174,6 @@ def test_submitit_local_sweep(home):
         "torch.optim.Adam",
     ]
     check_summary(client, parent, children, steps=20, swept=["optimizer"])
-
-
-def test_optuna_search_records_the_best_parameters(home):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the [optuna] extra")
-    done = run_cli(
-        "-m", "experiment=optuna_lr", "hydra.sweeper.n_trials=3", "max_epochs=10", home=home
-    )
-    assert done.returncode == 0, done.stderr
-    client = store(home)
-    parent, children = read_sweep(client, 3)
-    assert parent.info.status == "FINISHED"
-    assert all("final/val_loss" in c.data.metrics for c in children)  # the objective
-    check_summary(client, parent, children, steps=10, swept=["optimizer", "optimizer.lr"])
-    results = yaml.safe_load(
-        Path(
-            client.download_artifacts(parent.info.run_id, "sweep/optimization_results.yaml")
-        ).read_text()
-    )
-    tags = client.get_run(parent.info.run_id).data.tags
-    assert tags["best.optimizer"] == results["best_params"]["optimizer"]
-    assert float(tags["best.optimizer.lr"]) == pytest.approx(results["best_params"]["optimizer.lr"])
-    best = next(c for c in children if c.info.run_id == tags["trainlab.sweep.best_run_id"])
-    assert best.data.metrics["final/val_loss"] == pytest.approx(results["best_value"])
 
 
 # Two ways a job fails after every check passed: its loss diverges (its run exists), or its data
@@ -317,8 +294,7 @@ def test_launcher_presets_compose(launcher, target, key, value):
 def test_sweep_presets_pass_every_check(preset, n_jobs):
     """Each preset's jobs compose and pass the value checks (Optuna's interval: both ends)."""
     if preset == "optuna_lr":
-        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the [optuna] extra")
-    register_configs()
+        register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", [f"experiment={preset}"], return_hydra_config=True)
         assert len(sweep_jobs(cfg)) == n_jobs

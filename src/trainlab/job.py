@@ -29,7 +29,7 @@ from trainlab.job_result import JobResult
 from trainlab.paths import default_artifact_root, output_dir, task_overrides, tracking_uri
 from trainlab.sweeps.state import SweepJob
 from trainlab.tracking.client import TrackingTarget, private_recorder, warm_for
-from trainlab.tracking.messages import ResumeQuery, ResumeState
+from trainlab.tracking.messages import EndStatus, ResumeQuery, ResumeState
 from trainlab.tracking.rerun import plan_rerun
 from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
 
@@ -57,12 +57,13 @@ def run_job_result(cfg: DictConfig, job: SweepJob | None) -> JobResult:
     settings = check_config(cfg)
     check_source(settings.data)
     target = tracking_target(settings, job)
-    if resume_from is None and wants_auto_resume(settings):
+    if resume_from is None and wants_auto_resume(settings, job):
         found = auto_resume(settings, job)
-        if found is not None and found[1] is None:  # a requeue of a job that had finished
-            print(f"Run {found[0].run_id} of this cluster job already finished; nothing to do")
-            objective = found[0].objective if found[0].objective is not None else float("nan")
-            return JobResult(objective=objective)
+        if found is not None and found[1] is None:  # a requeue (or a continued sweep's job)
+            state = found[0]
+            print(f"Run {state.run_id} of this job already ended {state.status}; not trained again")
+            done = state.objective is not None and state.status == EndStatus.FINISHED.value
+            return JobResult(objective=state.objective if done else float("nan"))
         resume_from = found[1] if found is not None else None
     return import_pipeline().run(settings, target, resume_from)
 
@@ -108,14 +109,17 @@ def job_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarget:
     )
 
 
-def wants_auto_resume(settings: TrainConfig) -> bool:
-    """`resume=auto`, or a cluster job (SLURM, submitit) that may be a requeue of itself."""
+def wants_auto_resume(settings: TrainConfig, job: SweepJob | None) -> bool:
+    """`resume=auto`, a cluster job (SLURM, submitit) that may be a requeue of itself, or a job
+    of a continued sweep (its run may have ended, or been killed with a checkpoint)."""
     if settings.resume == AUTO and not settings.tracking.enabled:
         raise ConfigError(
             "resume=auto finds the job's run in MLflow; expected tracking enabled (an untracked "
             "run writes no checkpoint: there is no run to continue)"
         )
-    implicit = settings.resume is None and cluster_job_id() is not None
+    implicit = settings.resume is None and (
+        cluster_job_id() is not None or (job is not None and job.sweep.resumed)
+    )
     return settings.resume == AUTO or (implicit and settings.tracking.enabled)
 
 
@@ -132,6 +136,7 @@ def auto_resume(
         experiment_name=target.experiment_name,
         job_key=target.tags[JOB_KEY_TAG],
         cluster_job=cluster_job,
+        ended_too=job is not None and job.sweep.resumed,
     )
     found = find_run(target.recorder, query, output_dir())
     if found is None and settings.resume == AUTO:

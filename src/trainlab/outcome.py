@@ -19,6 +19,7 @@ from trainlab.data.dataset import Dataset
 from trainlab.engines.console import format_prediction
 from trainlab.engines.reference import References
 from trainlab.tracking.messages import RunInfo
+from trainlab.tracking.store import dashboard_line
 
 
 def prediction_rows(settings: TrainConfig, data: Dataset) -> torch.Tensor | None:
@@ -116,11 +117,7 @@ def print_outcome(
     print(
         f"MLflow run {info.run_id} ({info.run_name}) in experiment {info.experiment_id}, store {info.uri}"
     )
-    page = f"#/experiments/{info.experiment_id}/runs/{info.run_id}"
-    if info.uri.startswith(("http://", "https://")):  # a tracking server is its own dashboard
-        print(f"Dashboard: {info.uri.rstrip('/')}/{page}")
-    else:
-        print(f"Dashboard: `make ui`, then open http://127.0.0.1:5000/{page}")
+    print(dashboard_line(info.uri, info.experiment_id, info.run_id))
     if info.model_uri is not None:
         print(f"Model {info.model_uri}; predict with: trainlab-predict {info.run_id} <x> ...")
     for line in info.verification:

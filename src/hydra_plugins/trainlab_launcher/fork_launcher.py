@@ -12,6 +12,12 @@ Each job runs as the joblib launcher runs it, with Hydra's public launcher API: 
 of its overrides, its own HydraConfig, `run_job` in its own job folder. Linux and other systems
 where processes fork; the launching process has not touched CUDA (it only imports torch), so a
 job may use the GPU.
+
+Stopping: Ctrl-C or SIGTERM in the launching process stops the jobs that run as Ctrl-C stops a
+run (SIGINT: at the next step boundary, with a checkpoint, KILLED) and starts no other. A worker
+whose launching process is gone (SIGKILL, a login node that dropped it) does the same to its job
+and exits, instead of training on and waiting forever for more work: the sweep, run again,
+continues those runs from their checkpoints.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -46,6 +55,9 @@ log = logging.getLogger(__name__)  # the sweep's job list, as Hydra's own launch
 # A worker restoring Hydra's singletons makes Hydra scan its plugins again, which runs this
 # module again in the same namespace: what is already there is kept.
 _batch: dict[str, Any] = globals().get("_batch", {})
+# In a worker: a job runs now; a stop was asked (SIGINT while no job's own handler was in place).
+_worker: dict[str, bool] = {"running": False, "stopping": False}
+ORPHAN_CHECK_SECONDS = 0.5
 
 
 class ForkLauncher(Launcher):
@@ -72,21 +84,67 @@ class ForkLauncher(Launcher):
         for idx, overrides in enumerate(job_overrides):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         _batch.update(
-            context=self.hydra_context, config=self.config, task=self.task_function,
-            singletons=Singleton.get_state(), jobs=[list(o) for o in job_overrides],
-        )  # fmt: skip
+            context=self.hydra_context,
+            config=self.config,
+            task=self.task_function,
+            singletons=Singleton.get_state(),
+            jobs=[list(o) for o in job_overrides],
+        )
         numbers = [initial_job_idx + i for i in range(len(job_overrides))]
         fork = multiprocessing.get_context("fork")
+        pool = ProcessPoolExecutor(
+            workers, mp_context=fork, initializer=_start_worker, initargs=(os.getpid(),)
+        )
         try:
-            with ProcessPoolExecutor(workers, mp_context=fork) as pool:
-                returned = list(pool.map(_run_job, range(len(job_overrides)), numbers))
+            returned = list(pool.map(_run_job, range(len(job_overrides)), numbers))
+        except BaseException:  # Ctrl-C, SIGTERM: the running jobs stop at a step, no new one
+            for worker in multiprocessing.active_children():
+                os.kill(worker.pid, signal.SIGINT)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
         finally:
+            pool.shutdown(wait=True)
             _batch.clear()
         return [_received(job) for job in returned]
 
 
+def _start_worker(launcher_pid: int) -> None:
+    """A new worker, in a process group of its own: a terminal's Ctrl-C reaches the launching
+    process only, which passes one SIGINT on (a second one would end a run without its
+    checkpoint). SIGINT between jobs asks it to stop; a watcher notices its launcher's end."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, _stop_asked)
+    signal.signal(signal.SIGTERM, _stop_asked)
+    threading.Thread(target=_watch_launcher, args=(launcher_pid,), daemon=True).start()
+
+
+def _stop_asked(signum: int, frame: Any) -> None:
+    _worker["stopping"] = True
+
+
+def _watch_launcher(launcher_pid: int) -> None:
+    while os.getppid() == launcher_pid:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    _worker["stopping"] = True
+    if _worker["running"]:
+        os.kill(os.getpid(), signal.SIGINT)  # the job stops at its next step, with a checkpoint
+    while _worker["running"]:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    os._exit(0)  # nobody will send work or read results any more
+
+
 def _run_job(index: int, number: int) -> JobReturn:
     """One job in a forked worker, as Hydra's own launchers run it."""
+    if _worker["stopping"]:
+        raise KeyboardInterrupt("the sweep is stopping")
+    _worker["running"] = True
+    try:
+        return _run_in_worker(index, number)
+    finally:
+        _worker["running"] = False
+
+
+def _run_in_worker(index: int, number: int) -> JobReturn:
     context: HydraContext = _batch["context"]
     config, task, overrides = _batch["config"], _batch["task"], _batch["jobs"][index]
     setup_globals()

@@ -67,7 +67,8 @@ RESUMABLE_KEYS = (
     "checkpoint.every_seconds",
     "checkpoint.every_n_steps",
 )
-NOT_IN_KEY = (*RESUMABLE_KEYS, "resume", "run_name", "tags")
+# `sweep.resume` only says which sweep a job belongs to (its folder and number are in the key).
+NOT_IN_KEY = (*RESUMABLE_KEYS, "resume", "run_name", "tags", "sweep.resume")
 
 JOB_KEY_TAG = "trainlab.job_key"
 CLUSTER_JOB_TAG = "trainlab.cluster_job"

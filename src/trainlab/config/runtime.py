@@ -229,6 +229,16 @@ class SweepConfig:
     # -m: a job that fails is recorded (child run FAILED) and the sweep goes on; true stops it
     # (jobs not yet started are skipped, the command exits non-zero).
     stop_on_failure: bool = False
+    # Every configuration N times, with seeds seed, seed+1, ...: the parent reports their mean
+    # and standard deviation, picks the best by the mean; an Optuna search optimizes the mean.
+    replicates: int = 1
+    # A sweep's parent run id: continue that sweep (its folder, children, study). Null: the
+    # same command continues its last sweep unless that one ended (FINISHED or FAILED).
+    resume: str | None = None
+
+    def __post_init__(self) -> None:
+        count = self.replicates
+        require(count >= 1, "sweep.replicates", count, "an integer >= 1 (1: one seed each)")
 
 
 @dataclass

@@ -75,6 +75,8 @@ def trainlab_callbacks() -> dict[str, Any]:
         "console": {"_target_": "trainlab.callbacks.ConsoleProgress.for_run"},
         "guard": {"_target_": "trainlab.callbacks.DivergenceGuard.for_run"},
         "early_stop": {"_target_": "trainlab.callbacks.early_stopping"},
+        # A trial of an Optuna sweep reports to its study and stops when pruned (none otherwise).
+        "trial": {"_target_": "trainlab.sweeps.trial_reports.TrialReports.for_run"},
         "checkpoints": {"_target_": "trainlab.callbacks.CommitCheckpoints.for_run"},
     }
 
@@ -203,6 +205,7 @@ ADDED_SINCE_JOB_KEYS = (
     "trainer.enable_model_summary",
     "trainer.benchmark",
     "trainer.detect_anomaly",
+    "sweep.replicates",
 )
 
 

@@ -178,6 +178,8 @@ def find_resumable(client: MlflowClient, query: ResumeQuery) -> ResumeState | No
         # nothing again: the caller reports the finished run.
         if query.cluster_job is not None and run.info.status == FINISHED:
             return _state(run)
+        if query.ended_too and run.info.status in (FINISHED, FAILED):
+            return _state(run)
         if run.info.status not in (FINISHED, FAILED) and STEP_TAG in run.data.tags:
             return _state(run)
     return None

@@ -49,6 +49,7 @@ from trainlab.tracking.messages import (
     SweepEnd,
     SweepOutcome,
     SweepSpec,
+    SweepStarted,
     Sync,
     Tags,
 )
@@ -130,9 +131,9 @@ class Dispatcher:
     def on_find(self, token: str, query: ResumeQuery) -> Any:
         return find_resumable(self.client(query.uri), query)
 
-    def on_sweep_start(self, token: str, spec: SweepSpec) -> str:
+    def on_sweep_start(self, token: str, spec: SweepSpec) -> SweepStarted:
         self.sweeps[token] = SweepParent(self.client(spec.uri), spec)
-        return self.sweeps[token].parent_run_id
+        return self.sweeps[token].started
 
     def on_sweep_end(self, token: str, end: SweepEnd) -> SweepOutcome:
         self.warm.settled()  # the summary plot is drawn in this thread

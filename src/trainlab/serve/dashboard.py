@@ -22,7 +22,7 @@ from trainlab.serve.mlflow_server import (
     positive_int,
     server_command,
 )
-from trainlab.tracking.store import sqlite_path
+from trainlab.tracking.store import MODEL_TRAINING_VIEW, sqlite_path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     store = paths.absolute_sqlite_uri(args.store) if args.store else paths.tracking_uri()
     prepare_store(store)
     print(f"MLflow dashboard at {url} (store {store}); Ctrl-C stops it", flush=True)
+    print(f"Runs and sweeps: {url}/#/experiments{MODEL_TRAINING_VIEW}", flush=True)
     # One person's dashboard: MLflow's default of 4 workers quadruples start time and memory.
     artifacts = paths.default_artifact_root().as_uri()
     command = server_command(

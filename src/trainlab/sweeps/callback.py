@@ -1,11 +1,13 @@
 """Hydra multirun sweeps as one MLflow parent run with one child run per job.
 
 `SweepCallback` (hydra.callbacks in conf/train.yaml) runs in the launching process. Before the
-first job it checks every job's config (no job starts when one cannot work), starts the recorder
-that hosts the parent run and the runs of every job on this machine, and writes the sweep file
-the jobs read (sweeps/state.py). After the last job it has the recorder write the summary on the
-parent and prints it. The launching process imports neither torch nor MLflow: with a parallel
-launcher it trains nothing and its jobs start at once.
+first job it finds which sweep this is (sweeps/identity.py: the same command continues a sweep
+that did not end, in its folder, with its parent run), checks every job's config (no job starts
+when one cannot work) and an Optuna search's settings and study, starts the recorder that hosts
+the parent run and the runs of every job on this machine, and writes the sweep file the jobs
+read (sweeps/state.py). After the last job it has the recorder write the summary on the parent
+and prints it. The launching process imports neither torch nor MLflow: with a parallel launcher
+it trains nothing and its jobs start at once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -22,32 +23,38 @@ from typing import Any
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from trainlab import collector
 from trainlab.config.checks import check_config
-from trainlab.config.flat import flatten
 from trainlab.data.checks import check_source
 from trainlab.errors import ConfigError, one_line
-from trainlab.paths import default_artifact_root, tracking_uri
 from trainlab.signals import Interrupted, in_main_thread
-from trainlab.sweeps.state import STOP_FILE, Sweep, sweep_jobs, swept_keys
-from trainlab.tracking.client import private_recorder, shared_recorder, warm_for
-from trainlab.tracking.liveness import process_tags
-from trainlab.tracking.messages import Reply, SweepEnd, SweepOutcome, SweepSpec
-from trainlab.tracking.source import git_commit
-from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
-
-# Launchers whose jobs run on this machine: they hand their runs to this process's recorder.
-# Others (SLURM ...) may run jobs elsewhere: the parent run's id goes into the sweep file first.
-LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "LocalLauncher", "ForkLauncher")
+from trainlab.sweeps.identity import (
+    SweepRecord,
+    child_defaults,
+    expand_replicates,
+    started,
+    sweep_key,
+    unfinished_sweep,
+    use_sweep_dir,
+)
+from trainlab.sweeps.parent import start_sweep
+from trainlab.sweeps.state import STOP_FILE, Sweep, sweep_jobs
+from trainlab.sweeps.trials import StudyLink
+from trainlab.tracking.client import shared_recorder
+from trainlab.tracking.messages import Reply, SweepEnd, SweepOutcome
 
 # What forked workers (`hydra/launcher=parallel`) should find imported: a job needs them.
 FORKED_WORKERS_INHERIT = ("torch", "lightning")
 
+# trainlab's Optuna sweeper (src/hydra_plugins/trainlab_sweeper).
+OPTUNA_SWEEPER = "hydra_plugins.trainlab_sweeper.optuna_sweeper.OptunaSweeper"
+
 # The sweep this process opened and has not ended yet, and what it came to; cli.main() reads
 # both (Hydra turns a callback's exceptions into warnings).
 _open: Sweep | None = None
+_record: SweepRecord | None = None
 _problem: str | None = None
 _previous_sigterm: Any = None
 
@@ -56,13 +63,37 @@ class SweepCallback(Callback):
     """Creates the parent run before the first job and writes its summary after the last."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _open, _problem
+        global _open, _problem, _record
         _problem = None
         try:
+            key = sweep_key(config)  # the command as given, before replicates expand it
+            explicit = OmegaConf.select(config, "sweep.resume")
+            previous = None if explicit else unfinished_sweep(key)
+            expand_replicates(config)
+            child_defaults(config)
             check_jobs(config)
+            if is_search(config):
+                # Optuna (~0.3 s) only for a search: the plan's checks and its study's tables.
+                from trainlab.sweeps.search import check_search
+
+                check_search(config)
+            if previous is not None:
+                use_sweep_dir(config, previous.sweep_dir)
+                print(f"Continuing the sweep in {previous.sweep_dir} (it ended {previous.state})")
             if OmegaConf.select(config, "tracking.enabled", default=False):
-                _open = start_sweep(config)
+                _open = start_sweep(config, key, previous is not None, explicit)
                 stop_on_sigterm()
+            elif explicit:
+                raise ConfigError(
+                    f"sweep.resume={explicit}: a parent run is continued in the store; expected "
+                    "tracking enabled (an untracked sweep continues by running the same command)"
+                )
+            if is_search(config) and config.hydra.sweeper.study_name is None:
+                # A continued sweep's own study (`sweep.resume=<id>` of another command's sweep).
+                link = StudyLink.load(config.hydra.sweep.dir)
+                with read_write(config.hydra), open_dict(config.hydra):
+                    config.hydra.sweeper.study_name = link.study_name if link else f"trainlab-{key}"
+            _record = started(key, str(Path(config.hydra.sweep.dir).resolve()))
             if forks_workers(config):
                 # Imported once here, while the recorder starts: each forked worker has them,
                 # frozen out of the collector's walks (trainlab/collector.py).
@@ -80,6 +111,7 @@ class SweepCallback(Callback):
         restore_sigterm()
         sweep, _open = _open, None
         if sweep is None:
+            ended("FINISHED")
             return
         stop_file = Path(sweep.sweep_dir, STOP_FILE)
         stopped = stop_file.read_text().strip() if stop_file.is_file() else None
@@ -90,10 +122,23 @@ class SweepCallback(Callback):
             return
         sweep.parent_run_id = outcome.parent_run_id  # in the folder too, for whoever looks
         sweep.save()
+        ended("FAILED" if outcome.problem else "FINISHED")
         print(outcome.summary)
         if outcome.warning:
             print(f"trainlab-train: warning: {outcome.warning}", file=sys.stderr)
         _problem = outcome.problem
+
+
+def is_search(config: DictConfig) -> bool:
+    return str(config.hydra.sweeper.get("_target_", "")) == OPTUNA_SWEEPER
+
+
+def ended(state: str) -> None:
+    """How the sweep ended, for the next command with its key (sweeps/identity.py)."""
+    global _record
+    record, _record = _record, None
+    if record is not None:
+        record.ended(state)
 
 
 def forks_workers(config: DictConfig) -> bool:
@@ -141,66 +186,6 @@ def check_jobs(config: DictConfig) -> None:
             raise ConfigError(f"sweep job `{' '.join(overrides)}`: {one_line(err)}") from None
 
 
-def start_sweep(config: DictConfig) -> Sweep:
-    """Start the recorder that hosts the parent run; write the sweep file the jobs read."""
-    uri = absolute_uri(config.tracking.uri or tracking_uri())
-    check_store(uri)
-    sweep_dir = Path(config.hydra.sweep.dir).resolve()
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    recorder = private_recorder(uri, warm_for(config.tracking))
-    address = recorder.address
-    local = config.hydra.launcher._target_.rsplit(".", 1)[-1] in LOCAL_LAUNCHERS
-    preset = config.hydra.runtime.choices.get("experiment") or "grid"
-    sweep = Sweep(
-        token=uuid.uuid4().hex,
-        tracking_uri=uri,
-        experiment_name=config.experiment_name,
-        sweep_dir=str(sweep_dir),
-        artifact_root=str(default_artifact_root()) if sqlite_path(uri) else None,
-        recorder_host=address.host,
-        recorder_path=address.path,
-        recorder_key=address.authkey.hex(),
-        swept_keys=swept_keys(config),
-    )
-    sweeper_params = OmegaConf.to_container(config.hydra.sweeper.params or OmegaConf.create())
-    tags = {
-        "mlflow.source.name": "trainlab-train -m",
-        "trainlab.sweep": "parent",
-        "trainlab.sweep.dir": str(sweep_dir),
-        "trainlab.sweep.sweeper": config.hydra.sweeper._target_,
-        "trainlab.sweep.launcher": config.hydra.launcher._target_,
-        "trainlab.preset": preset,
-        **process_tags(),  # the main process: whether the sweep is still alive (liveness.py)
-    }
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    params = {
-        "sweep.overrides": " ".join(config.hydra.overrides.task),
-        "sweep.dir": str(sweep_dir),
-        **flatten({"sweep.params": sweeper_params}),
-    }
-    spec = SweepSpec(
-        uri=uri,
-        experiment_name=sweep.experiment_name,
-        run_name=f"sweep {preset} {sweep_dir.name}",
-        tags=tags,
-        params={k: str(v) for k, v in params.items()},
-        sweep_dir=str(sweep_dir),
-        swept_keys=tuple(sweep.swept_keys),
-        artifact_root=sweep.artifact_root,
-    )
-    # Jobs on this machine find the parent through the recorder, so nothing waits for MLflow
-    # here; jobs elsewhere need its id in the file before they start.
-    sweep.save()
-    reply = None if local else Reply.HANDLED
-    sweep.parent_run_id = recorder.send(spec, sweep.token, reply)
-    if sweep.parent_run_id is not None:
-        sweep.save()
-    print(f"Sweep of {len(sweep_jobs(config))} jobs, folder {sweep_dir}")
-    return sweep
-
-
 def end_sweep(sweep: Sweep, end: SweepEnd) -> SweepOutcome:
     return shared_recorder(sweep.recorder_address).send(end, sweep.token, Reply.HANDLED)
 
@@ -210,9 +195,10 @@ def end_unfinished_sweep(err: BaseException) -> None:
     global _open
     restore_sigterm()
     sweep, _open = _open, None
+    interrupted = isinstance(err, KeyboardInterrupt | SystemExit)
+    ended("KILLED" if interrupted else "FAILED")
     if sweep is None:
         return
-    interrupted = isinstance(err, KeyboardInterrupt | SystemExit)
     error = None if interrupted else one_line(err)
     end_sweep(sweep, SweepEnd(stopped=None, error=error, interrupted=interrupted))
 

@@ -45,6 +45,8 @@ class Sweep:
     recorder_key: str  # hex; the file is readable by its owner only
     swept_keys: list[str] = field(default_factory=list)
     parent_run_id: str | None = None  # written at once only for launchers that run jobs elsewhere
+    key: str = ""  # the sweep's identity (sweeps/identity.py)
+    resumed: bool = False  # a continued sweep: a job whose run already ended is not trained again
 
     @property
     def file(self) -> Path:

@@ -22,7 +22,7 @@ fails says so at once, in a NOTICE).
     Commit        makes a checkpoint durable with the rows before it      -
     ResumeQuery   finds the run a job continues                           ResumeState | None
     FetchRequest  downloads a run's artifacts                             {artifact: local path}
-    SweepSpec     creates a sweep's parent run                            its run id
+    SweepSpec     creates a sweep's parent run, or re-opens it to continue SweepStarted
     SweepEnd      writes the sweep's summary, ends its parent             SweepOutcome
     Shutdown      exits once every connection is closed                   -
 """
@@ -212,6 +212,7 @@ class ResumeQuery(Message):
     run_id: str | None = None
     job_key: str | None = None
     cluster_job: str | None = None
+    ended_too: bool = False  # a continued sweep's job: a run that ended counts (not trained again)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,13 @@ class SweepSpec(Message):
     sweep_dir: str
     swept_keys: tuple[str, ...]
     artifact_root: str | None = None
+    resume_run_id: str | None = None  # `sweep.resume=<id>`, else the parent of sweep_dir, or new
+
+
+@dataclass(frozen=True)
+class SweepStarted:
+    parent_run_id: str
+    sweep_dir: str  # a continued sweep's own folder
 
 
 @dataclass(frozen=True)

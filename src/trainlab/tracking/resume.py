@@ -148,7 +148,7 @@ def find_run(
     state = find(recorder, query, "auto", query.uri)
     if state is None:
         return None
-    if state.status == EndStatus.FINISHED.value:
+    if state.status in (EndStatus.FINISHED.value, EndStatus.FAILED.value):  # ended for good
         return state, None
     return state, committed_checkpoint(state, recorder, query.uri, "auto", folder)
 

@@ -204,3 +204,16 @@ def check_store(uri: str) -> None:
                 "a writable folder (set TRAINLAB_HOME, or tracking.uri=sqlite:////<path>/mlflow.db)"
             )
         check_sqlite_store(uri, database)
+
+
+# MLflow 3's dashboard opens on its GenAI view; this query opens its model-training view.
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+LOCAL_DASHBOARD = "http://127.0.0.1:5000"  # `make ui`
+
+
+def dashboard_line(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where a person sees the run: its tracking server, or `make ui` for the embedded store."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}{MODEL_TRAINING_VIEW}"
+    if is_server(uri):  # a tracking server is its own dashboard
+        return f"Dashboard: {uri.rstrip('/')}/{page}"
+    return f"Dashboard: `make ui`, then open {LOCAL_DASHBOARD}/{page}"

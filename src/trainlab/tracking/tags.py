@@ -9,3 +9,6 @@ ERROR_TAG = "trainlab.error"
 # A trainlab.failure (tracking/liveness.py): the run's recorder stopped and no new one went on.
 RECORDER_STOPPED = "recorder_stopped"
 RERUN_TAG = "trainlab.rerun_of"  # a run made by `rerun=<run id>` names that run
+PRUNED_TAG = "trainlab.sweep.pruned"  # "true" on a child the study's pruner stopped (FINISHED)
+PRUNED_STEP_TAG = "trainlab.sweep.pruned_step"  # the last step it trained
+PARETO_TAG = "trainlab.sweep.pareto"  # "true" on a child of a trial on the Pareto front
