@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import history
-from trainlab.recorder.sweep_parent import Child, early_stop, table
+from trainlab.recorder.sweep_children import Child, early_stop, table
 
 # Few rows, many features and much noise: val/loss falls, then rises as the model fits the noise.
 OVERFIT = (
