@@ -111,7 +111,9 @@ def print_outcome(
     if refs.ols_loss is not None and train is not None:
         print(f"Least-squares optimum: {refs.ols_loss:.6g} (gap {train - refs.ols_loss:.3g})")
     if refs.optimum is not None:
-        print(f"Optimum of the objective: {refs.optimum.loss:.6g} (optimum/gap per step)")
+        # With decay the objective is the loss plus its penalty: the optimum can exceed the loss.
+        penalty = " (the loss + weight_decay/2 |w|^2)" if refs.optimum.penalty else ""
+        print(f"Optimum of the objective{penalty}: {refs.optimum.loss:.6g} (optimum/gap per step)")
     if info is None:
         return
     print(

@@ -101,6 +101,8 @@ def evaluation(data: Dataset | None, module: L.LightningModule | None) -> Evalua
     network = answers(network_of(module).to("cpu"), data)
     with torch.no_grad():
         predicted = network(x_test.to(next(network.parameters()).dtype)).double().numpy()
+    if data.classes:  # float32 softmax rows sum to 1 within 1e-7; scikit-learn's log loss warns
+        predicted = predicted / predicted.sum(axis=1, keepdims=True)
     targets = y_test.numpy() if data.classes else y_test.double().numpy()
     return Evaluation(
         targets=targets,

@@ -21,6 +21,14 @@ from trainlab.errors import ConfigError
 LABEL_HINT = "or, for class labels, a classification loss: loss=cross_entropy or bce_with_logits"
 
 
+class UnknownLabel(ConfigError):
+    """A label that is not one of the given classes (trainlab-evaluate says it its own way)."""
+
+    def __init__(self, message: str, label: str, row: int) -> None:
+        super().__init__(message)
+        self.label, self.row = label, row
+
+
 def missing(kind: pa.DataType) -> pa.Scalar:
     """A null of `kind`, made without converting a Python value."""
     return pa.nulls(1, kind)[0]
@@ -107,10 +115,13 @@ def labels(
     index = pc.index_in(values, value_set=value_set)
     if index.null_count:
         row = first_row(pc.is_null(index))
-        raise ConfigError(
-            f"data.target={name!r} has the label {str(values[row].as_py())!r} in row {row}, "
-            f"which is not one of data.classes {list(classes or [])}; expected one of those "
-            "(or data.classes=null: the labels found)"
+        label = str(values[row].as_py())
+        raise UnknownLabel(
+            f"data.target={name!r} has the label {label!r} in row {row}, which is not one of "
+            f"data.classes {list(classes or [])}; expected one of those (or data.classes=null: "
+            "the labels found)",
+            label,
+            row,
         )
     return as_numpy(index).astype(np.int64), names
 
