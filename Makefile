@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Where mlflow.db, mlartifacts/, outputs/ and multirun/ live (absolute; see README).
+# Where mlflow.db, mlartifacts/, outputs/ and multirun/ live (absolute; see docs/where-runs-go.md).
 TRAINLAB_HOME ?= $(CURDIR)
 export TRAINLAB_HOME
 UI_PORT ?= 5000

@@ -47,7 +47,8 @@ def import_pytorch_flavor() -> None:
     import mlflow.pytorch  # noqa: F401
 
     # MLflow warns at every pickled model; trainlab chose the format (tracking.model_format,
-    # README) for models a user trains and loads from their own store: say it once, there.
+    # docs/configuration.md) for models a user trains and loads from their own store: said once,
+    # there.
     logging.getLogger("mlflow.pytorch").addFilter(_PickleNotice())
 
 
