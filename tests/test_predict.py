@@ -156,18 +156,15 @@ def test_the_logged_model_loads_where_trainlab_is_not_installed(seed_run, seed_s
     assert float(done.stdout) == pytest.approx(seed_run.data.metrics["pred/after"], rel=1e-6)
 
 
-@pytest.mark.slow
-def test_mlflow_models_serve_answers_what_the_run_predicted(seed_run, seed_store, capsys):
-    """MLflow's own scoring server over the logged model (local env manager: this venv, no
-    conda), as a real process: x = 5 in MLflow's JSON gives pred/after and trainlab-predict's."""
-    home, client, _ = seed_store
+def served(home: Path, client: MlflowClient, model: str, inputs: list[list[float]]) -> list:
+    """MLflow's own scoring server over a logged model (local env manager: this venv, no conda),
+    as a real process: its answer to `inputs` in MLflow's JSON."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     # `mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH, as it is
     # in an activated venv.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["MLFLOW_TRACKING_URI"] = client.tracking_uri
-    model = f"runs:/{seed_run.info.run_id}/model"
     command = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", model,
                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
     log = (home / f"serve-{port}.log").open("w")
@@ -188,18 +185,55 @@ def test_mlflow_models_serve_answers_what_the_run_predicted(seed_run, seed_store
             time.sleep(0.25)
         request = urllib.request.Request(
             f"{url}/invocations",
-            data=json.dumps({"inputs": [[5.0]]}).encode(),
+            data=json.dumps({"inputs": inputs}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as answer:
-            served = json.loads(answer.read())["predictions"]
+            return json.loads(answer.read())["predictions"]
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and the uvicorn it started
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_what_the_run_predicted(seed_run, seed_store, capsys):
+    """x = 5 in MLflow's JSON gives pred/after and trainlab-predict's answer."""
+    home, client, _ = seed_store
+    answer = served(home, client, f"runs:/{seed_run.info.run_id}/model", [[5.0]])
     after = seed_run.data.metrics["pred/after"]
-    assert served == [[pytest.approx(after, rel=1e-6)]]
-    assert predicted(capsys, seed_run.info.run_id, "5") == [[pytest.approx(served[0][0], rel=1e-6)]]
+    assert answer == [[pytest.approx(after, rel=1e-6)]]
+    assert predicted(capsys, seed_run.info.run_id, "5") == [[pytest.approx(answer[0][0], rel=1e-6)]]
+
+
+@pytest.mark.slow
+def test_a_served_classifier_answers_its_labels_and_probabilities(tmp_path, monkeypatch, capsys):
+    """iris: MLflow's scoring server and trainlab-predict give the same label and probabilities,
+    in the run's class names."""
+    monkeypatch.setenv("TRAINLAB_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        overrides = ["experiment=iris_softmax", "max_epochs=60", "print_every=0"]
+        run_composed(compose(config_name="train", overrides=overrides))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = all_runs(client)
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+    answer = served(tmp_path, client, f"runs:/{run.info.run_id}/model", rows)
+    assert [a["label"] for a in answer] == ["setosa", "virginica"]
+    names = ["setosa", "versicolor", "virginica"]
+    for row in answer:
+        assert set(row) == {"label", *(f"probability_{n}" for n in names)}
+        assert sum(row[f"probability_{n}"] for n in names) == pytest.approx(1, abs=1e-5)
+    capsys.readouterr()  # what the training printed
+    main([run.info.run_id, "--row", "5.1,3.5,1.4,0.2", "--row", "6.7,3,5.2,2.3"])
+    lines = capsys.readouterr().out.splitlines()
+    for line, row in zip(lines, answer, strict=True):
+        label, *probabilities = line.split()
+        assert label == row["label"]
+        printed = dict(p.split("=") for p in probabilities)
+        for n in names:
+            assert float(printed[n]) == pytest.approx(row[f"probability_{n}"], rel=1e-2, abs=1e-6)
 
 
 def test_store_and_csv_inputs_are_checked(seed_run, seed_store, tmp_path, monkeypatch, capsys):
