@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.dashboard_server import free_port, ui_command, ui_env
-from trainlab.recorder.writer import experiment_id
+from trainlab.recorder.experiments import experiment_id
 
 pytestmark = pytest.mark.slow  # end to end: real subprocesses and servers
 

@@ -22,11 +22,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError
+from trainlab.recorder.experiments import as_params, as_tags, experiment_id
 from trainlab.recorder.plots import Curve, History
 from trainlab.recorder.stale_runs import every_run, mark_stale
 from trainlab.recorder.sweep_children import Child, latest_per_job, table, to_csv, to_markdown
 from trainlab.recorder.sweep_summary import Summary
-from trainlab.recorder.writer import as_params, as_tags, experiment_id
 from trainlab.tracking.liveness import (
     HEARTBEAT_SECONDS,
     HEARTBEAT_TAG,

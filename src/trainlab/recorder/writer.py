@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.exceptions import MlflowException
+from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
-from trainlab.errors import ConfigError
 from trainlab.recorder.commits import STEP_TAG, CommitGate, recorded_ends, recorded_rows
 from trainlab.recorder.dataset_inputs import dataset_input, link_inputs
+from trainlab.recorder.experiments import as_params, as_tags, experiment_id
 from trainlab.recorder.model import log_trained_model
 from trainlab.recorder.plots import History, log_figures, log_run_plots
 from trainlab.recorder.rerun_verification import Trajectory, verify
@@ -43,45 +40,7 @@ from trainlab.tracking.messages import (
 )
 from trainlab.tracking.tags import ERROR_TAG
 
-MAX_PARAM_VALUE_CHARS = 6000
-MAX_KEY_CHARS = 250
-MAX_TAG_CHARS = 5000
 REQUIREMENTS = "environment/requirements.txt"
-
-
-def safe_folder_name(name: str) -> str:
-    """A user-given name as one folder name that cannot climb out of its parent."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".")
-    return cleaned or "experiment"
-
-
-def experiment_id(client: MlflowClient, name: str, artifact_root: str | None) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None and experiment.lifecycle_stage == "deleted":
-        # MLflow refuses runs in it, and its name stays taken until it is purged.
-        raise ConfigError(
-            f"experiment_name={name!r}: that experiment was deleted; expected another name, or "
-            f"restore it first (mlflow experiments restore --experiment-id {experiment.experiment_id})"
-        )
-    if experiment is not None:
-        return experiment.experiment_id
-    location = (Path(artifact_root) / safe_folder_name(name)).as_uri() if artifact_root else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:
-        # Processes started together race to create it: the loser uses the winner's.
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
-
-
-def as_params(values: dict[str, Any]) -> list[Param]:
-    return [Param(k[:MAX_KEY_CHARS], str(v)[:MAX_PARAM_VALUE_CHARS]) for k, v in values.items()]
-
-
-def as_tags(values: dict[str, Any]) -> list[RunTag]:
-    return [RunTag(k[:MAX_KEY_CHARS], str(v)[:MAX_TAG_CHARS]) for k, v in values.items()]
 
 
 class RunWriter:

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainlab.errors import ConfigError
 from trainlab.paths import tracking_uri
+from trainlab.sweeps.results import JOBS_ATTR, write_results
 from trainlab.sweeps.space import grid_choices, overrides_of, search_space
 from trainlab.sweeps.state import sweep_arguments
 from trainlab.sweeps.study import (
@@ -41,8 +42,6 @@ from trainlab.sweeps.study import (
 from trainlab.sweeps.trials import MEASURED, StudyLink
 from trainlab.tracking.store import absolute_uri
 
-JOBS_ATTR = "trainlab.jobs"  # user attribute of a trial: its job numbers, one per replicate
-RESULTS_FILE = "optimization_results.yaml"  # read by the parent run's summary
 DIRECTIONS = ("minimize", "maximize")
 OBJECTIVES = ("loss", *MEASURED)
 State = optuna.trial.TrialState
@@ -198,7 +197,7 @@ class Search:
                 batch.append((trial.number, dict(trial.params), jobs))
             self.launch(study, batch)
             ended += len(batch)
-        self.write_results(study)
+        write_results(study, self.plan, self.sweep_dir)
         return []
 
     def launch(
@@ -256,35 +255,6 @@ class Search:
             # allows inside study.optimize; the trial's state is stored before that.
             if "Study.stop" not in str(err):
                 raise
-
-    def write_results(self, study: optuna.Study) -> None:
-        """What the parent run's summary reads (and keeps as sweep/optimization_results.yaml)."""
-        trials = study.get_trials(deepcopy=False)
-        names = list(self.plan.objectives)
-        results: dict[str, Any] = {
-            "name": "optuna",
-            "study_name": self.plan.study_name,
-            "storage": shown(self.plan.storage),
-            "objectives": [{"name": n, "direction": d} for n, d in self.plan.objectives.items()],
-            "replicates": self.plan.replicates,
-        }
-        complete = [t for t in trials if t.state == State.COMPLETE]
-        if complete and len(names) == 1:
-            best = study.best_trial
-            results.update(best_params=best.params, best_value=best.value)
-            results["best_jobs"] = best.user_attrs.get(JOBS_ATTR, [])
-        elif complete:
-            results["solutions"] = [
-                {"trial": t.number, "params": t.params, "values": t.values,
-                 "jobs": t.user_attrs.get(JOBS_ATTR, [])}
-                for t in study.best_trials
-            ]  # fmt: skip
-        results["trials"] = [
-            {"trial": t.number, "state": t.state.name, "values": t.values, "params": t.params,
-             "jobs": t.user_attrs.get(JOBS_ATTR, [])}
-            for t in trials
-        ]  # fmt: skip
-        OmegaConf.save(OmegaConf.create(results), self.sweep_dir / RESULTS_FILE)
 
 
 def _loss(ret: JobReturn) -> float:
