@@ -66,6 +66,8 @@ class Flowers(L.LightningDataModule):
         self.batch_size = batch_size
 
     def setup(self, stage: str) -> None:
+        if hasattr(self, "train_set"):  # split once (Lightning calls setup again): the usual guard
+            return
         generator = torch.Generator().manual_seed(1)
         labels = torch.arange(90) % 3
         centres = torch.tensor([[0.0, 2.0], [2.0, -1.0], [-2.0, -1.0]])
