@@ -20,6 +20,7 @@ PACKAGE = Path(trainlab.__file__).parent
 # Lower layers never import higher ones (the same layer may import itself).
 LAYERS = {
     "trainlab.errors": 0,
+    "trainlab.user_classes": 0,  # a class of the user's by its dotted path, and its errors
     "trainlab.paths": 0,
     "trainlab.logs": 0,
     "trainlab.signals": 0,

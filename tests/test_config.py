@@ -26,6 +26,7 @@ REQUIRED = {
     ("data", "csv"): ["data.path=/tmp/x.csv", "data.target=y"],
     ("data", "parquet"): ["data.path=/tmp/x.parquet", "data.target=y"],
     ("model", "custom"): ["model.target=torch.nn.Linear"],
+    ("data", "custom"): ["data.target=tests.user_data.Regression"],
 }
 
 

@@ -15,6 +15,7 @@ import torch
 
 from trainlab.config.checks import parse_x_test
 from trainlab.config.schema import TrainConfig
+from trainlab.data.custom import batches, implements
 from trainlab.data.dataset import Dataset
 from trainlab.engines.console import format_prediction
 from trainlab.engines.reference import References
@@ -65,10 +66,33 @@ def final_losses(
 ) -> dict[str, float]:
     """Loss over the whole training (and validation) set with the trained weights."""
     module = module.to("cpu")
+    if data.datamodule is not None:
+        return loader_losses(module, data.datamodule, compute)
     with torch.no_grad():
         losses = {"final/train_loss": compute(module(data.x_train), data.y_train).item()}
         if data.x_val is not None and data.y_val is not None:
             losses["final/val_loss"] = compute(module(data.x_val), data.y_val).item()
+    return losses
+
+
+def loader_losses(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    compute: Callable[..., torch.Tensor],
+) -> dict[str, float]:
+    """The same over a datamodule's loaders: each batch's mean loss weighted by its rows, which
+    is the mean over all rows for the losses trainlab has (mean reduction)."""
+    stages = {"train": "final/train_loss", "val": "final/val_loss"}
+    losses = {}
+    with torch.no_grad():
+        for stage, name in stages.items():
+            if stage == "val" and not implements(datamodule, "val"):
+                continue
+            total, rows = 0.0, 0
+            for x, y in batches(datamodule, stage):
+                total += compute(module(x.to(module.dtype)), y).item() * len(x)
+                rows += len(x)
+            losses[name] = total / rows
     return losses
 
 

@@ -19,6 +19,7 @@ from trainlab.config.checks import check_with_data
 from trainlab.config.runtime import DeviceConfig
 from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.config.training import task_of
+from trainlab.data.custom import check_dtype
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
 from trainlab.engines.base import FitContext, ResumePoint
@@ -91,7 +92,9 @@ def run(
 def load_data(settings: TrainConfig) -> Dataset:
     """The rows in the run's dtype, checked against what the config asks of them."""
     dtype = torch.float64 if settings.device.precision == "64" else torch.float32
-    data = load_dataset(settings.data, settings.seed, task_of(settings.loss)).cast(dtype)
+    data = load_dataset(settings.data, settings.seed, task_of(settings.loss))
+    check_dtype(data, dtype)  # a datamodule's batches are what it gives, not cast
+    data = data.cast(dtype)
     check_with_data(settings, len(data.x_train), data.n_features)
     return data
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from trainlab.config.runtime import TrackingConfig
+from trainlab.data.custom import test_rows
 from trainlab.data.dataset import Dataset
 from trainlab.models.linear import ClassProbabilities, StandardizedModel
 from trainlab.models.portable import to_bytes
@@ -95,9 +96,12 @@ def model_payload(
 
 def evaluation(data: Dataset | None, module: L.LightningModule | None) -> Evaluation | None:
     """The held-out rows' targets and the trained model's predictions for them, or None."""
-    if data is None or module is None or data.x_test is None or data.y_test is None:
+    if data is None or module is None:
         return None
-    x_test, y_test = data.x_test, data.y_test
+    held_out = test_rows(data.datamodule) if data.datamodule is not None else None
+    x_test, y_test = held_out if held_out is not None else (data.x_test, data.y_test)
+    if x_test is None or y_test is None:
+        return None
     network = answers(network_of(module).to("cpu"), data)
     with torch.no_grad():
         predicted = network(x_test.to(next(network.parameters()).dtype)).double().numpy()

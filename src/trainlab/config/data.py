@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from trainlab.errors import require
+from trainlab.errors import ConfigError, require
 
 
 @dataclass
@@ -187,3 +187,64 @@ class BreastCancerDataConfig(DataConfig):
     name: str = "breast_cancer"
     standardize: bool = True
     val_split: float = 0.2
+
+
+DATAMODULE_SOURCE = "trainlab.data.custom.DataModuleSource"
+
+
+@dataclass
+class CustomDataConfig(DataConfig):
+    """A LightningDataModule of yours: `data=custom data.target=mypkg.data.MyDataModule
+    +data.kwargs.batch_size=64`, or `data._target_=mypkg.data.MyDataModule` as Hydra names a
+    class (both spellings are recorded as `data.target`, so they are the same job). It makes its
+    own loaders, splits and batches: the keys of the other data options do not apply to it."""
+
+    _target_: str = DATAMODULE_SOURCE
+    name: str = "custom"
+    target: str | None = None  # package.module.Class, importable from the Python path
+    kwargs: dict[str, Any] = field(default_factory=dict)  # the constructor's arguments
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self._target_ != DATAMODULE_SOURCE:  # data._target_=mypkg.data.MyDataModule
+            if self.target not in (None, self._target_):
+                raise ConfigError(
+                    f"data._target_={self._target_!r} and data.target={self.target!r} name two "
+                    "classes; expected one of them (they are the same key)"
+                )
+            self.target, self._target_ = self._target_, DATAMODULE_SOURCE
+        ok = self.target is not None and "." in self.target and not self.target.startswith(".")
+        require(
+            ok,
+            "data.target",
+            self.target,
+            "a LightningDataModule class path like mypkg.data.MyDataModule (data=custom "
+            "data.target=... or data._target_=...)",
+        )
+        for key, default in NOT_FOR_DATAMODULES.items():
+            value = getattr(self, key)
+            hint = " (+data.kwargs.batch_size=N if its constructor takes one)"
+            require(
+                value == default,
+                f"data.{key}",
+                value,
+                f"data.{key}={as_yaml(default)} with data=custom: the datamodule makes its own loaders"
+                + (hint if key == "batch_size" else ""),
+            )
+
+
+# What trainlab does to the rows of its own sources and a datamodule does itself.
+NOT_FOR_DATAMODULES: dict[str, Any] = {
+    "val_split": 0.0,
+    "test_split": 0.0,
+    "standardize": False,
+    "batch_size": None,
+    "shuffle": True,
+}
+
+
+def as_yaml(value: Any) -> str:
+    """A default as one types it on the command line (true, null)."""
+    return (
+        "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    )

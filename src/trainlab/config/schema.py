@@ -21,6 +21,7 @@ from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.config.data import (
     BreastCancerDataConfig,
     CsvDataConfig,
+    CustomDataConfig,
     DataConfig,
     DiabetesDataConfig,
     IrisDataConfig,
@@ -144,6 +145,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "iris": IrisDataConfig,
         "wine": WineDataConfig,
         "breast_cancer": BreastCancerDataConfig,
+        "custom": CustomDataConfig,
     },
     "model": {"linear": LinearModelConfig, "mlp": MLPConfig, "custom": CustomModelConfig},
     "loss": {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import lightning as L
 import torch
 
 from trainlab.data.lineage import DataRecord
@@ -29,6 +30,9 @@ class Dataset:
     y_test: torch.Tensor | None = None
     # The class names in index order (y holds indices into it); empty for regression.
     classes: tuple[str, ...] = ()
+    # data=custom: the user's LightningDataModule, which the Trainer fits with; the tensors above
+    # are then its first batches (a sample: shapes, plots, the model's signature).
+    datamodule: L.LightningDataModule | None = None
 
     @property
     def n_features(self) -> int:

@@ -32,6 +32,7 @@ from trainlab.config.data import (
 )
 from trainlab.data.arrays import RawData, checked
 from trainlab.data.checks import check_source
+from trainlab.data.custom import DataModuleSource
 from trainlab.data.dataset import Dataset
 from trainlab.data.lineage import describe
 from trainlab.data.splits import split_rows
@@ -142,8 +143,11 @@ def source(cfg: DataConfig) -> DataConfig:
 def load_dataset(cfg: DataConfig, seed: int, task: str = "regression") -> Dataset:
     """Load, check, split (seeded) and standardize the configured data; `task` is
     "regression" (float targets) or "classification" (int64 class indices and their names)."""
+    made = source(cfg)
+    if isinstance(made, DataModuleSource):  # its own loaders and splits
+        return made.dataset(seed, task)
     check_source(cfg, task)
-    raw = checked(source(cfg).arrays(task))
+    raw = checked(made.arrays(task))
     x = torch.from_numpy(np.require(raw.x, np.float64, ("C", "W")))
     y = torch.from_numpy(np.require(raw.y, np.int64 if raw.classes else np.float64, ("C", "W")))
     split = split_rows(len(x), cfg.val_split, cfg.test_split, seed)

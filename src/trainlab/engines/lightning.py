@@ -79,7 +79,7 @@ class LightningEngine(EngineConfig):
             *build_callbacks(settings.callbacks, context),
         ]
         trainer = build_trainer(context, callbacks)
-        data_module = lightning_data(
+        data_module = context.data.datamodule or lightning_data(
             context.data,
             settings.data.batch_size,
             settings.data.shuffle,

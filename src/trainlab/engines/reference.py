@@ -57,6 +57,8 @@ def references(settings: TrainConfig, data: Dataset) -> References:
     model = settings.model
     if not isinstance(model, LinearModelConfig) or data.x_train.numel() > OLS_MAX_ELEMENTS:
         return References()
+    if data.datamodule is not None:  # x_train is its first batch, not the rows it trains on
+        return References()
     loss = settings.loss
     decay = float(getattr(settings.optimizer, "weight_decay", 0.0))
     decoupled = isinstance(settings.optimizer, AdamWConfig) and decay > 0
