@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn import metrics as sk
 
-from trainlab.recorder.plots import confusion_figure, new_axes
+from trainlab.recorder.plots import confusion_figure, new_axes, residuals
 from trainlab.tracking.payloads import Evaluation
 
 PREFIX = "test/"
@@ -102,17 +102,14 @@ def roc_figure(evaluation: Evaluation) -> Figure:
 
 
 def residuals_figure(evaluation: Evaluation) -> Figure:
-    figure, axes = new_axes()
     predicted = evaluation.predicted.reshape(len(evaluation.targets), -1)
     targets = evaluation.targets.reshape(len(evaluation.targets), -1)
-    for t in range(targets.shape[1]):
-        name = evaluation.target_names[t] if t < len(evaluation.target_names) else f"y{t}"
-        axes.scatter(predicted[:, t], targets[:, t] - predicted[:, t], s=14, label=name)
-    axes.axhline(0.0, color="gray", ls="--")
-    axes.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals (test rows)")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    return figure
+    named = evaluation.target_names
+    series = {
+        named[t] if t < len(named) else f"y{t}": (predicted[:, t], targets[:, t])
+        for t in range(targets.shape[1])
+    }
+    return residuals(series, "Residuals (test rows)")
 
 
 def predicted_figure(evaluation: Evaluation) -> Figure:

@@ -184,12 +184,18 @@ def fit_figure(data: PlotData) -> Figure:
 
 
 def residual_figure(data: PlotData) -> Figure:
+    series = {name: (data.predicted[name], y) for name, y in data.y.items()}
+    return residuals(series, "Residuals")
+
+
+def residuals(series: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Figure:
+    """actual - predicted against predicted, one scatter per named (predicted, actual) pair."""
     figure, axes = new_axes()
-    for name, y in data.y.items():
-        predicted = data.predicted[name]
-        axes.scatter(predicted.reshape(-1), (y - predicted).reshape(-1), s=14, label=name)
+    for name, (predicted, actual) in series.items():
+        residual = (actual - predicted).reshape(-1)
+        axes.scatter(predicted.reshape(-1), residual, s=14, label=name)
     axes.axhline(0.0, color="gray", ls="--")
-    axes.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals")
+    axes.set(xlabel="predicted", ylabel="actual - predicted", title=title)
     axes.grid(alpha=0.3)
     axes.legend()
     return figure
