@@ -57,7 +57,10 @@ def run_load(
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
     began = time.monotonic()
+    # A sweep's children draw no plots and log no model by default (docs/sweeps.md); the load is
+    # of a job's default artifacts, so they are asked for.
     sweep = start("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", *common,
+                  "tracking.plots=true", "tracking.log_model=true",
                   f"seed=range({sweep_jobs})")  # fmt: skip
     alone = [start(*common, f"seed={sweep_jobs + i}") for i in range(independent)]
     done = []

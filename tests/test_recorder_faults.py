@@ -91,10 +91,13 @@ class Killer(threading.Thread):
 
     def run(self) -> None:
         rows_seen = 0
+        # Recorders this process already has (earlier in-process tests' own) are not the
+        # replacement: it is started after the first kill.
+        existing = recorders_of(os.getpid())
         while len(self.killed) < self.kills and not self.stop:
             time.sleep(0.01)
             if self.replacement and self.killed:
-                fresh = recorders_of(os.getpid()) - set(self.killed)
+                fresh = recorders_of(os.getpid()) - set(self.killed) - existing
                 if fresh:
                     self.kill(min(fresh))
                 continue

@@ -82,7 +82,7 @@ def test_training_approaches_the_ridge_optimum_from_above(train_in_process, clie
     gaps = [g for _, g in history(client, run.info.run_id, "optimum/gap")]
     assert len(gaps) == 300 and min(gaps) > -1e-9 and gaps[-1] < 1e-6 < gaps[0]
     assert "optimum/loss" in run.data.metrics and "ols/gap" in run.data.metrics
-    assert "Optimum of the objective:" in out
+    assert "Optimum of the objective (the loss + weight_decay/2 |w|^2):" in out
 
 
 def test_a_separable_problem_says_so_once_and_logs_no_gap(train_in_process, client, tmp_path):
