@@ -33,6 +33,13 @@ STEP_TAG = "trainlab.checkpoint.step"
 
 def mount(*args: str) -> None:
     done = subprocess.run(["mount", *args], capture_output=True, text=True)
+    # Remounting read-only is refused while a write is under way through the mount (the
+    # recorder's SQLite journal, opened through the new bind mount): try again a moment later.
+    for _ in range(100):
+        if done.returncode == 0 or "busy" not in done.stderr:
+            break
+        time.sleep(0.01)
+        done = subprocess.run(["mount", *args], capture_output=True, text=True)
     if done.returncode != 0:
         if os.environ.get("CI") == "true":
             pytest.fail(f"mount {' '.join(args)}: {done.stderr.strip()}")
