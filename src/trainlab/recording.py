@@ -124,7 +124,7 @@ class RunSession:
             heartbeat_seconds=tracking.heartbeat_seconds,
             gated=gated,
         )
-        return TrackedRun(target.recorder, spec, tracking.flush_every_seconds)
+        return TrackedRun(target.recorder, spec, tracking.flush_every_seconds, target.wait)
 
     def finish(self, ending: Ending) -> RunInfo | None:
         self.ended = True

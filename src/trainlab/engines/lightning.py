@@ -90,9 +90,7 @@ class LightningEngine(EngineConfig):
         trainer.fit(context.module, datamodule=data_module, ckpt_path=ckpt_path)
         saver = next((c for c in callbacks if isinstance(c, CommitCheckpoints)), None)
         if context.run is not None and saver is not None and saver.saved is not None:
-            # The last checkpoint durable before the fit counts as done: a recorder that stops
-            # until then is replaced here, where the fit can still roll back.
-            context.run.sync()
+            context.run.fit_ended()
         return FitResult(distributed.steps_done(trainer), saver.saved if saver else None)
 
 

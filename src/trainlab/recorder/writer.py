@@ -15,7 +15,9 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
+import yaml
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
@@ -116,11 +118,8 @@ class RunWriter:
 
     def start(self, start: RunStart) -> None:
         self.client.log_batch(self.run_id, params=as_params(start.params))
-        for artifact_file, content in start.files.items():
-            self.client.log_dict(self.run_id, content, artifact_file)
         texts = {**start.texts, REQUIREMENTS: installed_packages()}
-        for artifact_file, text in texts.items():
-            self.client.log_text(self.run_id, text, artifact_file)
+        log_files(self.client, self.run_id, start.files, texts)
         if start.datasets:
             inputs = [dataset_input(record) for record in start.datasets]
             link_inputs(self.client, self.run_id, inputs)
@@ -262,3 +261,23 @@ class RunWriter:
                 self.warnings.append(f"system metrics not all recorded: {err}")
         self.client.set_terminated(self.run_id, status.value)
         self.finished = True
+
+
+def log_files(
+    client: MlflowClient, run_id: str, documents: dict[str, Any], texts: dict[str, str]
+) -> None:
+    """The run's first files (its config as YAML, the environment as text) in one folder and one
+    `log_artifacts`: MLflow looks the run's artifact location up once per call, ~5 ms of a short
+    job's recorder time per file. A document is written the way `MlflowClient.log_dict` writes
+    a `.yaml` file."""
+    with tempfile.TemporaryDirectory(prefix="trainlab-start-") as folder:
+        for artifact_file, content in documents.items():
+            if not artifact_file.endswith((".yaml", ".yml")):
+                raise ValueError(f"{artifact_file}: a run's documents are YAML files")
+            text = yaml.dump(content, indent=2, default_flow_style=False)
+            texts = {**texts, artifact_file: text}
+        for artifact_file, text in texts.items():
+            path = Path(folder, artifact_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        client.log_artifacts(run_id, folder)

@@ -59,8 +59,15 @@ class TrackedRun:
     `flush_seconds`, when MAX_PENDING_METRICS values wait, and whenever the run ends.
     """
 
-    def __init__(self, recorder: RecorderConnection, spec: RunSpec, flush_seconds: float) -> None:
+    def __init__(
+        self,
+        recorder: RecorderConnection,
+        spec: RunSpec,
+        flush_seconds: float,
+        wait: Reply = Reply.HANDLED,
+    ) -> None:
         self.recorder, self.spec, self.flush_seconds = recorder, spec, flush_seconds
+        self.wait = wait  # what the job's end waits for (TrackingTarget.wait)
         self.token = uuid.uuid4().hex
         self._info: RunInfo | None = None
         self._pending: dict[tuple[str, ...], list[tuple[int, int, Any]]] = {}
@@ -151,6 +158,15 @@ class TrackedRun:
     def sync(self) -> None:  # returns once everything sent so far is handled (a commit too)
         self._send(Sync(), Reply.HANDLED)
 
+    def fit_ended(self) -> None:
+        """Where the job waits for the store (a single run), its fit returns once its last
+        checkpoint is durable: a recorder that stops until then is replaced while the fit can
+        still roll back. A sweep's job (QUEUED) goes on to the next while its recorder writes
+        (~50 ms a job of 100 epochs): its ending is only queued too, and the sweep's end waits
+        for the store."""
+        if self.wait is Reply.HANDLED:
+            self.sync()
+
     def checkpoint(self) -> Path | None:
         """The run's checkpoint this process committed, if one is on disk (the recorder renames
         it into place once its rows are in the store): what a resume would go on from."""
@@ -237,12 +253,17 @@ class TrackedRun:
             "token": self.token,
             "spec": self.spec,
             "flush_seconds": self.flush_seconds,
+            "wait": self.wait,
             "info": self._info,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.recorder = RecorderConnection(state["address"])
-        self.spec, self.flush_seconds = state["spec"], state["flush_seconds"]
+        self.spec, self.flush_seconds, self.wait = (
+            state["spec"],
+            state["flush_seconds"],
+            state["wait"],
+        )
         self.token, self._info, self._info_asked = state["token"], state["info"], None
         self._pending, self._count = {}, 0
         self._next_flush = time.monotonic() + self.flush_seconds
