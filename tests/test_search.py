@@ -277,6 +277,29 @@ def test_a_search_records_the_best_parameters_and_each_trials_jobs(train_in_proc
     )
 
 
+def test_the_same_search_after_it_ended_searches_anew_and_a_spent_named_study_says_so(
+    train_in_process, client, home
+):
+    search = (*SEARCH, "hydra.sweeper.n_trials=2", "max_epochs=5")
+    for _ in range(2):  # the second time, the first sweep has ended: a new one, a new study
+        status, _, err = train_in_process(*search)
+        assert status == 0, err
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    names = optuna.study.get_all_study_names(storage)
+    assert len(names) == 2
+    for name in names:
+        assert len(optuna.load_study(study_name=name, storage=storage).trials) == 2
+    parents = [r for r in all_runs(client) if r.data.tags.get("trainlab.sweep") == "parent"]
+    assert sorted(r.info.status for r in parents) == ["FINISHED", "FINISHED"]
+    # A study named on the command line is the user's: once its trials have ended, nothing runs.
+    named = (*search, f"hydra.sweeper.study_name={names[0]}")
+    status, out, err = train_in_process(*named)
+    assert status != 0
+    assert "Nothing to run: raise hydra.sweeper.n_trials above 2" in out
+    assert err.count("no job of the sweep ran") == 1, err
+    assert all(r.info.status != "RUNNING" for r in all_runs(client))
+
+
 @pytest.mark.slow
 def test_trials_in_forked_workers_prune_through_a_postgresql_study(home, client):
     """The study lives where every trial's process reaches it: here the team's PostgreSQL, the

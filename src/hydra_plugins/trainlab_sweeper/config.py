@@ -91,7 +91,7 @@ class OptunaSweeperConfig:
     # Where the study lives (an Optuna RDB URL). Null: optuna.db beside the embedded MLflow
     # store; with a tracking server, $TRAINLAB_STUDY_DB_URI (the team's PostgreSQL).
     storage: str | None = None
-    study_name: str | None = None  # null: trainlab-<the sweep's key>
+    study_name: str | None = None  # null: a new trainlab-<the sweep's key>-<8 hex> per new sweep
     n_trials: int = 20  # trials in all, a resumed sweep's included
     n_jobs: int = 2  # trials launched at once (a batch), through the configured launcher
     pruner: str = "none"  # none | median | percentile | successive_halving | hyperband

@@ -158,7 +158,9 @@ class SweepParent:
         client.set_terminated(parent, (EndStatus.FINISHED if ok else EndStatus.FAILED).value)
         problem, warning = end.stopped, None
         failed = [c for c in children if c.failed]
-        if not problem and not done:
+        if not problem and not children:
+            problem = f"no job of the sweep ran; see parent run {parent}"
+        elif not problem and not done:
             problem = (
                 f"no job of the sweep finished ({len(children)} children: {len(failed)} failed, "
                 f"{len(children) - len(failed)} pruned); see parent run {parent}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -89,10 +90,15 @@ class SweepCallback(Callback):
                     "tracking enabled (an untracked sweep continues by running the same command)"
                 )
             if is_search(config) and config.hydra.sweeper.study_name is None:
-                # A continued sweep's own study (`sweep.resume=<id>` of another command's sweep).
-                link = StudyLink.load(config.hydra.sweep.dir)
+                # A continued sweep goes on with its own study (`sweep.resume=<id>` of another
+                # command's sweep too); a new one, the same command after a sweep that ended
+                # included, gets a new study, or it would find every trial ended and run none.
+                continuing = previous is not None or explicit
+                link = StudyLink.load(config.hydra.sweep.dir) if continuing else None
                 with read_write(config.hydra), open_dict(config.hydra):
-                    config.hydra.sweeper.study_name = link.study_name if link else f"trainlab-{key}"
+                    config.hydra.sweeper.study_name = (
+                        link.study_name if link else f"trainlab-{key}-{uuid.uuid4().hex[:8]}"
+                    )
             _record = started(key, str(Path(config.hydra.sweep.dir).resolve()))
             if forks_workers(config):
                 # Imported once here, while the recorder starts: each forked worker has them,

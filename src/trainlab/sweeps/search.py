@@ -183,6 +183,11 @@ class Search:
             f"Optuna study {plan.study_name} in {shown(plan.storage)}: {ended} of {n_trials} "
             f"trials ended" + (f", {len(unfinished)} cut short to finish" if unfinished else "")
         )
+        if ended >= n_trials and not unfinished:
+            print(
+                f"Nothing to run: raise hydra.sweeper.n_trials above {ended} to search further, "
+                "or name a new study (hydra.sweeper.study_name)"
+            )
         for trial in unfinished:  # the last sweep was killed while these ran
             jobs = trial.user_attrs[JOBS_ATTR]
             self.launch(study, [(trial.number, dict(trial.params), jobs)])
