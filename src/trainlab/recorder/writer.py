@@ -266,17 +266,15 @@ class RunWriter:
 def log_files(
     client: MlflowClient, run_id: str, documents: dict[str, Any], texts: dict[str, str]
 ) -> None:
-    """The run's first files (its config as YAML, the environment as text) in one folder and one
-    `log_artifacts`: MLflow looks the run's artifact location up once per call, ~5 ms of a short
-    job's recorder time per file. A document is written the way `MlflowClient.log_dict` writes
-    a `.yaml` file."""
+    """The run's first files (its config documents as YAML, the environment as text) in one
+    folder and one `log_artifacts`: MLflow looks the run's artifact location up once per call,
+    ~5 ms of a short job's recorder time per file. A document is dumped the way
+    `MlflowClient.log_dict` dumps a `.yaml` file."""
+    dumped = {
+        name: yaml.dump(doc, indent=2, default_flow_style=False) for name, doc in documents.items()
+    }
     with tempfile.TemporaryDirectory(prefix="trainlab-start-") as folder:
-        for artifact_file, content in documents.items():
-            if not artifact_file.endswith((".yaml", ".yml")):
-                raise ValueError(f"{artifact_file}: a run's documents are YAML files")
-            text = yaml.dump(content, indent=2, default_flow_style=False)
-            texts = {**texts, artifact_file: text}
-        for artifact_file, text in texts.items():
+        for artifact_file, text in {**texts, **dumped}.items():
             path = Path(folder, artifact_file)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)

@@ -259,11 +259,8 @@ class TrackedRun:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.recorder = RecorderConnection(state["address"])
-        self.spec, self.flush_seconds, self.wait = (
-            state["spec"],
-            state["flush_seconds"],
-            state["wait"],
-        )
+        self.spec, self.flush_seconds = state["spec"], state["flush_seconds"]
+        self.wait = state["wait"]
         self.token, self._info, self._info_asked = state["token"], state["info"], None
         self._pending, self._count = {}, 0
         self._next_flush = time.monotonic() + self.flush_seconds
