@@ -298,6 +298,9 @@ def test_the_same_search_after_it_ended_searches_anew_and_a_spent_named_study_sa
     assert "Nothing to run: raise hydra.sweeper.n_trials above 2" in out
     assert err.count("no job of the sweep ran") == 1, err
     assert all(r.info.status != "RUNNING" for r in all_runs(client))
+    # What the failed sweep came to is not inherited by the next command of this process.
+    status, _, err = train_in_process("print_every=0", "max_epochs=2", "tracking.plots=false")
+    assert status == 0, err
 
 
 @pytest.mark.slow

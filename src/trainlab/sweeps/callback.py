@@ -210,8 +210,11 @@ def end_unfinished_sweep(err: BaseException) -> None:
 
 
 def sweep_problem() -> str | None:
-    """Why the sweep that just ended should exit non-zero (every job failed, or it stopped)."""
-    return _problem
+    """Why the sweep that just ended should exit non-zero (every job failed, or it stopped);
+    read once, so that a later command in the same process (a single run) does not inherit it."""
+    global _problem
+    problem, _problem = _problem, None
+    return problem
 
 
 def run_job(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
