@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -22,6 +23,7 @@ from optuna.pruners import (
     PercentilePruner,
     SuccessiveHalvingPruner,
 )
+from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from trainlab.errors import ConfigError, one_line
@@ -124,6 +126,26 @@ def build_pruner(name: str, settings: dict[str, Any]) -> BasePruner:
         ) from None
 
 
+@dataclass(frozen=True)
+class PruningGates:
+    """What the median and percentile pruners check before they compare a trial with the others
+    (optuna.pruners.PercentilePruner.prune, in its order)."""
+
+    warmup: int
+    interval: int
+    startup: int  # completed trials needed; at least one
+
+    @classmethod
+    def of(cls, pruner: str, settings: dict[str, Any]) -> PruningGates | None:
+        if pruner not in ("median", "percentile"):
+            return None  # successive halving and hyperband check their rungs before reading
+        return cls(
+            warmup=int(settings["n_warmup_steps"]),
+            interval=int(settings["interval_steps"]),
+            startup=max(int(settings["n_startup_trials"]), 1),
+        )
+
+
 class TrialHandle:
     """One trial as a job sees it: its intermediate values, the pruner's verdict, what the job
     measured. Every call writes through to the study, so the sweeper and the other trials see it."""
@@ -136,14 +158,38 @@ class TrialHandle:
         self.study = optuna.load_study(study_name=link.study_name, storage=storage, pruner=pruner)
         study_id = storage.get_study_id_from_name(link.study_name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_job.trial)
-        self.storage, self.trial_id = storage, trial_id
+        self.storage, self.study_id, self.trial_id = storage, study_id, trial_id
         self.trial = optuna.trial.Trial(self.study, trial_id)
         self.number = trial_job.trial
+        self.gates = PruningGates.of(link.pruner, link.pruning)
+        # The points reported so far, a resumed trial's earlier ones included.
+        self.points = set(storage.get_trial(trial_id).intermediate_values)
+        self.completed = 0  # trials seen COMPLETE: that count only grows
 
     def report(self, value: float, point: int) -> bool:
         """Report the objective at a report point; True when the pruner stops the trial."""
         self.trial.report(value, point)
-        return self.trial.should_prune()
+        self.points.add(point)
+        return self.may_stop() and self.trial.should_prune()
+
+    def may_stop(self) -> bool:
+        """False where the median or percentile pruner would say no: before its warm-up, off its
+        interval, while fewer trials have completed than it waits for. It finds that out only
+        after reading every finished trial (~4.5 ms a report on SQLite, a quarter of an epoch of
+        a small model), so it is asked only where it could say stop; its answer is unchanged."""
+        gates = self.gates
+        if gates is None:
+            return True
+        last = max(self.points)
+        if last < gates.warmup:
+            return False
+        nearest = (last - gates.warmup) // gates.interval * gates.interval + gates.warmup
+        earlier = max((p for p in self.points if p != last), default=-1)
+        if earlier >= nearest:  # not the first report point of its interval
+            return False
+        if self.completed < gates.startup:  # a count, not a read of every trial
+            self.completed = self.storage.get_n_trials(self.study_id, TrialState.COMPLETE)
+        return self.completed >= gates.startup
 
     def pruned(self) -> list[int] | None:
         """[report point, last step] when this trial was pruned (by its first replicate)."""
