@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
@@ -78,6 +79,24 @@ def test_run_uri_registered_alias_and_several_rows(seed_run, seed_store, capsys)
     weight = rows[0][0] - rows[2][0]  # f(5) - f(0) = 5 w
     assert rows[0][0] == pytest.approx(after, rel=1e-6)
     assert rows[1][0] == pytest.approx(rows[2][0] - weight / 5, rel=1e-5)
+
+
+@pytest.mark.parametrize("callers", ["its own store", "none"])
+def test_a_prediction_leaves_the_callers_mlflow_store_as_it_was(
+    seed_run, seed_store, tmp_path, capsys, callers
+):
+    """predict points MLflow at the run's store for its one call: a notebook that uses another
+    store (or MLflow's default) goes on with it, in MLflow and in MLFLOW_TRACKING_URI."""
+    mine = f"sqlite:///{tmp_path / 'mine.db'}" if callers != "none" else None
+    mlflow.set_tracking_uri(mine)
+    default = mlflow.get_tracking_uri()
+    try:
+        runs = f"sqlite:///{seed_store[0] / 'mlflow.db'}"
+        assert predicted(capsys, seed_run.info.run_id, "5", "--tracking-uri", runs)
+        assert mlflow.get_tracking_uri() == default != runs
+        assert os.environ.get("MLFLOW_TRACKING_URI") == mine
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 def test_csv_in_and_out(seed_run, tmp_path, capsys):

@@ -1,14 +1,17 @@
-"""A trial asks its median or percentile pruner only at report points where it could say stop
-(sweeps/study.py, PruningGates): on a real SQLite study, the trial's answers at every point are
-the pruner's own, and most points skip its read of every finished trial."""
+"""A trial's median or percentile pruner decides on a copy of the study's completed trials, and
+only at report points where it could say stop (sweeps/study.py): on a real SQLite study, with
+trials of other workers finishing meanwhile, the trial's answer at every point is the answer
+Optuna's own `Trial.should_prune` gives, and most points off the interval skip the pruner."""
 
 from __future__ import annotations
 
 import random
+import time
 
 import optuna
 import pytest
 
+from trainlab.sweeps import study as study_module
 from trainlab.sweeps.study import TrialHandle, build_pruner, open_storage
 from trainlab.sweeps.trials import StudyLink, TrialJob
 
@@ -26,13 +29,17 @@ def a_study(tmp_path, name: str, pruner: str, pruning: dict, completed: int) -> 
         study_name=name, storage=storage, pruner=build_pruner(pruner, pruning)
     )
     rng = random.Random(0)
-    for _ in range(completed):  # finished trials whose curves fall from different heights
-        trial = study.ask()
-        start = rng.uniform(0.5, 2.0)
-        for point in range(POINTS):
-            trial.report(start / (1 + point), point)
-        study.tell(trial, start / POINTS)
+    complete(study, [rng.uniform(0.5, 2.0) for _ in range(completed)])
     return study
+
+
+def complete(study: optuna.Study, heights: list[float]) -> None:
+    """Finished trials whose curves fall from these heights."""
+    for height in heights:
+        trial = study.ask()
+        for point in range(POINTS):
+            trial.report(height / (1 + point), point)
+        study.tell(trial, height / POINTS)
 
 
 def handle_for(
@@ -58,7 +65,10 @@ def the_pruners_answer(study: optuna.Study, handle: TrialHandle) -> bool:
         ("median", settings(warmup=0, interval=5, startup=0), 0),  # nothing to compare with
     ],
 )
-def test_a_trial_gets_its_pruners_own_answer_at_every_point(tmp_path, pruner, pruning, completed):
+def test_a_trial_gets_its_pruners_own_answer_at_every_point(
+    tmp_path, monkeypatch, pruner, pruning, completed
+):
+    monkeypatch.setattr(study_module, "COMPLETED_FRESH_SECONDS", 0.0)  # a new copy every report
     name = f"gates-{pruner}"
     study = a_study(tmp_path, name, pruner, pruning, completed)
     url = f"sqlite:///{tmp_path / 'study.db'}"
@@ -67,12 +77,27 @@ def test_a_trial_gets_its_pruners_own_answer_at_every_point(tmp_path, pruner, pr
         handle = handle_for(study, url, pruner, pruning, number)
         asked = 0
         for point in range(POINTS):
+            if point == POINTS // 2:  # trials of other workers finish meanwhile, far better
+                complete(study, [0.01, 0.01, 0.01])
             stop = handle.report(height / (1 + point), point)
             asked += handle.may_stop()
             assert stop == the_pruners_answer(study, handle), (height, point)
         study.tell(number, state=optuna.trial.TrialState.PRUNED)
         if pruning["interval_steps"] > 1:
             assert asked <= POINTS // pruning["interval_steps"] + 1
+
+
+def test_trials_completed_elsewhere_count_within_a_second(tmp_path):
+    pruning = settings(warmup=0, interval=1, startup=1)
+    study = a_study(tmp_path, "fresh", "median", pruning, completed=2)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    number = study.ask().number
+    handle = handle_for(study, url, "median", pruning, number)
+    assert not handle.report(0.9, 0)  # better than the two completed ones
+    complete(study, [0.01, 0.01, 0.01])  # far better ones finish in other workers
+    time.sleep(study_module.COMPLETED_FRESH_SECONDS)
+    assert handle.report(0.9 / 2, 1)
+    assert the_pruners_answer(study, handle)
 
 
 @pytest.mark.filterwarnings("ignore:The reported value is ignored")  # Optuna keeps the first

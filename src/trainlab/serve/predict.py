@@ -96,8 +96,10 @@ def one_line(err: BaseException) -> str:
 def tracking_store(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API (which resolves runs:/ and models:/) at `uri` for one call.
 
-    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ; put back as it
-    was, so that a caller in the same process (tests) keeps its own store.
+    `mlflow.set_tracking_uri` sets MLflow's own default store and MLFLOW_TRACKING_URI in
+    os.environ (it keeps the two equal); both are put back as they were, so that a caller in the
+    same process (a notebook, the Python API, tests) keeps its own store, and a later
+    `trainlab.evaluate` or MlflowClient() does not look for its runs in this one.
     """
     import mlflow
 
@@ -106,10 +108,7 @@ def tracking_store(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
+        mlflow.set_tracking_uri(saved)  # None unsets both
 
 
 def load(uri: str, tracking_uri: str) -> Any:
