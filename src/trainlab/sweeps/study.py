@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +145,9 @@ class PruningGates:
             return None
         return cls(warmup=int(settings["n_warmup_steps"]), interval=int(settings["interval_steps"]))
 
-    def open(self, points: set[int] | dict[int, float]) -> bool:
+    def open(self, points: Collection[int]) -> bool:
+        if not points:
+            return False
         last = max(points)
         if last < self.warmup:
             return False
@@ -172,17 +175,15 @@ class TrialHandle:
         self.gates = PruningGates.of(link.pruner, link.pruning)
         # What the trial has reported, a resumed trial's earlier points included (read at the
         # first report: a trial that never reports does not pay for it).
-        self.values: dict[int, float] = {}
-        self.read_earlier = False
+        self.values: dict[int, float] | None = None
         self.completed: optuna.Study | None = None
         self.copied = 0.0  # when, time.monotonic()
 
     def report(self, value: float, point: int) -> bool:
         """Report the objective at a report point; True when the pruner stops the trial."""
         self.trial.report(value, point)
-        if not self.read_earlier:
+        if self.values is None:
             self.values = dict(self.storage.get_trial(self.trial_id).intermediate_values)
-            self.read_earlier = True
         self.values.setdefault(point, float(value))  # Optuna keeps a point's first value
         if self.gates is None:  # successive halving, hyperband: they record their rungs as they go
             return bool(self.trial.should_prune())
@@ -192,7 +193,7 @@ class TrialHandle:
 
     def may_stop(self) -> bool:
         """Whether the median or percentile pruner could say stop at the last report point."""
-        return self.gates is None or self.gates.open(self.values)
+        return self.gates is None or self.gates.open(self.values or {})
 
     def completed_trials(self) -> optuna.Study:
         """The median and percentile pruners read only the study's completed trials: a copy of
@@ -213,7 +214,7 @@ class TrialHandle:
         return optuna.trial.FrozenTrial(
             number=self.number, state=TrialState.RUNNING, value=None, datetime_start=None,
             datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
-            intermediate_values=dict(self.values), trial_id=self.trial_id,
+            intermediate_values=dict(self.values or {}), trial_id=self.trial_id,
         )  # fmt: skip
 
     def pruned(self) -> list[int] | None:
