@@ -68,10 +68,14 @@ def test_server_refuses_a_database_that_does_not_answer(tmp_path):
 
 
 def test_load_through_the_authenticated_server_into_the_object_store(team, home):
-    """16 jobs (12 through the joblib launcher, 4 at a time, and 4 independent processes) of
+    """8 jobs (4 through the joblib launcher, all at once, and 4 independent processes) of
     400 steps with the default artifacts: every point, every artifact, no run left RUNNING."""
-    # Half of `python -m benchmarks.team_load`'s load: the same concurrency, half the jobs.
-    load = run_load(home, team.client_env("alice"), "team_load", sweep_jobs=12, independent=4)
+    # A quarter of `python -m benchmarks.team_load`'s load: its 8 jobs at once, one wave of them.
+    sweep_jobs, independent = 4, 4
+    load = run_load(
+        home, team.client_env("alice"), "team_load", sweep_jobs=sweep_jobs, independent=independent
+    )
+    jobs_run = sweep_jobs + independent
     for done in (load.sweep, *load.independent):
         assert done.returncode == 0, done.stderr[-3000:]
     engine = create_engine(team.database)
@@ -88,11 +92,11 @@ def test_load_through_the_authenticated_server_into_the_object_store(team, home)
             "GROUP BY m.run_uuid, m.key"), {"e": experiment}
         ).all()  # fmt: skip
     engine.dispose()
-    assert len(runs) == 17 and set(runs.values()) == {"FINISHED"}  # 16 jobs + the sweep parent
+    assert len(runs) == jobs_run + 1 and set(runs.values()) == {"FINISHED"}  # + the parent
     # Per-step metrics; system/... are samples in time (one every 10 s), not per step.
     stepped = [row for row in per_key if row[5] > 1 and not row[1].startswith("system/")]
     jobs = {row[0] for row in stepped}
-    assert len(jobs) == 16
+    assert len(jobs) == jobs_run
     for run_id, key, distinct, first, last, count in stepped:
         assert (distinct, first, last, count) == (STEPS, 0, STEPS - 1, STEPS), (run_id, key)
     for run_id in jobs:
@@ -110,9 +114,9 @@ def test_load_through_the_authenticated_server_into_the_object_store(team, home)
         assert {"checkpoints/last.ckpt", "config/resolved.yaml", "config/overrides.yaml",
                 "plots/loss.png", "plots/fit.png", "plots/residuals.png",
                 "plots/weights.png"} <= mine, run_id  # fmt: skip
-    assert sum(k.startswith("models/") and k.endswith("/MLmodel") for k in keys) == 16
+    assert sum(k.startswith("models/") and k.endswith("/MLmodel") for k in keys) == jobs_run
     assert all_runs(store(home)) == []  # nothing went to the embedded store
     print(
-        f"\nLoad: 16 jobs x {STEPS} steps, {points} metric points in {load.seconds:.1f} s: "
+        f"\nLoad: {jobs_run} jobs x {STEPS} steps, {points} metric points in {load.seconds:.1f} s: "
         f"{points / load.seconds:.0f} points/s through the authenticated server"
     )
