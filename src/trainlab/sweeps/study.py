@@ -182,7 +182,7 @@ class TrialHandle:
     def report(self, value: float, point: int) -> bool:
         """Report the objective at a report point; True when the pruner stops the trial."""
         self.trial.report(value, point)
-        if self.values is None:
+        if self.values is None:  # the first report
             self.values = dict(self.storage.get_trial(self.trial_id).intermediate_values)
         self.values.setdefault(point, float(value))  # Optuna keeps a point's first value
         if self.gates is None:  # successive halving, hyperband: they record their rungs as they go

@@ -13,8 +13,9 @@ at their next report point once their trial is pruned. At the fit's end a trial 
 measured (`fit/seconds`, `model/parameters`) in its run and in the study, for objectives.
 
 Every report is written through to the study (one RDB write, ~1 ms on SQLite), so trials in
-other processes and on other nodes see it; the pruner reads the finished trials (~4.5 ms) only at
-the points where it could stop the trial (sweeps/study.py, PruningGates).
+other processes and on other nodes see it; a median or percentile pruner is asked only at the
+points where it could stop the trial, on a copy of the completed trials read again once a second
+(sweeps/study.py, TrialHandle).
 """
 
 from __future__ import annotations
