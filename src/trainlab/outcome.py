@@ -8,17 +8,23 @@ printed as the most probable class (`f(5.1, 3.5, 1.4, 0.2) = setosa (0.98)`) and
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import lightning as L
 import torch
 
+from trainlab.callbacks.step_loss import EPOCH_LOSS
 from trainlab.config.checks import parse_x_test
+from trainlab.config.runtime import SweepConfig
 from trainlab.config.schema import TrainConfig
 from trainlab.data.custom import batches, implements
 from trainlab.data.dataset import Dataset
+from trainlab.data.samples import shapes_of
 from trainlab.engines.console import format_prediction
 from trainlab.engines.reference import References
+from trainlab.errors import ConfigError
+from trainlab.models.module import TrainlabModule
 from trainlab.tracking.messages import RunInfo
 from trainlab.tracking.store import dashboard_line
 
@@ -27,6 +33,12 @@ def prediction_rows(settings: TrainConfig, data: Dataset) -> torch.Tensor | None
     """`x_test` (the rows predicted before and after training) as an (n, n_features) tensor."""
     if settings.x_test is None:
         return None
+    if not data.is_table:
+        raise ConfigError(
+            f"x_test={settings.x_test!r}: the data's inputs are no rows of features "
+            f"({shapes_of(data.sample)}); expected x_test=null (predict with trainlab-predict)"
+        )
+    assert data.x_train is not None
     rows = parse_x_test(settings.x_test, data.n_features)
     return torch.tensor(rows, dtype=data.x_train.dtype)
 
@@ -42,6 +54,10 @@ def predict(
         output = module.to("cpu")(data.scale(x))
         probabilities = getattr(module, "probabilities", None)
         return probabilities(output) if probabilities is not None and data.classes else output
+
+
+# A module's own end value of its training loss, in the order trainlab prefers them.
+TRAIN_LOSS_NAMES = ("train/loss_epoch", "train/loss", EPOCH_LOSS)
 
 
 def prediction_metrics(pred: torch.Tensor, prefix: str) -> dict[str, float]:
@@ -62,11 +78,18 @@ def first_metrics(before: torch.Tensor | None, refs: References) -> dict[str, fl
 
 
 def final_losses(
-    module: L.LightningModule, data: Dataset, compute: Callable[..., torch.Tensor]
+    module: L.LightningModule,
+    data: Dataset,
+    compute: Callable[..., torch.Tensor],
+    logged: dict[str, float],
 ) -> dict[str, float]:
-    """Loss over the whole training (and validation) set with the trained weights."""
+    """Loss over the whole training (and validation) set with the trained weights, where
+    trainlab can compute it (its own module; a user's module on (inputs, targets) batches whose
+    outputs the configured loss takes); else what the module's own steps gave (`logged`)."""
     module = module.to("cpu")
     if data.datamodule is not None:
+        if not scorable(module, data, compute):
+            return logged_losses(logged)
         return loader_losses(module, data.datamodule, compute)
     with torch.no_grad():
         losses = {"final/train_loss": compute(module(data.x_train), data.y_train).item()}
@@ -94,6 +117,60 @@ def loader_losses(
                 rows += len(x)
             losses[name] = total / rows
     return losses
+
+
+def scorable(
+    module: L.LightningModule, data: Dataset, compute: Callable[..., torch.Tensor]
+) -> bool:
+    """Whether the configured loss takes the module's outputs for the sample's targets: always
+    for trainlab's own module; for a user's, tried on the sample's first rows."""
+    if isinstance(module, TrainlabModule):
+        return True
+    if data.x_train is None or data.y_train is None:
+        return False
+    x, y = data.x_train[:2], data.y_train[:2]
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error")  # a broadcast mismatch warns before it is wrong
+            output = module(x.to(module.dtype) if x.is_floating_point() else x)
+            if not isinstance(output, torch.Tensor):
+                return False
+            if y.is_floating_point() and output.shape != y.shape:
+                return False
+            compute(output, y)
+    except Exception:
+        return False
+    return True
+
+
+def logged_losses(logged: dict[str, float]) -> dict[str, float]:
+    """A module's own end values as the run's final losses: its epoch train/loss (or the mean
+    loss its steps returned in the last epoch) and its val/loss."""
+    losses = {}
+    train = next((logged[k] for k in TRAIN_LOSS_NAMES if k in logged), None)
+    if train is not None:
+        losses["final/train_loss"] = train
+    if "val/loss" in logged:
+        losses["final/val_loss"] = logged["val/loss"]
+    return losses
+
+
+def objective_of(sweep: SweepConfig, final: dict[str, float], logged: dict[str, float]) -> float:
+    """What a sweeper ranks the job by: `sweep.objective` (a final metric, or one the module
+    logged), by default the final val loss, else the final train loss. An objective the run
+    never logged is one line."""
+    name = sweep.objective
+    if name is None:
+        value = final.get("final/val_loss", final.get("final/train_loss"))
+        return float("nan") if value is None else value
+    for candidates in (final, logged):
+        if name in candidates:
+            return float(candidates[name])
+    known = sorted({*final, *logged} - {EPOCH_LOSS})
+    raise ConfigError(
+        f"sweep.objective={name!r}: the run never logged it; expected one of the metrics it "
+        f"logged: {', '.join(known) or '(none)'}"
+    )
 
 
 def spec(settings: TrainConfig) -> str:

@@ -19,10 +19,10 @@ from trainlab.config.checks import check_with_data
 from trainlab.config.runtime import DeviceConfig
 from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.config.training import task_of
-from trainlab.data.custom import check_dtype
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
 from trainlab.engines.base import FitContext, ResumePoint
+from trainlab.engines.checkpoint_trust import trusted_globals
 from trainlab.engines.ranks import is_tracking_process
 from trainlab.engines.reference import References, references
 from trainlab.engines.trajectory import RowSpec, row_keys
@@ -34,6 +34,7 @@ from trainlab.models.module import TrainlabModule
 from trainlab.outcome import (
     final_losses,
     first_metrics,
+    objective_of,
     predict,
     prediction_metrics,
     prediction_rows,
@@ -49,7 +50,8 @@ from trainlab.tracking.client import TrackingTarget
 def run(
     settings: TrainConfig, target: TrackingTarget | None, resume_from: ResumePoint | None = None
 ) -> JobResult:
-    """One job: its objective for sweepers (final val loss, else train loss) and its record."""
+    """One job: its objective for sweepers (sweep.objective; by default the final val loss,
+    else the final train loss) and its record."""
     quiet_libraries()
     speaks = is_tracking_process(settings.device)  # DDP ranks > 0 train silently
     with handle_interrupts() as interrupts, run_session(target, settings) as session:
@@ -59,58 +61,59 @@ def run(
         x_test = prediction_rows(settings, data)
         before = predict(module, data, x_test) if resume_from is None else None
         rows = row_spec(settings, data, module, speaks)
-        ranked_by = check_with_references(settings, module, rows, data)
-        first = first_metrics(before, rows.references)
-        run = session.open(accelerator, data, module, first, resume_from)
+        ranked_by = check_before_open(settings, module, rows, data, resume_from)
+        run = session.open(
+            accelerator, data, module, first_metrics(before, rows.references), resume_from
+        )
         if before is not None and speaks:
             print_before(settings, data, x_test, before)
         context = FitContext(
-            settings=settings,
-            data=data,
-            module=module,
-            accelerator=accelerator,
-            run=run,
-            interrupts=interrupts,
-            checkpoint_dir=checkpoint_folder(resume_from),
-            ranking_metric=ranked_by,
-            rows=rows,
-            resume_from=resume_from,
-        )
+            settings=settings, data=data, module=module, accelerator=accelerator, run=run,
+            interrupts=interrupts, checkpoint_dir=checkpoint_folder(resume_from),
+            ranking_metric=ranked_by, rows=rows, resume_from=resume_from,
+        )  # fmt: skip
         result = instantiate(settings.engine, _convert_="all").fit(context)
         interrupts.raise_if_received(result.steps, result.checkpoint)  # the run ends KILLED
         after = predict(module, data, x_test)
-        losses = final_losses(module, data, loss_of(settings, module))
+        losses = final_losses(module, data, loss_of(settings, module), result.logged)
         predicted = prediction_metrics(after, "pred/after") if after is not None else {}
         info = session.finish(Ending(result.steps, {**losses, **predicted}, module))
     if speaks:
         print_outcome(settings, data, x_test, after, losses, rows.references, info)
     final = {**losses, **predicted, **(info.metrics if info is not None else {})}
-    objective = losses.get("final/val_loss", losses["final/train_loss"])
+    objective = objective_of(settings.sweep, final, result.logged)
     return JobResult(objective=objective, config=as_plain_dict(settings), metrics=final, info=info)
 
 
 def load_data(settings: TrainConfig) -> Dataset:
-    """The rows in the run's dtype, checked against what the config asks of them."""
-    dtype = torch.float64 if settings.device.precision == "64" else torch.float32
+    """The rows in the run's dtype, checked against what the config asks of them; a
+    datamodule's batches are what it gives (checked against the model when it is built)."""
     data = load_dataset(settings.data, settings.seed, task_of(settings.loss))
-    check_dtype(data, dtype)  # a datamodule's batches are what it gives, not cast
-    data = data.cast(dtype)
+    if data.datamodule is not None:
+        return data
+    data = data.cast(run_dtype(settings))
     check_with_data(settings, len(data.x_train), data.n_features)
     return data
 
 
+def run_dtype(settings: TrainConfig) -> torch.dtype:
+    return torch.float64 if settings.device.precision == "64" else torch.float32
+
+
 def new_module(settings: TrainConfig, data: Dataset) -> L.LightningModule:
-    """The module, built after seeding (its first weights follow `seed`), in the data's dtype,
+    """The module, built after seeding (its first weights follow `seed`), in the run's dtype,
     its output checked against the targets on two rows."""
     L.seed_everything(settings.seed, verbose=False)
-    module = build_module(settings, data).to(data.x_train.dtype)
-    check_output(module, data, output_size(settings, data))
+    module = build_module(settings, data).to(run_dtype(settings))
+    if isinstance(module, TrainlabModule):
+        check_output(module, data, output_size(settings, data))
     return module
 
 
 def check_output(module: L.LightningModule, data: Dataset, width: int) -> None:
     """One line before the run opens when the model's output cannot match the targets. A model
     whose forward raises is left to the fit, where the run records its traceback."""
+    assert data.x_train is not None  # trainlab's module trains on (inputs, targets) pairs
     rows = data.x_train[:2]
     try:
         with torch.no_grad():
@@ -143,22 +146,31 @@ def row_spec(
     )
 
 
-def check_with_references(
-    settings: TrainConfig, module: L.LightningModule, rows: RowSpec, data: Dataset
+def check_before_open(
+    settings: TrainConfig,
+    module: L.LightningModule,
+    rows: RowSpec,
+    data: Dataset,
+    resume_from: ResumePoint | None,
 ) -> str:
     """What can only be checked once the data and the references exist, before the MLflow run
-    opens: early_stop.ols_gap needs the least-squares reference, checkpoint.monitor a metric
-    this run records (returned: what the best checkpoints are ranked by)."""
+    opens: a resumed checkpoint rebuilds only classes the run's config names,
+    early_stop.ols_gap needs the least-squares reference, checkpoint.monitor a metric this run
+    records (returned: what the best checkpoints are ranked by)."""
+    if resume_from is not None:
+        where = f"resume={resume_from.run_id}"
+        trusted_globals(resume_from.checkpoint, as_plain_dict(settings), where)
     if settings.early_stop.ols_gap is not None and rows.references.ols_loss is None:
         raise ConfigError(
             f"early_stop.ols_gap={settings.early_stop.ols_gap}: there is no least-squares "
             "reference for this run (a linear model on loss=mse, at most 10 million training "
             "values); expected early_stop.ols_gap=null"
         )
+    validated = data.x_val is not None or data.val_sample is not None
     if not isinstance(module, TrainlabModule):  # a module of the user's logs what it logs
-        default = "val/loss" if data.x_val is not None else "train/loss"
+        default = "val/loss" if validated else "train/loss"
         return settings.checkpoint.monitor or default
-    return ranking_metric(settings.checkpoint, row_keys(module, rows), data.x_val is not None)
+    return ranking_metric(settings.checkpoint, row_keys(module, rows), validated)
 
 
 def checkpoint_folder(resume_from: ResumePoint | None) -> Path:

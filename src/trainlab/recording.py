@@ -20,6 +20,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 
+from trainlab.config.data import not_applicable
 from trainlab.config.flat import flatten
 from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.data.dataset import Dataset
@@ -95,7 +96,12 @@ class RunSession:
             "config/resolved.yaml": resolved,
             "config/overrides.yaml": {"overrides": task_overrides()},
         }
-        params = {k: str(v) for k, v in flatten(resolved).items()}
+        skipped = not_applicable(self.settings.data)
+        params = {
+            k: str(v)
+            for k, v in flatten(resolved).items()
+            if not any(k == f"data.{key}" for key in skipped)
+        }
         changes = git_changes()
         texts = {"environment/git.diff": changes[1]} if changes and changes[0] else {}
         lineage = self.data.lineage if self.data is not None else ()
@@ -131,12 +137,19 @@ class RunSession:
         if self.run is None:
             return None
         tracking = self.settings.tracking
+        model = model_payload(self.data, ending.module, tracking) if tracking.log_model else None
+        if tracking.log_model and model is None:
+            print(
+                "trainlab-train: note: no model logged: its forward does not take one tensor of "
+                "the batches' inputs (MLflow's PyTorch models take one array); "
+                "tracking.log_model=false says so once and for all"
+            )
         report = FinalReport(
             status=EndStatus.FINISHED,
             step=max(ending.steps - 1, 0),
             metrics=ending.metrics,
             plots=plot_data(self.data, ending.module) if tracking.plots else None,
-            model=model_payload(self.data, ending.module, tracking) if tracking.log_model else None,
+            model=model,
             evaluation=evaluation(self.data, ending.module),
         )
         assert self.target is not None

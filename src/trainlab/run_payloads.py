@@ -21,6 +21,7 @@ from trainlab.models.linear import ClassProbabilities, StandardizedModel
 from trainlab.models.portable import to_bytes
 from trainlab.tracking.payloads import Evaluation, ModelPayload, PlotData
 
+EVALUATION_BATCH = 4096  # held-out rows scored this many at a time (images are large)
 PLOT_ROWS = 2000  # the fit and residual plots show at most this many rows of each split
 
 
@@ -35,11 +36,13 @@ def answers(network: nn.Module, data: Dataset) -> nn.Module:
 
 
 def plot_data(data: Dataset | None, module: L.LightningModule | None) -> PlotData:
-    """A sample of the rows, in raw units, with the trained network's predictions."""
-    if data is None or module is None:
+    """A sample of the rows, in raw units, with the trained network's predictions: where the
+    batches are (inputs, targets) pairs whose outputs the targets can be set against (the fit
+    and residuals of a table's rows; the confusion matrix of a classifier on any inputs)."""
+    if data is None or module is None or not comparable(data, module):
         return PlotData(x={}, y={}, predicted={}, feature_names=[], target_names=[])
+    assert data.x_train is not None and data.y_train is not None
     network = answers(network_of(module).to("cpu"), data)
-    dtype = next(network.parameters()).dtype
     splits = {"train": (data.x_train, data.y_train)}
     if data.x_val is not None and data.y_val is not None:
         splits["validation"] = (data.x_val, data.y_val)
@@ -47,8 +50,9 @@ def plot_data(data: Dataset | None, module: L.LightningModule | None) -> PlotDat
     for name, (rows, targets) in splits.items():
         rows, targets = rows[:PLOT_ROWS], targets[:PLOT_ROWS]
         with torch.no_grad():
-            predicted[name] = network(rows.to(dtype)).double().numpy()
-        x[name] = data.unscale(rows.double()).numpy()
+            predicted[name] = network(as_input(rows, network)).double().numpy()
+        # Inputs that are no rows of features (images, sequences) have no columns to plot.
+        x[name] = data.unscale(rows.double()).numpy() if data.is_table else np.zeros((len(rows), 0))
         y[name] = targets.double().numpy()
     return PlotData(
         x=x,
@@ -58,6 +62,32 @@ def plot_data(data: Dataset | None, module: L.LightningModule | None) -> PlotDat
         target_names=data.target_names,
         classes=data.classes,
     )
+
+
+def comparable(data: Dataset, module: L.LightningModule) -> bool:
+    """Whether the model's answers for the sample's inputs can be set against its targets: a
+    classifier's one score per class, a regression's one value per target."""
+    if data.x_train is None or data.y_train is None:
+        return False
+    try:
+        with torch.no_grad():
+            output = network_of(module).to("cpu")(as_input(data.x_train[:2], network_of(module)))
+    except Exception:  # a forward that does not take the inputs alone (a user's module)
+        return False
+    if not isinstance(output, torch.Tensor):
+        return False
+    if data.classes:
+        width = 1 if len(data.classes) == 2 and output.shape[-1] == 1 else len(data.classes)
+        return output.shape == (2, width) and data.y_train.ndim == 1
+    return output.shape == data.y_train[:2].shape
+
+
+def as_input(x: torch.Tensor, network: nn.Module) -> torch.Tensor:
+    """Rows in the network's dtype (float inputs; token ids stay integers)."""
+    if not x.is_floating_point():
+        return x
+    parameter = next(network.parameters(), None)
+    return x.to(parameter.dtype) if parameter is not None else x
 
 
 def servable_model(network: nn.Module, data: Dataset) -> StandardizedModel:
@@ -72,14 +102,54 @@ def servable_model(network: nn.Module, data: Dataset) -> StandardizedModel:
 
 def model_payload(
     data: Dataset | None, module: L.LightningModule, tracking: TrackingConfig
-) -> ModelPayload:
+) -> ModelPayload | None:
+    """The model as it is served, or None where its input is not one tensor (a module of the
+    user's whose forward does not take its batches' inputs alone)."""
     assert data is not None
+    if not data.is_table:
+        return tensor_model_payload(data, module, tracking)
+    assert data.x_train is not None
     model = servable_model(network_of(module), data)
     # A few raw training rows; at least two, so that torch.export keeps the batch size free.
     rows = data.unscale(data.x_train[:5].to("cpu")).to(model.mean.dtype)
     rows = rows if len(rows) > 1 else rows.repeat(2, 1)
     with torch.no_grad():
         output = model(rows).numpy()
+    return payload(model, rows, output, data, tracking)
+
+
+def tensor_model_payload(
+    data: Dataset, module: L.LightningModule, tracking: TrackingConfig
+) -> ModelPayload | None:
+    """Inputs of any rank (images, sequences, token ids): the network as it is (a classifier's
+    answers as probabilities where its outputs are one score per class), its example the
+    sample's inputs: the pair's inputs, or a batch that is one tensor."""
+    inputs = data.x_train if data.x_train is not None else data.sample
+    if not isinstance(inputs, torch.Tensor):
+        return None  # MLflow's PyTorch flavor takes one array; a dict batch has no such input
+    scored = comparable(data, module)
+    network = network_of(module).to("cpu")
+    network = answers(network, data) if scored else network
+    rows = as_input(inputs[:5].detach().cpu(), network)
+    rows = rows if len(rows) > 1 else torch.cat([rows, rows])  # torch.export: a free batch size
+    try:
+        with torch.no_grad():
+            output = network.eval()(rows)
+    except Exception:  # its forward does not take the inputs alone
+        return None
+    if not isinstance(output, torch.Tensor):
+        return None
+    return payload(network, rows, output.numpy(), data, tracking, data.classes if scored else ())
+
+
+def payload(
+    model: nn.Module,
+    rows: torch.Tensor,
+    output: np.ndarray,
+    data: Dataset,
+    tracking: TrackingConfig,
+    classes: tuple[str, ...] | None = None,
+) -> ModelPayload:
     return ModelPayload(
         # As bytes with its classes: the recorder process may not import a user's package.
         module=to_bytes(model),
@@ -90,13 +160,13 @@ def model_payload(
         register=tracking.register,
         alias=tracking.alias,
         format=tracking.model_format,
-        classes=data.classes,
+        classes=data.classes if classes is None else classes,
     )
 
 
 def evaluation(data: Dataset | None, module: L.LightningModule | None) -> Evaluation | None:
     """The held-out rows' targets and the trained model's predictions for them, or None."""
-    if data is None or module is None:
+    if data is None or module is None or not comparable(data, module):
         return None
     held_out = test_rows(data.datamodule) if data.datamodule is not None else None
     x_test, y_test = held_out if held_out is not None else (data.x_test, data.y_test)
@@ -104,7 +174,12 @@ def evaluation(data: Dataset | None, module: L.LightningModule | None) -> Evalua
         return None
     network = answers(network_of(module).to("cpu"), data)
     with torch.no_grad():
-        predicted = network(x_test.to(next(network.parameters()).dtype)).double().numpy()
+        predicted = np.concatenate(
+            [
+                network(as_input(part, network)).double().numpy()
+                for part in x_test.split(EVALUATION_BATCH)
+            ]
+        )
     if data.classes:  # float32 softmax rows sum to 1 within 1e-7; scikit-learn's log loss warns
         predicted = predicted / predicted.sum(axis=1, keepdims=True)
     targets = y_test.numpy() if data.classes else y_test.double().numpy()

@@ -51,3 +51,38 @@ def learning_rate(trainer: L.Trainer) -> float | None:
     """The first optimizer's current learning rate (a Python float: no device sync)."""
     optimizers = trainer.optimizers
     return optimizers[0].param_groups[0]["lr"] if optimizers else None
+
+
+EPOCH_LOSS = "train/epoch_loss"  # FitResult.logged's key for EpochLoss's mean
+
+
+class EpochLoss(L.Callback):
+    """The mean of the losses `training_step` returned over the last training epoch: the final
+    training loss of a LightningModule of the user's, whose batches trainlab does not unpack.
+    The sum stays a tensor on the module's device until the epoch ends (no sync per step)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+        self.mean: float | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.total, self.count = None, 0
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            loss = loss.detach().float()
+            self.total = loss if self.total is None else self.total + loss
+            self.count += 1
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.total is not None and self.count:
+            self.mean = float(self.total) / self.count

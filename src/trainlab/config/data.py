@@ -248,3 +248,11 @@ def as_yaml(value: Any) -> str:
     return (
         "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     )
+
+
+def not_applicable(data: Any) -> tuple[str, ...]:
+    """The `data` keys that say nothing of a run on this data (recorded in its config file, not
+    as params): trainlab's own row handling, for a datamodule that makes its own loaders."""
+    if isinstance(data, CustomDataConfig):
+        return (*NOT_FOR_DATAMODULES, "x_test")
+    return tuple(getattr(data, "NOT_APPLICABLE", ()))

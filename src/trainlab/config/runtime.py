@@ -44,6 +44,7 @@ class DeviceConfig:
 
 
 CLIP_ALGORITHMS = ("norm", "value")
+DIRECTIONS = ("minimize", "maximize")
 
 
 @dataclass
@@ -235,10 +236,19 @@ class SweepConfig:
     # A sweep's parent run id: continue that sweep (its folder, children, study). Null: the
     # same command continues its last sweep unless that one ended (FINISHED or FAILED).
     resume: str | None = None
+    # What a sweep ranks its jobs by, an Optuna search optimizes and its pruner watches: any
+    # metric the run records at its end (final/..., test/...) or the module logs with self.log
+    # (val/acc). Null: final/val_loss, else final/train_loss.
+    objective: str | None = None
+    direction: str = "minimize"  # minimize | maximize: which way the objective is better
 
     def __post_init__(self) -> None:
         count = self.replicates
         require(count >= 1, "sweep.replicates", count, "an integer >= 1 (1: one seed each)")
+        _one_of("sweep.direction", self.direction, DIRECTIONS)
+        if self.objective is not None:
+            name = self.objective.strip()
+            require(bool(name), "sweep.objective", self.objective, "a metric name like val/acc")
 
 
 @dataclass

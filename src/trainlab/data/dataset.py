@@ -1,11 +1,18 @@
 """The rows of a run: training, validation and test tensors on the CPU, features float64 (raw
 units, or standardized with the mean and std of the training rows only), targets float64 of shape
 (N, n_targets) for regression or int64 class indices of shape (N,) for classification. Engines
-cast and move them."""
+cast and move them.
+
+A LightningDataModule's data (`datamodule` set) is a sample instead: its first batch as it came
+(`sample`, any structure), and `x_train`/`y_train` only where that batch is an (inputs, targets)
+pair, with inputs of any rank. What trainlab derives from a table (feature names, references,
+standardization, the fit plots) applies where `is_table`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import lightning as L
 import torch
@@ -15,8 +22,8 @@ from trainlab.data.lineage import DataRecord
 
 @dataclass(frozen=True)
 class Dataset:
-    x_train: torch.Tensor
-    y_train: torch.Tensor
+    x_train: torch.Tensor | None
+    y_train: torch.Tensor | None
     x_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
     feature_names: list[str] = field(default_factory=list)
@@ -33,15 +40,27 @@ class Dataset:
     # data=custom: the user's LightningDataModule, which the Trainer fits with; the tensors above
     # are then its first batches (a sample: shapes, plots, the model's signature).
     datamodule: L.LightningDataModule | None = None
+    sample: Any = None  # a datamodule's first training batch, of any structure
+    val_sample: Any = None  # ... and its first validation batch
+
+    @property
+    def is_table(self) -> bool:
+        """Rows of features: (N, features) float inputs, as trainlab's own sources give."""
+        x = self.x_train
+        return x is not None and x.ndim == 2 and x.is_floating_point()
 
     @property
     def n_features(self) -> int:
-        return self.x_train.shape[1]
+        """Features per row: a table's columns; the size of one input, flattened, otherwise."""
+        if self.x_train is None:
+            return 0
+        return math.prod(self.x_train.shape[1:])
 
     @property
     def n_targets(self) -> int:
         """Target columns: one label column for classification."""
-        return 1 if self.y_train.ndim == 1 else self.y_train.shape[1]
+        y = self.y_train
+        return 1 if y is None or y.ndim == 1 else y.shape[1]
 
     @property
     def n_classes(self) -> int:

@@ -36,6 +36,7 @@ class DataRecord:
     targets: tuple[str, ...]
     rows: int
     classes: tuple[str, ...] = ()  # a label target's class names in index order
+    tensors: str = ""  # a datamodule's first batch: each tensor's shape and dtype
 
 
 def digest(
@@ -45,8 +46,18 @@ def digest(
     targets: list[str],
     classes: tuple[str, ...] = (),
 ) -> str:
+    return digest_arrays([x, y], features, targets, classes)
+
+
+def digest_arrays(
+    arrays: list[np.ndarray],
+    features: list[str],
+    targets: list[str],
+    classes: tuple[str, ...] = (),
+) -> str:
+    """The digest of any number of arrays (every tensor a datamodule's batch holds)."""
     sha = hashlib.sha1(usedforsecurity=False)
-    for array in (x, y):
+    for array in arrays:
         array = np.ascontiguousarray(array, dtype=np.float64)
         sha.update(repr(array.shape).encode())
         sha.update(memoryview(array).cast("B"))

@@ -93,6 +93,10 @@ class FitContext:
 class FitResult:
     steps: int  # optimizer steps taken in total (a resumed fit counts the earlier ones)
     checkpoint: Path | None = None  # the last checkpoint written, when the engine writes them
+    # The scalars the module logged with self.log, as the fit left them (Lightning's
+    # callback_metrics), and the mean training loss of its last epoch: what a module of the
+    # user's that trainlab cannot score itself ends with.
+    logged: dict[str, float] = field(default_factory=dict)
 
 
 class Engine(Protocol):

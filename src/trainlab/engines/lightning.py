@@ -30,13 +30,17 @@ from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
 from trainlab.callbacks.checkpoints import CommitCheckpoints
 from trainlab.callbacks.from_config import build_callbacks
-from trainlab.callbacks.logger import RecorderLogger
+from trainlab.callbacks.logger import EpochEnds, RecorderLogger
 from trainlab.callbacks.rows import ROW_METRICS, StepRows
+from trainlab.callbacks.step_loss import EPOCH_LOSS, EpochLoss
 from trainlab.config.runtime import EngineConfig
+from trainlab.config.schema import as_plain_dict
 from trainlab.data.batches import lightning_data
 from trainlab.engines import distributed
 from trainlab.engines.base import FitContext, FitResult
+from trainlab.engines.checkpoint_trust import trusted_loading
 from trainlab.errors import RecorderStopped, one_line
+from trainlab.models.module import TrainlabModule
 
 MAX_ROLLBACKS = 5  # a recorder that stops more often than this in one fit ends the run
 
@@ -78,6 +82,10 @@ class LightningEngine(EngineConfig):
             *distributed.callbacks(settings.device),
             *build_callbacks(settings.callbacks, context),
         ]
+        if not isinstance(context.module, TrainlabModule):  # its losses come from its steps
+            callbacks.append(EpochLoss())
+        if context.run is not None:
+            callbacks.append(EpochEnds())
         trainer = build_trainer(context, callbacks)
         data_module = context.data.datamodule or lightning_data(
             context.data,
@@ -86,12 +94,28 @@ class LightningEngine(EngineConfig):
             settings.seed,
             loader_state=resume.loader_states[0] if resume and resume.loader_states else None,
         )
-        ckpt_path = str(resume.checkpoint) if resume is not None else None
-        trainer.fit(context.module, datamodule=data_module, ckpt_path=ckpt_path)
+        checkpoint = resume.checkpoint if resume is not None else None
+        # Its objects (a module's hyper-parameters) rebuilt only where the run's config names them.
+        with trusted_loading(
+            checkpoint, as_plain_dict(settings), f"resume={resume and resume.run_id}"
+        ):
+            trainer.fit(
+                context.module, datamodule=data_module, ckpt_path=checkpoint and str(checkpoint)
+            )
         saver = next((c for c in callbacks if isinstance(c, CommitCheckpoints)), None)
         if context.run is not None and saver is not None and saver.saved is not None:
             context.run.fit_ended()
-        return FitResult(distributed.steps_done(trainer), saver.saved if saver else None)
+        logged = {
+            name: float(value)
+            for name, value in trainer.callback_metrics.items()
+            if isinstance(value, torch.Tensor) and value.numel() == 1
+        }
+        epoch_loss = next((c for c in callbacks if isinstance(c, EpochLoss)), None)
+        if epoch_loss is not None and epoch_loss.mean is not None:
+            logged.setdefault(EPOCH_LOSS, epoch_loss.mean)
+        return FitResult(
+            distributed.steps_done(trainer), saver.saved if saver else None, logged=logged
+        )
 
 
 class FitStart:

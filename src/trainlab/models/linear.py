@@ -26,7 +26,8 @@ class LinearRegression(nn.Module):
                     param.fill_(value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x)
+        # Inputs of higher rank (an image) are one row of features each.
+        return self.lin(x if x.ndim <= 2 else x.flatten(1))
 
 
 class StandardizedModel(nn.Module):

@@ -1,4 +1,4 @@
-"""`model=mlp`: a small fully connected network for tabular rows."""
+"""`model=mlp`: a small fully connected network for tabular rows (or any input, flattened)."""
 
 from __future__ import annotations
 
@@ -44,4 +44,5 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
-        return self.net(x)
+        # Inputs of higher rank (an image) are one row of features each.
+        return self.net(x if x.ndim <= 2 else x.flatten(1))

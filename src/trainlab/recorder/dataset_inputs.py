@@ -37,13 +37,15 @@ def source_of(record: DataRecord) -> DatasetSource:
 
 def dataset_input(record: DataRecord) -> DatasetInput:
     columns = [*record.features, *record.targets]
-    schema = Schema([ColSpec(DataType.double, name) for name in columns])
+    # Data that is no table (images, sequences, dict batches) has tensors, not columns.
+    schema = Schema([ColSpec(DataType.double, name) for name in columns]) if columns else None
     dataset = MetaDataset(source_of(record), record.name, record.digest, schema)
     profile = {
         "num_rows": record.rows,
         "num_columns": len(columns),
         "features": list(record.features),
         "targets": list(record.targets),
+        **({"tensors": record.tensors} if record.tensors else {}),
     }
     entity = Dataset(**dataset.to_dict(), profile=json.dumps(profile))
     return DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, record.context)])

@@ -25,7 +25,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -35,7 +34,8 @@ from trainlab.config.checkpoint import RESUMABLE_KEYS
 from trainlab.config.checks import config_from_record, override_key
 from trainlab.config.flat import flatten
 from trainlab.engines.base import ResumePoint
-from trainlab.errors import ConfigError
+from trainlab.engines.checkpoint_trust import read_metadata
+from trainlab.errors import ConfigError, one_line
 from trainlab.paths import resolve_user_path, task_overrides, tracking_uri, unwritable_reason
 from trainlab.tracking.client import RecorderConnection, RecorderError, private_recorder
 from trainlab.tracking.messages import EndStatus, FetchRequest, Reply, ResumeQuery, ResumeState
@@ -159,26 +159,32 @@ def committed_checkpoint(
     """The newest readable checkpoint at or after the run's commit mark: the job folder's
     `last.ckpt` if it qualifies, else the run's artifact."""
     local = Path(state.checkpoint_dir) / LAST if state.checkpoint_dir else None
-    if local is not None and _step(local, state.committed_step) is not None:
+    local_problem = _unusable(local, state.committed_step) if local is not None else "not kept"
+    if local is not None and local_problem is None:
         return resume_point(state.run_id, local, continue_in(state))
     files = fetch(recorder, uri, state.run_id, target, folder, (CHECKPOINT_ARTIFACT,))
     artifact = Path(files[CHECKPOINT_ARTIFACT])
-    if _step(artifact, state.committed_step) is None:
+    problem = _unusable(artifact, state.committed_step)
+    if problem is not None:
         raise ConfigError(
-            f"resume={target!r}: run {state.run_id}'s checkpoint {CHECKPOINT_ARTIFACT} cannot be "
-            f"read or is older than its committed step {state.committed_step} (the job folder's "
-            f"{local or LAST} is missing too); start a new run"
+            f"resume={target!r}: run {state.run_id}'s checkpoint {CHECKPOINT_ARTIFACT} {problem}, "
+            f"and the job folder's {local or LAST} {local_problem}; start a new run"
         )
     return resume_point(state.run_id, artifact, continue_in(state))
 
 
-def _step(path: Path, committed: int | None) -> int | None:
-    """The checkpoint's global step when it is readable and not behind the commit mark."""
+def _unusable(path: Path, committed: int | None) -> str | None:
+    """Why the checkpoint cannot continue the run (missing, unreadable and why, behind the
+    commit mark), or None when it can."""
+    if not path.is_file():
+        return "is missing"
     try:
         step = int(_load(path)["global_step"])
-    except Exception:  # missing, torn by a kill during a copy, not a checkpoint
-        return None
-    return step if committed is None or step >= committed else None
+    except Exception as err:  # torn by a kill during a copy, not a checkpoint
+        return f"cannot be read ({one_line(err)})"
+    if committed is not None and step < committed:
+        return f"holds step {step}, older than the committed step {committed}"
+    return None
 
 
 def resume_point(run_id: str, checkpoint: Path, folder: Path | None) -> ResumePoint:
@@ -257,7 +263,8 @@ def _no_run(target: str, run_id: str, uri: str) -> ConfigError:
 
 
 def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint's bookkeeping, read as data (engines/checkpoint_trust.py)."""
+    return read_metadata(path)
 
 
 def _run_id_in(path: Path, target: str) -> str:
