@@ -17,6 +17,7 @@ import sys
 from typing import NoReturn
 
 import hydra
+import psutil
 from omegaconf import DictConfig
 
 from trainlab.config.schema import register_configs
@@ -110,12 +111,24 @@ def cli() -> NoReturn:
     """The console script: main(), then exit without unloading the libraries (everything the
     run owes is durable once main() returns: the recorder answered for it)."""
     status = main()
-    if "joblib.externals.loky" in sys.modules:
+    if has_joblib_workers():
         # A parallel sweep's main process (light: no torch, no MLflow): exit normally, so that
         # joblib's exit handler stops its idle worker processes instead of orphaning them.
         logging.shutdown()  # the job's log file
         sys.exit(status)
     exit_now(status)
+
+
+def has_joblib_workers() -> bool:
+    """Whether joblib's loky workers run under this process (scikit-learn imports loky in
+    any run; only a joblib sweep's main process starts workers)."""
+    if "joblib.externals.loky" not in sys.modules:
+        return False
+    try:
+        children = psutil.Process().children()
+        return any("loky" in " ".join(child.cmdline()) for child in children)
+    except psutil.Error:
+        return True  # unsure: the normal exit stops them, only slower
 
 
 if __name__ == "__main__":

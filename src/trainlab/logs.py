@@ -24,6 +24,9 @@ HARMLESS_WARNINGS = (
     # started without srun there is an ordinary local run; SLURM jobs of the `slurm` launcher
     # do run under srun, and trainlab picks the DDP strategy itself (engines/distributed.py).
     ".*The `srun` command is available on your system but is not used.*",
+    # lightning-hydra-template's pattern (a network in save_hyperparameters): its checkpoint
+    # holds the network twice, which trainlab loads as data (engines/checkpoint_trust.py).
+    ".*is an instance of `nn.Module` and is already saved during checkpointing.*",
 )
 
 

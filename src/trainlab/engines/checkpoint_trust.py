@@ -5,7 +5,7 @@ by running whatever code the file names.
 
 trainlab allows exactly what the run's own recorded config names: every `_target_` and `target`
 class in it (the user's LightningModule, its network, `torch.optim.Adam` behind a `_partial_`),
-`functools.partial` (how Hydra hands over a partial), torch's own layers (`torch.nn.modules`),
+`functools.partial` and Hydra's subclass of it (how `_partial_: true` hands over a partial), torch's own layers (`torch.nn.modules`),
 and the nn.Module classes of a module the config names (a network's own blocks). Anything else a
 checkpoint would rebuild is refused with one line that names it. The run's config comes from the
 run's own store (resume, rerun, fork), so a checkpoint can only rebuild classes its run trained.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import get_object
+from hydra.utils import get_object, instantiate
 from torch import nn
 
 from trainlab.errors import ConfigError
@@ -74,9 +74,18 @@ def named_in(config: Mapping[str, Any]) -> list[str]:
     return found
 
 
+@functools.cache
+def hydra_partial() -> type:
+    """The class of what `_partial_: true` makes (Hydra wraps functools.partial in a subclass
+    of its own that checks its target when called), found through Hydra's public API."""
+    return type(instantiate({"_target_": "collections.OrderedDict", "_partial_": True}))
+
+
 def allowed_objects(config: Mapping[str, Any]) -> dict[str, Any]:
     """{module.qualname: object} for what the config names, as pickle spells the names."""
     allowed: dict[str, Any] = {"functools.partial": functools.partial}
+    partial = hydra_partial()
+    allowed[f"{partial.__module__}.{partial.__qualname__}"] = partial
     for path in named_in(config):
         try:
             with quiet_logger("hydra.utils"):

@@ -36,6 +36,7 @@ from trainlab.callbacks.step_loss import EPOCH_LOSS, EpochLoss
 from trainlab.config.runtime import EngineConfig
 from trainlab.config.schema import as_plain_dict
 from trainlab.data.batches import lightning_data
+from trainlab.data.custom import implements
 from trainlab.engines import distributed
 from trainlab.engines.base import FitContext, FitResult
 from trainlab.engines.checkpoint_trust import trusted_loading
@@ -102,6 +103,9 @@ class LightningEngine(EngineConfig):
             trainer.fit(
                 context.module, datamodule=data_module, ckpt_path=checkpoint and str(checkpoint)
             )
+        if tests_itself(context, data_module) and not trainer.interrupted:
+            # As lightning-hydra-template does after its fit: the module's own test/* metrics.
+            trainer.test(context.module, datamodule=data_module, verbose=False)
         saver = next((c for c in callbacks if isinstance(c, CommitCheckpoints)), None)
         if context.run is not None and saver is not None and saver.saved is not None:
             context.run.fit_ended()
@@ -116,6 +120,15 @@ class LightningEngine(EngineConfig):
         return FitResult(
             distributed.steps_done(trainer), saver.saved if saver else None, logged=logged
         )
+
+
+def tests_itself(context: FitContext, data_module: L.LightningDataModule) -> bool:
+    """A LightningModule of the user's with a test_step, on a datamodule with a test loader."""
+    module = context.module
+    if isinstance(module, TrainlabModule) or context.data.datamodule is None:
+        return False
+    own_step = type(module).test_step is not L.LightningModule.test_step
+    return own_step and implements(data_module, "test") and context.interrupts.received is None
 
 
 class FitStart:
