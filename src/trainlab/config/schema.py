@@ -24,13 +24,21 @@ from trainlab.config.data import (
     CustomDataConfig,
     DataConfig,
     DiabetesDataConfig,
+    DigitsDataConfig,
+    ImagesDataConfig,
     IrisDataConfig,
     ParquetDataConfig,
     SeedDataConfig,
     SyntheticDataConfig,
     WineDataConfig,
 )
-from trainlab.config.models import CustomModelConfig, LinearModelConfig, MLPConfig, ModelConfig
+from trainlab.config.models import (
+    CNNConfig,
+    CustomModelConfig,
+    LinearModelConfig,
+    MLPConfig,
+    ModelConfig,
+)
 from trainlab.config.runtime import (
     AutogradEngineConfig,
     DeviceConfig,
@@ -145,9 +153,16 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "iris": IrisDataConfig,
         "wine": WineDataConfig,
         "breast_cancer": BreastCancerDataConfig,
+        "images": ImagesDataConfig,
+        "digits": DigitsDataConfig,
         "custom": CustomDataConfig,
     },
-    "model": {"linear": LinearModelConfig, "mlp": MLPConfig, "custom": CustomModelConfig},
+    "model": {
+        "linear": LinearModelConfig,
+        "mlp": MLPConfig,
+        "cnn": CNNConfig,
+        "custom": CustomModelConfig,
+    },
     "loss": {
         "mse": MSELossConfig,
         "l1": L1LossConfig,
