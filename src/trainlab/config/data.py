@@ -8,7 +8,6 @@ from typing import Any
 from omegaconf import MISSING
 
 from trainlab.errors import ConfigError, require
-from trainlab.paths import resolve_user_path
 
 
 @dataclass
@@ -188,74 +187,6 @@ class BreastCancerDataConfig(DataConfig):
     name: str = "breast_cancer"
     standardize: bool = True
     val_split: float = 0.2
-
-
-IMAGE_CHANNELS = (1, 3)
-
-
-@dataclass
-class ImageDataConfig(DataConfig):
-    """What the image options share: their images are decoded into memory, split and batched by
-    the datamodule `_target_` names (data/images.py). They are not tables: `data.standardize`
-    and `data.x_test` do not apply (pixels are scaled to [0, 1]; `trainlab-predict --image`
-    predicts image files)."""
-
-    batch_size: int | None = 64  # None: the whole training set in one batch
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for key, default in TABLE_ONLY.items():
-            value = getattr(self, key)
-            require(
-                value == default,
-                f"data.{key}",
-                value,
-                f"data.{key}={as_yaml(default)} with data={self.name}: it applies to tables",
-            )
-
-
-# What a table's rows get and images do not.
-TABLE_ONLY: dict[str, Any] = {"standardize": False, "x_test": None}
-
-
-@dataclass
-class ImagesDataConfig(ImageDataConfig):
-    """A folder with one subfolder of images per class (torchvision's ImageFolder layout):
-    `data=images data.path=~/photos`. PNG, JPEG (and the other formats Pillow reads) of any
-    size and mode, converted to `channels` and resized to `image_size`; the class names are the
-    subfolders' names, sorted."""
-
-    _target_: str = "trainlab.data.images.ImageFolderDataModule"
-    name: str = "images"
-    # Absolute once checked: a relative path is taken from the folder the command runs in.
-    path: str = MISSING
-    image_size: Any = 32  # one side (square images) or [height, width], in pixels
-    channels: int = 3  # 1: gray, 3: RGB
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(bool(str(self.path).strip()), "data.path", self.path, "a folder of class folders")
-        self.path = str(resolve_user_path(self.path))
-        size = self.image_size
-        sides = [size] if isinstance(size, int) else list(size) if isinstance(size, list) else []
-        require(
-            len(sides) in (1, 2) and all(type(s) is int and s > 0 for s in sides),
-            "data.image_size",
-            size,
-            "an integer > 0 (square images) or [height, width]",
-        )
-        require(
-            self.channels in IMAGE_CHANNELS, "data.channels", self.channels, "1 (gray) or 3 (RGB)"
-        )
-
-
-@dataclass
-class DigitsDataConfig(ImageDataConfig):
-    """scikit-learn's 1,797 handwritten digits, shipped inside scikit-learn: 1x8x8 images in
-    [0, 1] (from 0..16), classes '0'..'9'."""
-
-    _target_: str = "trainlab.data.images.DigitsDataModule"
-    name: str = "digits"
 
 
 DATAMODULE_SOURCE = "trainlab.data.custom.DataModuleSource"

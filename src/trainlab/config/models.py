@@ -61,25 +61,6 @@ class MLPConfig(ModelConfig):
 
 
 @dataclass
-class CNNConfig(ModelConfig):
-    """Conv (kernel_size, same padding) -> BatchNorm -> ReLU -> MaxPool(2) per entry of
-    `channels`, then a global average pool, dropout and a Linear out (models/cnn.py). Built with
-    `in_channels` (the images' C, from the data's first batch) and `out_features` (the classes)."""
-
-    _target_: str = "trainlab.models.cnn.CNN"
-    channels: list[int] = field(default_factory=lambda: [16, 32])  # output channels per block
-    dropout: float = 0.0  # before the last Linear
-    kernel_size: int = 3
-
-    def __post_init__(self) -> None:
-        ok = bool(self.channels) and all(width > 0 for width in self.channels)
-        require(ok, "model.channels", self.channels, "a list of channel counts > 0, e.g. [16,32]")
-        require(0 <= self.dropout < 1, "model.dropout", self.dropout, "0 <= x < 1")
-        odd = self.kernel_size > 0 and self.kernel_size % 2 == 1
-        require(odd, "model.kernel_size", self.kernel_size, "an odd integer > 0 (3, 5 ...)")
-
-
-@dataclass
 class CustomModelConfig(ModelConfig):
     """A class of yours: `model=custom model.target=mypkg.Net +model.kwargs.width=32`."""
 

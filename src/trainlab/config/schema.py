@@ -24,21 +24,13 @@ from trainlab.config.data import (
     CustomDataConfig,
     DataConfig,
     DiabetesDataConfig,
-    DigitsDataConfig,
-    ImagesDataConfig,
     IrisDataConfig,
     ParquetDataConfig,
     SeedDataConfig,
     SyntheticDataConfig,
     WineDataConfig,
 )
-from trainlab.config.models import (
-    CNNConfig,
-    CustomModelConfig,
-    LinearModelConfig,
-    MLPConfig,
-    ModelConfig,
-)
+from trainlab.config.models import CustomModelConfig, LinearModelConfig, MLPConfig, ModelConfig
 from trainlab.config.runtime import (
     AutogradEngineConfig,
     DeviceConfig,
@@ -70,6 +62,7 @@ from trainlab.config.training import (
     SmoothL1LossConfig,
     StepLRConfig,
 )
+from trainlab.config.vision import CNNConfig, DigitsDataConfig, ImagesDataConfig
 from trainlab.errors import require
 from trainlab.paths import CONFIG_DIR
 

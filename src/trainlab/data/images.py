@@ -96,7 +96,7 @@ def load_image(path: Path, image_size: int | tuple[int, int], channels: int) -> 
     data.channels. A file Pillow cannot read is a ConfigError naming it."""
     if channels not in MODES:
         raise ConfigError(f"channels={channels!r} is not allowed: expected 1 (gray) or 3 (RGB)")
-    return as_tensor(decode(Path(path), image_size_of(image_size), channels))
+    return as_tensor(decode(Path(path), image_size_of(image_size), channels).copy())
 
 
 class InMemoryImages(L.LightningDataModule):
@@ -140,13 +140,10 @@ class InMemoryImages(L.LightningDataModule):
             return
         inputs, targets = self.load()
         split = split_rows(len(inputs), self.val_split, self.test_split, self.seed)
-        train = split.train
-        self.splits["train"] = (
-            (inputs, targets) if train is None else (inputs[train], targets[train])
-        )
-        for name, rows in (("val", split.val), ("test", split.test)):
+        for name, rows in (("train", split.train), ("val", split.val), ("test", split.test)):
             if rows is not None:
                 self.splits[name] = (inputs[rows], targets[rows])
+        self.splits.setdefault("train", (inputs, targets))  # no split: every row, in order
 
     def rows(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The split's inputs and targets on the Trainer's device (set up on first use)."""
@@ -160,17 +157,10 @@ class InMemoryImages(L.LightningDataModule):
         return self.on_device[key]
 
     def train_dataloader(self) -> TensorBatches:
-        x, y = self.rows("train")
         trainer = self.trainer
-        return TensorBatches(
-            x,
-            y,
-            self.batch_size,
-            self.shuffle,
-            self.seed,
-            rank=trainer.global_rank if trainer is not None else 0,
-            world_size=trainer.world_size if trainer is not None else 1,
-        )
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        x, y = self.rows("train")
+        return TensorBatches(x, y, self.batch_size, self.shuffle, self.seed, rank, world)
 
     def validation_batches(self) -> TensorBatches:
         """`val_dataloader`, where there is a validation split."""
