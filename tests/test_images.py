@@ -270,9 +270,9 @@ class Classifier(L.LightningModule):
 
 
 def test_a_plain_trainer_fits_the_cnn_on_digits(tmp_path):
-    data = DigitsDataModule(val_split=0.2, batch_size=64, seed=0)
+    data = DigitsDataModule(test_split=0.2, batch_size=64, seed=0)
     data.setup("fit")
-    x_val, y_val = data.splits["val"]
+    x_val, y_val = data.splits["test"]  # held out; fit() does not read it
     torch.manual_seed(0)
     module = Classifier(CNN(in_channels=data.channels, out_features=len(data.classes)))
 
