@@ -25,25 +25,14 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from trainlab.data.batches import TensorBatches
 from trainlab.data.splits import split_rows
 from trainlab.errors import ConfigError
 
 # What torchvision's ImageFolder reads; Pillow decodes each of them.
-IMAGE_EXTENSIONS = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".bmp",
-    ".gif",
-    ".ppm",
-    ".pgm",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 MODES = {1: "L", 3: "RGB"}
 # Below this many files a thread pool costs more than it saves (Pillow decodes without the GIL).
 POOL_FROM = 64
@@ -77,9 +66,10 @@ def decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        unknown = isinstance(err, UnidentifiedImageError)  # its text repeats the path
+        reason = "not a format it knows" if unknown else str(err) or type(err).__name__
         raise ConfigError(
-            f"{path} is not an image Pillow can read ({str(err) or type(err).__name__}); "
-            "expected PNG or JPEG"
+            f"{path} is not an image Pillow can read ({reason}); expected PNG or JPEG"
         ) from None
     return pixels.reshape(height, width, channels)
 
@@ -96,7 +86,8 @@ def load_image(path: Path, image_size: int | tuple[int, int], channels: int) -> 
     data.channels. A file Pillow cannot read is a ConfigError naming it."""
     if channels not in MODES:
         raise ConfigError(f"channels={channels!r} is not allowed: expected 1 (gray) or 3 (RGB)")
-    return as_tensor(decode(Path(path), image_size_of(image_size), channels).copy())
+    path = Path(path).expanduser().resolve()
+    return as_tensor(decode(path, image_size_of(image_size), channels).copy())
 
 
 class InMemoryImages(L.LightningDataModule):
