@@ -8,6 +8,7 @@ row by row.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
 from pathlib import Path
 
@@ -288,6 +289,34 @@ def test_a_plain_trainer_fits_the_cnn_on_digits(tmp_path):
     trainer.fit(module, datamodule=data)
     after = val_loss()
     assert after < 0.7 * before, (before, after)
+
+
+class Counting(Classifier):
+    """Counts the rows Lightning validates and tests."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__(net)
+        self.rows = {"val": 0, "test": 0}
+
+    def validation_step(self, batch, batch_idx):
+        self.rows["val"] += len(batch[0])
+
+    def test_step(self, batch, batch_idx):
+        self.rows["test"] += len(batch[0])
+
+
+@pytest.mark.parametrize("val_split,test_split", [(0.0, 0.0), (0.3, 0.0), (0.2, 0.2)])
+def test_lightning_validates_and_tests_on_the_splits_that_exist(folder, val_split, test_split):
+    data = ImageFolderDataModule(
+        str(folder), image_size=6, val_split=val_split, test_split=test_split, batch_size=4
+    )
+    data = pickle.loads(pickle.dumps(data))  # as ddp_spawn hands it to its processes
+    module = Counting(CNN(in_channels=3, out_features=3, channels=[4]))
+    trainer = L.Trainer(max_epochs=1, barebones=True, accelerator="cpu", num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=data)
+    if test_split > 0:
+        trainer.test(module, datamodule=data, verbose=False)
+    assert module.rows == {"val": int(18 * val_split), "test": int(18 * test_split)}
 
 
 def test_the_options_compose_and_instantiate(composed, folder, monkeypatch):

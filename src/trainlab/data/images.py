@@ -79,7 +79,7 @@ def as_tensor(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(pixels).movedim(-1, -3).float().div_(255).contiguous()
 
 
-def load_image(path: Path, image_size: int | tuple[int, int], channels: int) -> torch.Tensor:
+def load_image(path: Path, image_size: int | Sequence[int], channels: int) -> torch.Tensor:
     """One image file as the datamodules give it: float32 (C, H, W) in [0, 1], resized to
     `image_size` (one side or (H, W)), converted to gray (`channels=1`) or RGB (3). What
     `trainlab-predict --image` feeds a run's model, with the run's recorded data.image_size and
