@@ -25,6 +25,7 @@ import torch
 
 from benchmarks import baselines
 from benchmarks.data_load import d1_csv_loading
+from benchmarks.image_measures import m2_cnn
 from benchmarks.measures import (
     LEAN,
     Result,
@@ -174,14 +175,14 @@ def main() -> None:
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
     )
     parser.add_argument(
-        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 P4 P4-par H1 H2 P5 S1 F1 D1)"
+        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 M2 P4 P4-par H1 H2 P5 S1 F1 D1)"
     )
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     steps = 500 if args.quick else 2000
     rows = 200_000 if args.quick else 1_000_000
     long_jobs = 500 if args.quick else 2000  # epochs of P4-par's long sweep
-    every = ["P1", "C1", "P2", "P3", "M1", "P4", "P4-par", "H1", "H2", "P5", "S1", "F1", "D1"]
+    every = ["P1", "C1", "P2", "P3", "M1", "M2", "P4", "P4-par", "H1", "H2", "P5", "S1", "F1", "D1"]
     wanted = set(args.only or every)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
@@ -197,6 +198,7 @@ def main() -> None:
             ("P2", lambda: p2_framework(lab, steps, repeats)),
             ("P3", lambda: p3_big_data(lab, rows, "cpu", repeats)),
             ("M1", lambda: m1_mlp(lab, 20_000 if args.quick else 100_000, repeats)),
+            ("M2", lambda: m2_cnn(lab, repeats)),
             ("P4", lambda: p4_serial_jobs(lab, home, 8, "metrics only", 0.10, *LEAN)),
             ("P4", lambda: p4_serial_jobs(lab, home, 8, CHILD, 0.20, *CHILD_DEFAULTS)),
             ("P4", lambda: p4_serial_jobs(lab, home, 8, "+ plots and model", inf)),

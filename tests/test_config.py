@@ -25,6 +25,7 @@ def options(group: str) -> list[str]:
 REQUIRED = {
     ("data", "csv"): ["data.path=/tmp/x.csv", "data.target=y"],
     ("data", "parquet"): ["data.path=/tmp/x.parquet", "data.target=y"],
+    ("data", "images"): ["data.path=/tmp/photos"],
     ("model", "custom"): ["model.target=torch.nn.Linear"],
     ("data", "custom"): ["data.target=tests.user_data.Regression"],
 }

@@ -62,6 +62,7 @@ from trainlab.config.training import (
     SmoothL1LossConfig,
     StepLRConfig,
 )
+from trainlab.config.vision import CNNConfig, DigitsDataConfig, ImagesDataConfig
 from trainlab.errors import require
 from trainlab.paths import CONFIG_DIR
 
@@ -145,9 +146,16 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "iris": IrisDataConfig,
         "wine": WineDataConfig,
         "breast_cancer": BreastCancerDataConfig,
+        "images": ImagesDataConfig,
+        "digits": DigitsDataConfig,
         "custom": CustomDataConfig,
     },
-    "model": {"linear": LinearModelConfig, "mlp": MLPConfig, "custom": CustomModelConfig},
+    "model": {
+        "linear": LinearModelConfig,
+        "mlp": MLPConfig,
+        "cnn": CNNConfig,
+        "custom": CustomModelConfig,
+    },
     "loss": {
         "mse": MSELossConfig,
         "l1": L1LossConfig,
