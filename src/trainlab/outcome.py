@@ -113,7 +113,8 @@ def loader_losses(
                 continue
             total, rows = 0.0, 0
             for x, y in batches(datamodule, stage):
-                total += compute(module(x.to(module.dtype)), y).item() * len(x)
+                inputs = x.to(module.dtype) if x.is_floating_point() else x  # token ids stay
+                total += compute(module(inputs), y).item() * len(x)
                 rows += len(x)
             losses[name] = total / rows
     return losses
@@ -189,6 +190,17 @@ def describe(x: torch.Tensor, pred: torch.Tensor, settings: TrainConfig, data: D
     return "; ".join(parts)
 
 
+def predict_hint(settings: TrainConfig, data: Dataset, run_id: str) -> str:
+    """How to ask the logged model: rows of numbers for a table, image files for images."""
+    if data.is_table:
+        return f"trainlab-predict {run_id} <x> ..."
+    if hasattr(settings.data, "image_size") or (
+        data.x_train is not None and data.x_train.ndim == 4
+    ):
+        return f"trainlab-predict {run_id} --image FILE ..."
+    return f"mlflow.pyfunc.load_model('runs:/{run_id}/model').predict(...)"
+
+
 def print_before(
     settings: TrainConfig, data: Dataset, x: torch.Tensor, before: torch.Tensor
 ) -> None:
@@ -222,7 +234,7 @@ def print_outcome(
     )
     print(dashboard_line(info.uri, info.experiment_id, info.run_id))
     if info.model_uri is not None:
-        print(f"Model {info.model_uri}; predict with: trainlab-predict {info.run_id} <x> ...")
+        print(f"Model {info.model_uri}; predict with: {predict_hint(settings, data, info.run_id)}")
     for line in info.verification:
         print(line)
     for warning in info.warnings:

@@ -113,8 +113,11 @@ def model_payload(
     # A few raw training rows; at least two, so that torch.export keeps the batch size free.
     rows = data.unscale(data.x_train[:5].to("cpu")).to(model.mean.dtype)
     rows = rows if len(rows) > 1 else rows.repeat(2, 1)
-    with torch.no_grad():
-        output = model(rows).numpy()
+    try:
+        with torch.no_grad():
+            output = model(rows).numpy()
+    except Exception:  # a user's module whose forward does not take the inputs alone
+        return None
     return payload(model, rows, output, data, tracking)
 
 

@@ -50,6 +50,8 @@ class CheckpointSaver:
         self.run, self.config, self.ranked_by = run, config, ranked_by
         self.saved: Path | None = None
         self.committed_step = -1  # the global step of the last checkpoint written
+        # A checkpoint written whose commit waits: (step, best-k place, best tags).
+        self.deferred: tuple[int, tuple[int | None, int], dict[str, str]] | None = None
         self.best: list[tuple[float, int]] = []  # (value, step), the best first
         self.next_time = math.inf
         self.next_step = math.inf
@@ -74,9 +76,11 @@ class CheckpointSaver:
         seconds_ok = every_s is None or remaining_batches * seconds_per_batch <= every_s
         return steps_ok and seconds_ok
 
-    def save(self, trainer: L.Trainer, value: float | None) -> Path:
+    def save(self, trainer: L.Trainer, value: float | None, defer_commit: bool = False) -> Path:
         """Write the checkpoint of this step (every rank takes part; rank 0 writes) and commit
-        it with the rows handed over before it."""
+        it with the rows handed over before it; with `defer_commit`, the commit waits for
+        `commit_deferred` (rows of this step still to come: an epoch's logged values)."""
+        self.commit_deferred()
         step = trainer.global_step
         self.schedule(step)
         if step == self.committed_step:  # nothing trained since the last one
@@ -89,13 +93,23 @@ class CheckpointSaver:
             rank = self._rank(value, step)
             if self.run is not None:
                 best = (rank, self.config.save_top_k)
-                self.run.commit(step, self.staged, self.path, best, self._best_tags(rank))
+                self.deferred = (step, best, self._best_tags(rank))
+                if not defer_commit:
+                    self.commit_deferred()
             else:
                 os.replace(self.staged, self.path)
                 link_best(self.path, rank, self.config.save_top_k)
             self.saved = self.path
         self.committed_step = step
         return self.path
+
+    def commit_deferred(self) -> None:
+        """Commit the checkpoint written last, with every row handed over until now."""
+        if self.deferred is None or self.run is None:
+            return
+        step, best, tags = self.deferred
+        self.deferred = None
+        self.run.commit(step, self.staged, self.path, best, tags)
 
     def _rank(self, value: float | None, step: int) -> int | None:
         """Where this checkpoint enters the best k (1 = best), or None."""

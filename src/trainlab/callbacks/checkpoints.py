@@ -91,6 +91,7 @@ class CommitCheckpoints(Checkpoint):
         self.interrupts.deferred = True
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.saver.commit_deferred()  # the last epoch's checkpoint, with its logged values
         self.epoch_started = time.monotonic()
 
     def on_train_batch_end(
@@ -119,7 +120,9 @@ class CommitCheckpoints(Checkpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.pending:
             self.pending = False
-            self.save(trainer, None)
+            # Lightning logs the epoch's values after this hook: they commit with it, at the
+            # next epoch's start (or the fit's end).
+            self.save(trainer, None, defer_commit=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.interrupts.deferred = False
@@ -129,6 +132,7 @@ class CommitCheckpoints(Checkpoint):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
+        self.saver.commit_deferred()  # a whole epoch, its values logged
         self.interrupts.deferred = False
         if in_main_thread():
             self.interrupts.install()  # Lightning ignores Ctrl-C during its shutdown; not us
@@ -156,12 +160,13 @@ class CommitCheckpoints(Checkpoint):
                 return  # the fit ends with this epoch; on_train_end writes the checkpoint
         self.save(trainer, batch_idx + 1 if inside_epoch else None)
 
-    def save(self, trainer: L.Trainer, position: int | None) -> None:
+    def save(self, trainer: L.Trainer, position: int | None, defer_commit: bool = False) -> None:
         """A checkpoint of this step; `position`: batches trained in an unfinished epoch."""
         loader = trainer.train_dataloader
         if isinstance(loader, TensorBatches):
             loader.at_batch(position)
-        self.saver.save(trainer, self.ranking_value(trainer) if trainer.is_global_zero else None)
+        value = self.ranking_value(trainer) if trainer.is_global_zero else None
+        self.saver.save(trainer, value, defer_commit)
 
     def ranking_value(self, trainer: L.Trainer) -> float | None:
         """The value the best checkpoints are ranked by, read only when one is written: a row's

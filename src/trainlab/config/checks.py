@@ -14,7 +14,6 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
-from trainlab.config.data import CustomDataConfig
 from trainlab.config.models import LinearModelConfig
 from trainlab.config.runtime import DeviceConfig, TrainerConfig
 from trainlab.config.schema import TrainConfig, option_name, schema_for
@@ -86,8 +85,9 @@ def check_engine(settings: TrainConfig) -> None:
             f"engine={engine} does not support {choice}; expected {expected} (or engine=lightning)"
         )
 
-    if isinstance(settings.data, CustomDataConfig):
-        refuse("data=custom", "a data option of rows in memory (data=seed, synthetic, csv ...)")
+    if settings.data.MAKES_DATAMODULE:
+        name = option_name("data", settings.data)
+        refuse(f"data={name}", "a data option of rows in memory (data=seed, synthetic, csv ...)")
     if not isinstance(settings.model, LinearModelConfig):
         refuse(f"model={option_name('model', settings.model)}", "model=linear (the notes' w * x)")
     if not isinstance(settings.loss, MANUAL_LOSSES):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
@@ -12,7 +12,12 @@ from trainlab.errors import ConfigError, require
 
 @dataclass
 class DataConfig:
-    # The source class (data/sources.py), which extends its schema with arrays().
+    # A LightningDataModule (`_target_` names one, or data=custom's): no rows in memory for the
+    # notes' own engines, no references; the keys NOT_APPLICABLE names say nothing of its runs.
+    MAKES_DATAMODULE: ClassVar[bool] = False
+    NOT_APPLICABLE: ClassVar[tuple[str, ...]] = ()
+    # The source class (data/sources.py, which extends its schema with arrays()), or a
+    # LightningDataModule class built with the schema's fields and the run's seed.
     _target_: str = MISSING
     name: str = MISSING
     val_split: float = 0.0  # fraction of rows held out for val/loss
@@ -199,6 +204,10 @@ class CustomDataConfig(DataConfig):
     class (both spellings are recorded as `data.target`, so they are the same job). It makes its
     own loaders, splits and batches: the keys of the other data options do not apply to it."""
 
+    MAKES_DATAMODULE: ClassVar[bool] = True
+    NOT_APPLICABLE: ClassVar[tuple[str, ...]] = (
+        "val_split", "test_split", "standardize", "batch_size", "shuffle", "x_test",
+    )  # fmt: skip
     _target_: str = DATAMODULE_SOURCE
     name: str = "custom"
     target: str | None = None  # package.module.Class, importable from the Python path
@@ -253,6 +262,4 @@ def as_yaml(value: Any) -> str:
 def not_applicable(data: Any) -> tuple[str, ...]:
     """The `data` keys that say nothing of a run on this data (recorded in its config file, not
     as params): trainlab's own row handling, for a datamodule that makes its own loaders."""
-    if isinstance(data, CustomDataConfig):
-        return (*NOT_FOR_DATAMODULES, "x_test")
     return tuple(getattr(data, "NOT_APPLICABLE", ()))

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
@@ -24,6 +24,8 @@ class ImageDataConfig(DataConfig):
     memory, splits and batches them. They are not tables: `data.standardize` and `data.x_test`
     do not apply (pixels are scaled to [0, 1]; `trainlab-predict --image` predicts files)."""
 
+    MAKES_DATAMODULE: ClassVar[bool] = True
+    NOT_APPLICABLE: ClassVar[tuple[str, ...]] = tuple(TABLE_ONLY)
     batch_size: int | None = 64  # None: the whole training set in one batch
 
     def __post_init__(self) -> None:

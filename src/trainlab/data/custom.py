@@ -23,6 +23,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from trainlab.config.data import CustomDataConfig
 from trainlab.data.dataset import Dataset
@@ -49,9 +50,16 @@ class DataModuleSource(CustomDataConfig):
         return from_datamodule(module, self.target, task)
 
 
-def from_datamodule(module: L.LightningDataModule, target: str, task: str) -> Dataset:
+def from_datamodule(
+    module: L.LightningDataModule,
+    target: str,
+    task: str,
+    name: str | None = None,
+    source: str | None = None,
+) -> Dataset:
     """A set-up datamodule as the run's data: its first training (and validation) batch as the
-    sample, whatever their structure; inputs and targets where the batches are pairs."""
+    sample, whatever their structure; inputs and targets where the batches are pairs. Its
+    lineage names `name` (else the class) and `source` (a folder; else the class path)."""
     batch = first_batch(module, "train_dataloader", target)
     val = first_batch(module, "val_dataloader", target) if implements(module, "val") else None
     pair, val_pair = as_pair(batch), as_pair(val)
@@ -74,7 +82,7 @@ def from_datamodule(module: L.LightningDataModule, target: str, task: str) -> Da
         feature_names=features,
         target_names=targets,
         classes=classes,
-        lineage=lineage(module, target, splits, features, targets, classes),
+        lineage=lineage(module, target, splits, features, targets, classes, name, source),
         datamodule=module,
         sample=batch,
         val_sample=val,
@@ -161,14 +169,17 @@ def lineage(
     features: list[str],
     targets: list[str],
     classes: tuple[str, ...],
+    name: str | None = None,
+    source: str | None = None,
 ) -> tuple[DataRecord, ...]:
-    """The datamodule's class as the source; the digest of every tensor its first batch holds."""
+    """The datamodule's class (or its folder) as the source; the digest of every tensor its
+    first batch holds."""
     sizes = {"training": dataset_size(module.train_dataloader)}
     if "validation" in splits:
         sizes["validation"] = dataset_size(module.val_dataloader)
     return tuple(
         DataRecord(
-            name=target.rsplit(".", 1)[-1],
+            name=name or target.rsplit(".", 1)[-1],
             context=context,
             digest=digest_arrays(
                 [t.detach().cpu().double().numpy() for t in tensors_in(batch)],
@@ -176,8 +187,8 @@ def lineage(
                 targets,
                 classes,
             ),
-            source=target,
-            source_type="code",
+            source=source or target,
+            source_type="local" if source else "code",
             features=tuple(features),
             targets=tuple(targets),
             rows=sizes[context] if sizes[context] is not None else row_count(batch),
@@ -189,16 +200,19 @@ def lineage(
 
 
 def implements(module: L.LightningDataModule, stage: str) -> bool:
-    """Whether the user's class defines `<stage>_dataloader` (LightningDataModule's raises)."""
-    hook = f"{stage}_dataloader"
-    return getattr(type(module), hook) is not getattr(L.LightningDataModule, hook)
+    """Whether the datamodule has its own `<stage>_dataloader` (LightningDataModule's raises),
+    on its class or bound on the instance (data/images.py binds the splits it has)."""
+    return is_overridden(f"{stage}_dataloader", module, L.LightningDataModule)
 
 
 def dataset_size(make_loader: Any) -> int | None:
-    dataset = getattr(make_loader(), "dataset", None)
+    """Rows the loader serves: its dataset's length (a DataLoader), or its own row count
+    (data/batches.py's TensorBatches); None for an IterableDataset without a length."""
+    loader = make_loader()
+    dataset = getattr(loader, "dataset", None)
     try:
-        return len(dataset) if dataset is not None else None
-    except TypeError:  # an IterableDataset without a length
+        return len(dataset) if dataset is not None else getattr(loader, "rows", None)
+    except TypeError:
         return None
 
 

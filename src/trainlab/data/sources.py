@@ -12,6 +12,7 @@ data/checks.py). Files are read by pyarrow (data/tables.py); scikit-learn's sets
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from hydra.utils import instantiate
 from trainlab.config.data import (
     BreastCancerDataConfig,
     CsvDataConfig,
+    CustomDataConfig,
     DataConfig,
     DiabetesDataConfig,
     IrisDataConfig,
@@ -32,7 +34,7 @@ from trainlab.config.data import (
 )
 from trainlab.data.arrays import RawData, checked
 from trainlab.data.checks import check_source
-from trainlab.data.custom import DataModuleSource
+from trainlab.data.custom import DataModuleSource, from_datamodule
 from trainlab.data.dataset import Dataset
 from trainlab.data.lineage import describe
 from trainlab.data.splits import split_rows
@@ -140,9 +142,23 @@ def source(cfg: DataConfig) -> DataConfig:
     return cfg if hasattr(cfg, "arrays") else instantiate(cfg, _convert_="all")
 
 
+def built_datamodule(cfg: DataConfig, seed: int, task: str) -> Dataset:
+    """A LightningDataModule that `data._target_` names (data=images, data=digits), built with
+    the schema's fields and the run's seed, set up before the run opens (its bad input is one
+    line, and no run)."""
+    fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in cfg.NOT_APPLICABLE}
+    module = instantiate(fields, seed=seed, _convert_="all")
+    module.prepare_data()
+    module.setup("fit")
+    path = getattr(cfg, "path", None)
+    return from_datamodule(module, cfg._target_, task, name=cfg.name, source=path)
+
+
 def load_dataset(cfg: DataConfig, seed: int, task: str = "regression") -> Dataset:
     """Load, check, split (seeded) and standardize the configured data; `task` is
     "regression" (float targets) or "classification" (int64 class indices and their names)."""
+    if cfg.MAKES_DATAMODULE and not isinstance(cfg, CustomDataConfig):
+        return built_datamodule(cfg, seed, task)
     made = source(cfg)
     if isinstance(made, DataModuleSource):  # its own loaders and splits
         return made.dataset(seed, task)

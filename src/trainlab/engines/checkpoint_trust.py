@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import pickle
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,8 @@ from trainlab.errors import ConfigError
 from trainlab.user_classes import quiet_logger
 
 TORCH_LAYERS = "torch.nn.modules."
+# Modules whose globals torch refuses even as stand-ins: what a crafted pickle reaches for.
+BLOCKED_MODULES = ("os", "posix", "nt", "subprocess", "sys", "builtins", "shutil", "socket")
 
 
 class Inert:
@@ -49,10 +52,25 @@ def needed_classes(path: Path) -> list[str]:
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The checkpoint as plain data, its objects inert: for its step, run id and loop state."""
-    stand_ins = [(Inert, name) for name in needed_classes(path)]
-    with torch.serialization.safe_globals(stand_ins):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    """The checkpoint as plain data, its objects inert: for its step, run id and loop state.
+    One that names what torch never loads as data (os.system ...) is refused in one line."""
+    needed = needed_classes(path)
+    with torch.serialization.safe_globals([(Inert, name) for name in needed]):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            blocked = [name for name in needed if name.split(".", 1)[0] in BLOCKED_MODULES]
+            if not blocked:
+                raise
+            raise ConfigError(refusal("resume", path, blocked[0])) from None
+
+
+def refusal(what: str, path: Path, name: str) -> str:
+    return (
+        f"{what}: checkpoint {path} would have to run the class {name}, which the run's "
+        "recorded config does not name; expected a checkpoint of this run (it loads only the "
+        "classes its config names and torch's own layers)"
+    )
 
 
 def named_in(config: Mapping[str, Any]) -> list[str]:
@@ -117,11 +135,7 @@ def trusted_globals(path: Path, config: Mapping[str, Any], what: str) -> list[An
     for name in needed_classes(path):
         obj = resolve(name, allowed)
         if obj is None:
-            raise ConfigError(
-                f"{what}: checkpoint {path} would have to run the class {name}, which the run's "
-                "recorded config does not name; expected a checkpoint of this run (it loads only "
-                "the classes its config names and torch's own layers)"
-            )
+            raise ConfigError(refusal(what, path, name))
         objects.append(obj)
     return objects
 

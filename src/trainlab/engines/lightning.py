@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -103,23 +105,29 @@ class LightningEngine(EngineConfig):
             trainer.fit(
                 context.module, datamodule=data_module, ckpt_path=checkpoint and str(checkpoint)
             )
-        if tests_itself(context, data_module) and not trainer.interrupted:
-            # As lightning-hydra-template does after its fit: the module's own test/* metrics.
-            trainer.test(context.module, datamodule=data_module, verbose=False)
         saver = next((c for c in callbacks if isinstance(c, CommitCheckpoints)), None)
         if context.run is not None and saver is not None and saver.saved is not None:
             context.run.fit_ended()
-        logged = {
-            name: float(value)
-            for name, value in trainer.callback_metrics.items()
-            if isinstance(value, torch.Tensor) and value.numel() == 1
-        }
+        logged = scalars(trainer.callback_metrics)
+        if tests_itself(context, data_module) and not trainer.interrupted:
+            # As lightning-hydra-template does after its fit: the module's own test/* metrics.
+            trainer.test(context.module, datamodule=data_module, verbose=False)
+            logged.update(scalars(trainer.callback_metrics))
         epoch_loss = next((c for c in callbacks if isinstance(c, EpochLoss)), None)
         if epoch_loss is not None and epoch_loss.mean is not None:
             logged.setdefault(EPOCH_LOSS, epoch_loss.mean)
         return FitResult(
             distributed.steps_done(trainer), saver.saved if saver else None, logged=logged
         )
+
+
+def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The one-number values of what the module logged (Lightning's callback_metrics)."""
+    return {
+        name: float(value)
+        for name, value in metrics.items()
+        if isinstance(value, torch.Tensor) and value.numel() == 1
+    }
 
 
 def tests_itself(context: FitContext, data_module: L.LightningDataModule) -> bool:

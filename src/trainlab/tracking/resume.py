@@ -270,6 +270,8 @@ def _load(path: Path) -> dict:
 def _run_id_in(path: Path, target: str) -> str:
     try:
         run_id = _load(path).get("trainlab", {}).get("run_id")
+    except ConfigError:
+        raise
     except Exception as err:
         raise ConfigError(f"resume={target!r}: not a readable checkpoint ({err})") from None
     if not run_id:
