@@ -11,12 +11,15 @@ import signal
 import time
 from pathlib import Path
 
+import mlflow
+import numpy as np
 import pytest
 import torch
 
 import trainlab
 from tests.helpers import all_runs, history, start_cli
 from tests.test_bad_inputs import assert_nothing_running, assert_one_error_line
+from tests.user_field import DigitImages
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ("print_every=0", "tracking.system_metrics=false")
@@ -221,3 +224,61 @@ def test_a_sweep_objective_names_a_metric_the_module_logs(client):
     recorded = client.get_run(result.run_id).data.metrics
     assert result.objective == pytest.approx(recorded["val/acc"])
     assert result.objective != pytest.approx(recorded["final/val_loss"])
+
+
+# The template's configs/model/mnist.yaml, as an option file of the user's own config folder:
+# a network built from positional arguments (_args_), a list argument, two partials.
+OPTION_FILE = """\
+defaults:
+  - custom
+target: tests.user_field.DigitsLitModule
+kwargs:
+  net:
+    _target_: torch.nn.Sequential
+    _args_:
+      - _target_: torch.nn.Flatten
+      - _target_: tests.user_field.Stacked
+        in_features: 64
+        out_features: 10
+        widths: [32, 16]
+  optimizer:
+    _target_: torch.optim.Adam
+    _partial_: true
+    lr: 0.01
+    betas: [0.9, 0.99]
+  scheduler:
+    _target_: torch.optim.lr_scheduler.StepLR
+    _partial_: true
+    step_size: 1
+"""
+
+
+def test_a_config_folders_module_option_trains_reruns_and_predicts(
+    train_in_process, client, home, tmp_path
+):
+    folder = tmp_path / "conf"
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "digits_net.yaml").write_text(OPTION_FILE)
+    args = ("--config-dir", str(folder), "model=digits_net", "data=custom",
+            "data.target=tests.user_field.DigitImages", "max_epochs=2", *QUIET)  # fmt: skip
+    status, _, err = train_in_process(*args)
+    assert status == 0, err
+    first = only_run(client)
+    assert first.data.params["model.kwargs.net._args_"].startswith("[{")
+    status, _, err = train_in_process(f"rerun={first.info.run_id}", *QUIET)
+    assert status == 0, err
+    again = next(r for r in all_runs(client) if r.info.run_id != first.info.run_id)
+    assert history(client, again.info.run_id) == history(client, first.info.run_id)
+
+    images = DigitImages(rows=600)
+    images.setup("fit")
+    x, labels = images.val_set.tensors
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        model = mlflow.pyfunc.load_model(f"runs:/{first.info.run_id}/model")
+        scores = np.asarray(model.predict(x.numpy()))
+    assert scores.shape == (len(x), 10)  # a batch of 1x8x8 images in, a score per digit out
+    accuracy = (scores.argmax(axis=1) == labels.numpy()).mean()
+    assert accuracy == pytest.approx(
+        client.get_run(first.info.run_id).data.metrics["val/acc"], abs=0.02
+    )

@@ -6,6 +6,7 @@ dataclasses, named tuples and token sequences, and modules that read them."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -271,3 +272,18 @@ class LastStep(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output, _ = self.gru(x)
         return self.head(output[:, -1])
+
+
+class Stacked(nn.Module):
+    """A network given its layer widths as a list (a YAML or command-line list)."""
+
+    def __init__(self, in_features: int, out_features: int, widths: list[int]) -> None:
+        super().__init__()
+        if type(widths) is not list:
+            raise TypeError(f"widths must be a list, got {type(widths).__name__}")
+        sizes = [in_features, *widths, out_features]
+        layers = [nn.Linear(a, b) for a, b in itertools.pairwise(sizes)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)

@@ -63,9 +63,9 @@ def build_module(settings: TrainConfig, data: Dataset) -> L.LightningModule:
         dtype = torch.float64 if settings.device.precision == "64" else torch.float32
         check_pairs(data, task_of(settings.loss), model_name(settings.model), dtype)
     try:
-        model = instantiate(
-            settings.model, **taken_by(settings.model, shape_arguments(settings, data))
-        )
+        shapes = taken_by(settings.model, shape_arguments(settings, data))
+        # Lists and dicts reach the classes as Python lists and dicts (no `_convert_` to write).
+        model = instantiate(settings.model, _convert_="all", **shapes)
     except InstantiationException as err:
         if isinstance(err.__cause__, ConfigError):  # said by the builder, in one line
             raise err.__cause__ from None
