@@ -282,3 +282,13 @@ def test_a_config_folders_module_option_trains_reruns_and_predicts(
     assert accuracy == pytest.approx(
         client.get_run(first.info.run_id).data.metrics["val/acc"], abs=0.02
     )
+
+
+def test_early_stopping_watches_a_metric_the_module_logs(train_in_process, client):
+    args = (*TEMPLATE, "max_epochs=60", "early_stop.monitor=val/acc", "early_stop.mode=max")
+    status, out, err = train_in_process(*args, "early_stop.patience=2", *QUIET)
+    assert status == 0, err
+    run = only_run(client)
+    epochs = len(history(client, run.info.run_id, "val/acc"))
+    assert epochs < 60 and run.data.tags["trainlab.early_stop.reason"] == "patience"
+    assert "val/acc did not improve for 2 epochs" in out

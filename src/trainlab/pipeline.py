@@ -170,7 +170,28 @@ def check_before_open(
     if not isinstance(module, TrainlabModule):  # a module of the user's logs what it logs
         default = "val/loss" if validated else "train/loss"
         return settings.checkpoint.monitor or default
+    check_watched(settings.early_stop.monitor, module, rows, validated)
     return ranking_metric(settings.checkpoint, row_keys(module, rows), validated)
+
+
+def check_watched(
+    monitor: str | None, module: TrainlabModule, rows: RowSpec, validated: bool
+) -> None:
+    """early_stop.monitor names a metric trainlab's own module records (a module of the user's
+    may log any: Lightning's EarlyStopping says when it never did)."""
+    if monitor is None:
+        return
+    names = [*row_keys(module, rows), *(["val/loss"] if validated else [])]
+    for collection in (
+        getattr(module, "train_metrics", None),
+        getattr(module, "val_metrics", None),
+    ):
+        names += list(collection.keys()) if collection is not None else []
+    if monitor not in names:
+        raise ConfigError(
+            f"early_stop.monitor={monitor!r}: this run records no such metric; expected one of "
+            f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
+        )
 
 
 def checkpoint_folder(resume_from: ResumePoint | None) -> Path:

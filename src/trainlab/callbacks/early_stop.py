@@ -47,7 +47,11 @@ REASONS = {
 
 def early_stopping(fit: FitContext) -> list[L.Callback]:
     """The callbacks `early_stop.*` asks for (none when it is off)."""
-    cfg, has_validation = fit.settings.early_stop, fit.data.x_val is not None
+    data = fit.data
+    cfg, has_validation = (
+        fit.settings.early_stop,
+        data.x_val is not None or data.val_sample is not None,
+    )
     monitor = cfg.monitor or ("val/loss" if has_validation else LOSS_KEY)
     threshold = None
     ols_loss = fit.references.ols_loss

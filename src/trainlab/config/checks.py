@@ -147,7 +147,8 @@ def check_early_stop(settings: TrainConfig) -> None:
             f"early_stop.ols_gap={early.ols_gap} needs loss=mse (the least-squares optimum is "
             f"the optimum of the MSE); got loss={option_name('loss', settings.loss)}"
         )
-    if early.monitor == "val/loss" and settings.data.val_split == 0:
+    own_rows = not settings.data.MAKES_DATAMODULE  # a datamodule validates as it says
+    if early.monitor == "val/loss" and own_rows and settings.data.val_split == 0:
         raise ConfigError(
             "early_stop.monitor='val/loss' needs a validation split; expected data.val_split > 0 "
             "or early_stop.monitor=train/loss"

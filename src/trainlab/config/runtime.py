@@ -177,14 +177,12 @@ class TrackingConfig:
         require(beat > 0, "tracking.heartbeat_seconds", beat, "a number of seconds > 0")
 
 
-EARLY_STOP_MONITORS = ("train/loss", "val/loss")
-
-
 @dataclass
 class EarlyStopConfig:
     """Stop training before max_epochs; off unless `patience` or `ols_gap` is set."""
 
-    # The loss watched by `patience`; None: val/loss with a validation split, else train/loss.
+    # The metric watched by `patience`: train/loss, val/loss or any the module logs (val/acc,
+    # with mode=max); None: val/loss with a validation split, else train/loss.
     monitor: str | None = None
     patience: int | None = None  # epochs without an improvement > min_delta; None: no such rule
     min_delta: float = 0.0
@@ -194,7 +192,8 @@ class EarlyStopConfig:
 
     def __post_init__(self) -> None:
         if self.monitor is not None:
-            _one_of("early_stop.monitor", self.monitor, EARLY_STOP_MONITORS)
+            name = self.monitor.strip()
+            require(bool(name), "early_stop.monitor", self.monitor, "a metric name like val/acc")
             if self.patience is None:
                 raise ConfigError(
                     f"early_stop.monitor={self.monitor!r} needs early_stop.patience; expected "
