@@ -9,18 +9,23 @@ what the store holds is both where the plots start and what it does not write ag
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import stat
+import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
+from trainlab.recorder.bulk_metrics import for_client
 from trainlab.recorder.commits import STEP_TAG, CommitGate, recorded_ends, recorded_rows
 from trainlab.recorder.dataset_inputs import dataset_input, link_inputs
 from trainlab.recorder.experiments import as_params, as_tags, experiment_id
@@ -50,6 +55,8 @@ class RunWriter:
 
     def __init__(self, client: MlflowClient, spec: RunSpec, parent_tags: dict[str, str]) -> None:
         self.client, self.spec = client, spec
+        # The metric rows' path into the store (recorder/bulk_metrics.py), said in the job's log.
+        self.bulk, path = for_client(client)
         self.last_beat = time.time()
         alive = recorder_tags(self.last_beat, spec.heartbeat_seconds)
         # Per metric, the last step already in the store when a resume recomputes it (after a
@@ -82,6 +89,7 @@ class RunWriter:
                     client.delete_tag(self.run_id, key)
             if spec.tags:
                 self.tags(spec.tags)  # this attempt's cluster job, for its own requeue
+        note(f"run {self.info.run_id}: {path}")
         self.history = History()
         self.trajectory = Trajectory() if spec.verify_against else None
         if spec.takeover:
@@ -132,22 +140,25 @@ class RunWriter:
         self.gate.commit(commit)
 
     def write_rows(self, rows: Rows) -> None:
-        metrics = [
-            Metric(key, float(value), int(ms), int(step))
-            for step, ms, values in zip(rows.steps, rows.times, rows.values, strict=True)
-            for key, value in zip(rows.keys, values, strict=True)
-        ]
+        keep = None  # rows x keys: what the store does not hold yet
         drawn = rows
         if self.skip:
-            metrics = self.unrecorded(metrics)
+            after = np.array([self.skip.get(key, -1) for key in rows.keys], dtype=np.int64)
+            keep = rows.steps[:, None] > after[None, :]
             if self.spec.takeover:  # the plots have those steps from the store already
-                keep = rows.steps > max(self.skip.get(key, -1) for key in rows.keys)
+                ahead = rows.steps > after.max(initial=-1)
                 drawn = dataclasses.replace(
-                    rows, steps=rows.steps[keep], times=rows.times[keep], values=rows.values[keep]
+                    rows,
+                    steps=rows.steps[ahead],
+                    times=rows.times[ahead],
+                    values=rows.values[ahead],
                 )
             if len(rows.steps) and int(rows.steps.min()) > max(self.skip.values()):
                 self.skip = {}
-        self.client.log_batch(self.run_id, metrics=metrics)  # MLflow splits it into requests
+        if self.bulk is not None:
+            self.bulk.write(self.run_id, rows, keep)
+        else:
+            self.client.log_batch(self.run_id, metrics=as_metrics(rows, keep))
         self.drawn(drawn)
 
     def drawn(self, rows: Rows) -> None:
@@ -261,6 +272,26 @@ class RunWriter:
                 self.warnings.append(f"system metrics not all recorded: {err}")
         self.client.set_terminated(self.run_id, status.value)
         self.finished = True
+
+
+def as_metrics(rows: Rows, keep: np.ndarray | None) -> list[Metric]:
+    """The rows as MLflow's entities, for `log_batch` (MLflow splits them into requests)."""
+    return [
+        Metric(key, float(value), int(ms), int(step))
+        for i, (step, ms, values) in enumerate(
+            zip(rows.steps, rows.times, rows.values, strict=True)
+        )
+        for j, (key, value) in enumerate(zip(rows.keys, values, strict=True))
+        if keep is None or keep[i, j]
+    ]
+
+
+def note(line: str) -> None:
+    """A line in the job's log (the recorder's standard error when that is a file): never on a
+    console, which shows only what the user needs."""
+    with contextlib.suppress(OSError, ValueError):  # a standard error without a file
+        if stat.S_ISREG(os.fstat(sys.stderr.fileno()).st_mode):
+            print(f"trainlab recorder: {line}", file=sys.stderr, flush=True)
 
 
 def log_files(
