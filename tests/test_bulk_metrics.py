@@ -19,12 +19,14 @@ import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tests.helpers import run_cli
 from tests.team_service import fresh_database
-from trainlab.recorder.bulk_metrics import BulkMetrics, check, for_client
-from trainlab.recorder.writer import RunWriter, as_metrics
+from trainlab.recorder.bulk_metrics import BulkMetrics, as_metrics, check, for_client
+from trainlab.recorder.writer import RunWriter
 from trainlab.tracking.messages import Rows, RunSpec
 
 inf, nan = math.inf, math.nan
+LEAN = ("tracking.plots=false", "tracking.log_model=false")
 ODD_KEYS = ("train/loss", "weight/0 1", "a/b/c d", "val/loss")
 
 
@@ -186,14 +188,9 @@ def test_mlflow_checks_hold_on_the_bulk_path(empty_store: Path, tmp_path: Path):
     assert client.get_metric_history(run_id, "loss") == []
 
 
-def test_the_run_log_says_which_path_the_rows_take(empty_store: Path, tmp_path: Path):
-    uri = sqlite_store(empty_store, tmp_path, "log")
-    log = tmp_path / "train.log"
-    spec = RunSpec(uri=uri, experiment_name="w", run_name=None, tags={},
-                   artifact_root=str(tmp_path / "artifacts"))  # fmt: skip
-    with log.open("w") as stream, contextlib.redirect_stderr(stream):
-        writer = RunWriter(MlflowClient(tracking_uri=uri), spec, {})
-    assert [line for line in log.read_text().splitlines() if "trainlab" in line] == [
-        f"trainlab recorder: run {writer.run_id}: metric rows in bulk into the store's tables "
-        "(schema dc11669786a5)"
-    ]
+def test_the_job_log_says_which_path_the_rows_take(home: Path):
+    result = run_cli("max_epochs=3", "print_every=0", *LEAN, home=home)
+    assert result.returncode == 0, result.stderr
+    (log,) = (home / "outputs").glob("*/*/*.log")
+    (line,) = [line for line in log.read_text().splitlines() if "metric rows" in line]
+    assert line.endswith("metric rows in bulk into the store's tables (schema dc11669786a5)")

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from alembic.migration import MigrationContext
-from mlflow.entities import LifecycleStage
+from mlflow.entities import LifecycleStage, Metric
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.store.db.utils import _get_latest_schema_revision
@@ -117,6 +117,18 @@ class BulkMetrics:
             session.execute(self.add_rows, metrics)
             session.execute(self.keep_latest, latest)
         return len(metrics)
+
+
+def as_metrics(rows: Rows, keep: np.ndarray | None) -> list[Metric]:
+    """The rows as MLflow's entities, for `log_batch` (MLflow splits them into requests)."""
+    return [
+        Metric(key, float(value), int(ms), int(step))
+        for i, (step, ms, values) in enumerate(
+            zip(rows.steps, rows.times, rows.values, strict=True)
+        )
+        for j, (key, value) in enumerate(zip(rows.keys, values, strict=True))
+        if keep is None or keep[i, j]
+    ]
 
 
 def integers(array: np.ndarray, what: str) -> np.ndarray:

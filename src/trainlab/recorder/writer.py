@@ -9,11 +9,8 @@ what the store holds is both where the plots start and what it does not write ag
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import stat
-import sys
 import tempfile
 import time
 import traceback
@@ -25,7 +22,7 @@ import yaml
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
-from trainlab.recorder.bulk_metrics import for_client
+from trainlab.recorder.bulk_metrics import as_metrics, for_client
 from trainlab.recorder.commits import STEP_TAG, CommitGate, recorded_ends, recorded_rows
 from trainlab.recorder.dataset_inputs import dataset_input, link_inputs
 from trainlab.recorder.experiments import as_params, as_tags, experiment_id
@@ -55,7 +52,7 @@ class RunWriter:
 
     def __init__(self, client: MlflowClient, spec: RunSpec, parent_tags: dict[str, str]) -> None:
         self.client, self.spec = client, spec
-        # The metric rows' path into the store (recorder/bulk_metrics.py), said in the job's log.
+        # The metric rows' path into the store (recorder/bulk_metrics.py): the job logs it.
         self.bulk, path = for_client(client)
         self.last_beat = time.time()
         alive = recorder_tags(self.last_beat, spec.heartbeat_seconds)
@@ -81,6 +78,7 @@ class RunWriter:
             run_name=run.info.run_name or "",
             experiment_id=run.info.experiment_id,
             uri=spec.uri,
+            metric_rows=path,
         )
         if spec.resume_run_id is not None:
             # How the last attempt ended is no longer how the run ends.
@@ -89,7 +87,6 @@ class RunWriter:
                     client.delete_tag(self.run_id, key)
             if spec.tags:
                 self.tags(spec.tags)  # this attempt's cluster job, for its own requeue
-        note(f"run {self.info.run_id}: {path}")
         self.history = History()
         self.trajectory = Trajectory() if spec.verify_against else None
         if spec.takeover:
@@ -140,19 +137,14 @@ class RunWriter:
         self.gate.commit(commit)
 
     def write_rows(self, rows: Rows) -> None:
-        keep = None  # rows x keys: what the store does not hold yet
-        drawn = rows
+        keep, drawn = None, rows  # keep: rows x keys, what the store does not hold yet
         if self.skip:
             after = np.array([self.skip.get(key, -1) for key in rows.keys], dtype=np.int64)
             keep = rows.steps[:, None] > after[None, :]
             if self.spec.takeover:  # the plots have those steps from the store already
                 ahead = rows.steps > after.max(initial=-1)
-                drawn = dataclasses.replace(
-                    rows,
-                    steps=rows.steps[ahead],
-                    times=rows.times[ahead],
-                    values=rows.values[ahead],
-                )
+                steps, times, values = rows.steps[ahead], rows.times[ahead], rows.values[ahead]
+                drawn = dataclasses.replace(rows, steps=steps, times=times, values=values)
             if len(rows.steps) and int(rows.steps.min()) > max(self.skip.values()):
                 self.skip = {}
         if self.bulk is not None:
@@ -272,26 +264,6 @@ class RunWriter:
                 self.warnings.append(f"system metrics not all recorded: {err}")
         self.client.set_terminated(self.run_id, status.value)
         self.finished = True
-
-
-def as_metrics(rows: Rows, keep: np.ndarray | None) -> list[Metric]:
-    """The rows as MLflow's entities, for `log_batch` (MLflow splits them into requests)."""
-    return [
-        Metric(key, float(value), int(ms), int(step))
-        for i, (step, ms, values) in enumerate(
-            zip(rows.steps, rows.times, rows.values, strict=True)
-        )
-        for j, (key, value) in enumerate(zip(rows.keys, values, strict=True))
-        if keep is None or keep[i, j]
-    ]
-
-
-def note(line: str) -> None:
-    """A line in the job's log (the recorder's standard error when that is a file): never on a
-    console, which shows only what the user needs."""
-    with contextlib.suppress(OSError, ValueError):  # a standard error without a file
-        if stat.S_ISREG(os.fstat(sys.stderr.fileno()).st_mode):
-            print(f"trainlab recorder: {line}", file=sys.stderr, flush=True)
 
 
 def log_files(
