@@ -87,17 +87,18 @@ class BulkMetrics:
                 self.checked.add(key)
         steps, times = integers(rows.steps, "step"), integers(rows.times, "timestamp")
         values = np.asarray(rows.values, dtype=np.float64).reshape(len(steps), len(keys))
-        if len(times) and times.min() < 0:
-            at = int(np.argmin(times))
-            _validate_metric(keys[0], float(values[at, 0]), int(times[at]), int(steps[at]))
-        is_nan = np.isnan(values)
-        stored = np.clip(np.where(is_nan, 0.0, values), -LARGEST, LARGEST)
         if keep is None:
             keep = np.ones(values.shape, dtype=bool)
         # Row-major, as log_batch receives them: step by step, key by key.
         at_row, at_key = np.nonzero(keep)
         if not len(at_row):
             return 0
+        if times[at_row].min() < 0:  # MLflow's own words for the first one
+            first = int(np.argmax(times[at_row] < 0))
+            i, j = int(at_row[first]), int(at_key[first])
+            _validate_metric(keys[j], float(values[i, j]), int(times[i]), int(steps[i]))
+        is_nan = np.isnan(values)
+        stored = np.clip(np.where(is_nan, 0.0, values), -LARGEST, LARGEST)
         key_of = np.array(keys, dtype=object)[at_key].tolist()
         columns = zip(
             key_of,
