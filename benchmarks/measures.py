@@ -173,8 +173,9 @@ def p4_serial_jobs(
     )
     untracked, tracked = (statistics.median(samples[k]) for k in ("untracked", "tracked"))
     what = f"s per tracked 100-epoch job, serial {jobs}-job sweep, {label} (untracked {untracked:.3f} s)"
-    # The target is in seconds: the baseline column holds it, the ratio is seconds / target.
-    return Result("P4", what, target, tracked, 1.0)
+    # The target is in seconds: the baseline column holds it, the ratio is seconds / target
+    # (a row without a target only informs).
+    return Result("P4", what, target, tracked, 1.0 if target < float("inf") else target)
 
 
 def wall(command: list[str], env: dict[str, str], cwd: Path) -> float:
