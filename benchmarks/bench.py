@@ -1,6 +1,7 @@
 """`make bench` / `make bench-quick`: trainlab's speed against baselines measured in the same run.
 
-Each measure runs its baseline and trainlab side by side, several times, and keeps the median.
+Each measure runs its baseline and trainlab in turns (A, B, A, B ...: benchmarks/turns.py) and
+reports the median of the rounds' ratios with their min and max; a row passes on its median.
 In-process measures (P1-P4) time until everything is durable in the store; whole-process ones
 (P4-par, P5, S1, F1, D1) time the command a user types, from its start to its exit. The table shows
 baseline, trainlab, ratio, target and pass/fail, and for tracked runs the naive stack's time
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -25,20 +27,20 @@ import torch
 
 from benchmarks import baselines
 from benchmarks.data_load import d1_csv_loading
+from benchmarks.framework_measures import m1_mlp, p2_framework, p3_big_data
 from benchmarks.image_measures import m2_cnn
 from benchmarks.measures import (
     LEAN,
-    Result,
     Trainlab,
     f1_config_errors,
-    median_time,
     p4_parallel,
     p4_serial_jobs,
     p5_whole_process,
     s1_long_run,
-    table,
 )
 from benchmarks.search_measures import h1_pruning, h2_study_cost
+from benchmarks.store_measures import v1_stored_value
+from benchmarks.turns import Result, compared, median_time, table, take_turns
 from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.sweeps.identity import CHILD_DEFAULTS
 
@@ -50,21 +52,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def p1_tracking(lab: Trainlab, steps: int, repeats: int, naive: float, *extra: str) -> Result:
     """Per-step metrics (train/loss, weight, bias, gap) tracked against the same run untracked."""
-    untracked = median_time(lambda: lab.run(f"max_epochs={steps}", "tracking=none"), repeats)
-    tracked = median_time(lambda: lab.run(f"max_epochs={steps}", *extra), repeats)
+    samples = take_turns(
+        {
+            "untracked": lambda: lab.run(f"max_epochs={steps}", "tracking=none"),
+            "tracked": lambda: lab.run(f"max_epochs={steps}", *extra),
+        },
+        repeats,
+    )
     label, target = (
         ("metrics only", 1.10) if extra else ("defaults: + checkpoint, plots, model", 1.25)
     )
     what = f"seed run, {steps} steps, tracked ({label}) vs untracked"
-    return Result("P1", what, untracked, tracked, target, peer=naive / tracked)
+    result = compared("P1", what, samples["untracked"], samples["tracked"], target)
+    result.peer = naive / result.trainlab_s
+    return result
 
 
 def p1_store_floor(lab: Trainlab, home: Path, steps: int, repeats: int) -> Result:
     """What MLflow's store alone needs for the same metrics, in this process (no overlap)."""
-    store = median_time(lambda: baselines.mlflow_floor(home / "floor.db", steps, 4), repeats)
-    untracked = median_time(lambda: lab.run(f"max_epochs={steps}", "tracking=none"), repeats)
+    samples = take_turns(
+        {
+            "store": lambda: baselines.mlflow_floor(home / "floor.db", steps, 4),
+            "untracked": lambda: lab.run(f"max_epochs={steps}", "tracking=none"),
+        },
+        repeats,
+    )
+    both = [u + s for u, s in zip(samples["untracked"], samples["store"], strict=True)]
     what = f"untracked run + MLflow storing its {4 * steps} metrics in series (the old way)"
-    return Result("P1-floor", what, untracked, untracked + store, float("inf"))
+    return compared("P1-floor", what, samples["untracked"], both, float("inf"))
 
 
 def c1_checkpoints(lab: Trainlab, steps: int, every: int, repeats: int) -> list[Result]:
@@ -72,100 +87,31 @@ def c1_checkpoints(lab: Trainlab, steps: int, every: int, repeats: int) -> list[
     (the recorder writes the held rows, renames it, copies it into the artifacts), waited for.
     Many of them (one every 10 steps), so that their cost stands out of a run's noise."""
     lean = (f"max_epochs={steps}", *LEAN, "checkpoint.every_seconds=null")
-    without = median_time(lambda: lab.run(*lean), repeats)
-    periodic = median_time(lambda: lab.run(*lean, f"checkpoint.every_n_steps={every}"), repeats)
+    samples = take_turns(
+        {
+            "without": lambda: lab.run(*lean),
+            "periodic": lambda: lab.run(*lean, f"checkpoint.every_n_steps={every}"),
+        },
+        repeats,
+    )
     count = steps // every
-    each = max(periodic - without, 0.0) / count
+    costs = [
+        max(p - w, 0.0) / count
+        for w, p in zip(samples["without"], samples["periodic"], strict=True)
+    ]
+    each = statistics.median(costs)
     what = f"seed run, {steps} steps, {count} checkpoints vs only the final one ({each * 1000:.1f} ms each)"
     default = CheckpointConfig().every_seconds or math.inf
     share = f"share of a run spent on checkpoints at the default interval (every {default:g} s)"
     return [
-        Result("C1", what, without, periodic, float("inf")),
+        compared("C1", what, samples["without"], samples["periodic"], float("inf")),
         # The baseline column holds the interval, the trainlab column one checkpoint's cost.
         Result("C1-default", share, default, each, 0.01),
     ]
 
 
-def p2_framework(lab: Trainlab, steps: int, repeats: int) -> list[Result]:
-    """An untracked run against a bare module in a barebones Trainer (and the raw loop), and
-    what the callback form alone costs: the floor with as many do-nothing callbacks as an
-    untracked run has."""
-    x, y = baselines.seed_tensors()
-    batches = baselines.TensorBatches(x, y, None, False, 0)
-    count = lab.untracked_callbacks()
-    raw = median_time(lambda: baselines.raw_seed_loop(steps), repeats)
-    floor = median_time(lambda: baselines.lightning_floor(batches, steps, 1, 1, "cpu"), repeats)
-    idle = median_time(
-        lambda: baselines.lightning_floor(batches, steps, 1, 1, "cpu", count), repeats
-    )
-    ours = median_time(lambda: lab.run(f"max_epochs={steps}", "tracking=none"), repeats)
-    return [
-        Result(
-            "P2", f"seed run untracked vs barebones-Trainer floor, {steps} steps", floor, ours, 1.10
-        ),
-        Result(
-            "P2-callbacks",
-            f"the floor with {count} do-nothing callbacks (an untracked run's) vs without",
-            floor,
-            idle,
-            float("inf"),
-        ),
-        Result("P2-floor", "barebones-Trainer floor vs raw seed loop", raw, floor, float("inf")),
-        Result("P2-raw", "seed run untracked vs raw seed loop", raw, ours, float("inf")),
-    ]
-
-
 def naive_stack(home: Path, steps: int, repeats: int) -> float:
     return median_time(lambda: baselines.naive_stack(steps, home / "naive.db"), repeats)
-
-
-MLP = ("model=mlp", "model.hidden=[64,64]", "data=synthetic", "data.n_features=20")
-
-
-def m1_mlp(lab: Trainlab, rows: int, repeats: int) -> list[Result]:
-    """An MLP (64, 64) on synthetic rows, one epoch of batches of 256: trainlab's Lightning
-    engine against a barebones Trainer fitting the same module over the same batches; and the
-    whole in-process run tracked (metrics only, and with the defaults) against untracked."""
-    options = (*MLP, f"data.n_samples={rows}", "data.batch_size=256", "max_epochs=1")
-    floor = median_time(lambda: lab.floor_fit(options), repeats)
-    engine = median_time(lambda: lab.engine_fit(options), repeats)
-    untracked = median_time(lambda: lab.run(*options, "tracking=none"), repeats)
-    lean = median_time(lambda: lab.run(*options, *LEAN), repeats)
-    defaults = median_time(lambda: lab.run(*options), repeats)
-    what = f"MLP 64x64, {rows} rows, one epoch of batches of 256"
-    return [
-        Result("M1", f"{what}: untracked engine vs barebones Trainer", floor, engine, 1.05),
-        Result("M1-tracked", f"{what}: tracked (metrics only) vs untracked", untracked, lean, 1.10),
-        Result(
-            "M1-defaults",
-            f"{what}: tracked (defaults) vs untracked",
-            untracked,
-            defaults,
-            float("inf"),
-        ),
-    ]
-
-
-def p3_big_data(lab: Trainlab, rows: int, device: str, repeats: int) -> list[Result]:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(rows, 64, generator=generator).to(device)
-    y = (x @ torch.randn(64, 1, generator=generator).to(device)).contiguous()
-    batches = baselines.TensorBatches(x, y, 1024, True, 0)
-    raw = median_time(lambda: baselines.raw_big_data_epoch(x, y, 1024), repeats)
-    floor = median_time(lambda: baselines.lightning_floor(batches, 1, 64, 1, device), repeats)
-    ours = median_time(lambda: lab.big_data_epoch(x, y, 1024), repeats)
-    name, target = ("P3", 1.05) if device == "cpu" else ("P3-gpu", 1.3)
-    what = f"one epoch {rows}x64 float32, batch 1024, {device}"
-    if device == "cpu":
-        return [
-            Result(name, f"{what}, vs barebones-Trainer floor", floor, ours, target),
-            Result(f"{name}-raw", f"{what}, vs raw loop", raw, ours, float("inf")),
-        ]
-    # On a GPU the target is against the raw CUDA loop (no per-step host sync in either).
-    return [
-        Result(name, f"{what}, vs raw CUDA loop", raw, ours, target),
-        Result(f"{name}-floor", f"{what}, vs barebones-Trainer floor", floor, ours, float("inf")),
-    ]
 
 
 def main() -> None:
@@ -175,14 +121,33 @@ def main() -> None:
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
     )
     parser.add_argument(
-        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 M2 P4 P4-par H1 H2 P5 S1 F1 D1)"
+        "--only",
+        nargs="*",
+        help="measures to run (P1 C1 P2 P3 M1 M2 V1 P4 P4-par H1 H2 P5 S1 F1 D1)",
     )
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     steps = 500 if args.quick else 2000
     rows = 200_000 if args.quick else 1_000_000
     long_jobs = 500 if args.quick else 2000  # epochs of P4-par's long sweep
-    every = ["P1", "C1", "P2", "P3", "M1", "M2", "P4", "P4-par", "H1", "H2", "P5", "S1", "F1", "D1"]
+    sweeps = 1 if args.quick else 3  # rounds of P4's and P4-par's sweeps taking turns
+    every = [
+        "P1",
+        "C1",
+        "P2",
+        "P3",
+        "M1",
+        "M2",
+        "V1",
+        "P4",
+        "P4-par",
+        "H1",
+        "H2",
+        "P5",
+        "S1",
+        "F1",
+        "D1",
+    ]
     wanted = set(args.only or every)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
@@ -199,14 +164,26 @@ def main() -> None:
             ("P3", lambda: p3_big_data(lab, rows, "cpu", repeats)),
             ("M1", lambda: m1_mlp(lab, 20_000 if args.quick else 100_000, repeats)),
             ("M2", lambda: m2_cnn(lab, repeats)),
-            ("P4", lambda: p4_serial_jobs(lab, home, 8, "metrics only", 0.10, *LEAN)),
-            ("P4", lambda: p4_serial_jobs(lab, home, 8, CHILD, 0.20, *CHILD_DEFAULTS)),
-            ("P4", lambda: p4_serial_jobs(lab, home, 8, "+ plots and model", inf)),
-            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.6, "joblib")),
-            ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "joblib")),
-            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.4, "parallel")),
-            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.6, "parallel", "tracking=none")),
-            ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "parallel")),
+            ("V1", lambda: v1_stored_value(home, 2000 if args.quick else 10_000, repeats)),
+            (
+                "P4",
+                lambda: p4_serial_jobs(lab, home, 8, "metrics only", 0.10, *LEAN, rounds=sweeps),
+            ),
+            (
+                "P4",
+                lambda: p4_serial_jobs(lab, home, 8, CHILD, 0.20, *CHILD_DEFAULTS, rounds=sweeps),
+            ),
+            ("P4", lambda: p4_serial_jobs(lab, home, 8, "+ plots and model", inf, rounds=sweeps)),
+            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.6, "joblib", rounds=sweeps)),
+            ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "joblib", rounds=sweeps)),
+            ("P4-par", lambda: p4_parallel(home, 8, long_jobs, 1.4, "parallel", rounds=sweeps)),
+            (
+                "P4-par",
+                lambda: p4_parallel(
+                    home, 8, long_jobs, 1.6, "parallel", "tracking=none", rounds=sweeps
+                ),
+            ),
+            ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "parallel", rounds=sweeps)),
             ("H1", lambda: h1_pruning(home, 20 if args.quick else 40, 60 if args.quick else 150)),
             ("H2", lambda: h2_study_cost(home, 10 if args.quick else 40, 20)),
             ("P5", lambda: p5_whole_process(home, repeats, *LEAN)),
@@ -244,7 +221,9 @@ def main() -> None:
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },
         "quick": args.quick,
-        "results": [{**asdict(r), "ratio": r.ratio, "passed": r.passed} for r in results],
+        "results": [
+            {**asdict(r), "ratio": r.ratio, "spread": r.spread, "passed": r.passed} for r in results
+        ],
     }
     args.json.write_text(json.dumps(record, indent=2))
     print(f"\nresults written to {args.json}")

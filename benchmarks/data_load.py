@@ -22,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from benchmarks.measures import BIN, Result
+from benchmarks.measures import BIN
+from benchmarks.turns import Result, compared
 
 COLUMNS = 20  # 19 features and the target `y`
 TARGET_ROWS = 1_000_000
@@ -85,19 +86,19 @@ def d1_csv_loading(home: Path, rows: int, repeats: int, train_repeats: int) -> l
     # errors (Hydra, OmegaConf) weighs more than the reading, and the row only informs.
     target, scope = (1.3, "") if rows >= TARGET_ROWS else (float("inf"), "; target at 1M rows")
     return [
-        Result(
+        compared(
             "D1",
             f"load a {size} CSV (read, checks, float64 arrays) vs pyarrow.csv.read_csv, "
             f"whole process{scope}",
-            baseline,
-            median["trainlab"],
+            samples["pyarrow"],
+            samples["trainlab"],
             target,
         ),
-        Result(
+        compared(
             "D1-pandas",
             f"pandas.read_csv of the same {size} CSV vs pyarrow.csv.read_csv, whole process",
-            baseline,
-            median["pandas"],
+            samples["pyarrow"],
+            samples["pandas"],
             float("inf"),
         ),
         Result(

@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Callable
 
 import lightning as L
 import torch
 from torch import nn
 
-from benchmarks.measures import LEAN, Result, Trainlab
+from benchmarks.measures import LEAN, Trainlab
+from benchmarks.turns import Result, compared, take_turns
 from trainlab.data.batches import TensorBatches
 from trainlab.data.images import DigitsDataModule
 from trainlab.models.cnn import CNN
@@ -35,18 +35,6 @@ DIGITS_CNN = (
     "data.batch_size=64",
     "max_epochs=1",
 )
-
-
-def in_turns(
-    first: Callable[[], float], second: Callable[[], float], repeats: int
-) -> tuple[float, float]:
-    """Median seconds of each, timed alternately after one untimed round of both."""
-    first(), second()
-    a, b = [], []
-    for _ in range(repeats):
-        a.append(first())
-        b.append(second())
-    return statistics.median(a), statistics.median(b)
 
 
 def datamodule_floor_fit(lab: Trainlab, overrides: tuple[str, ...]) -> float:
@@ -67,16 +55,34 @@ def datamodule_floor_fit(lab: Trainlab, overrides: tuple[str, ...]) -> float:
 
 
 def m2_cnn(lab: Trainlab, repeats: int) -> list[Result]:
-    floor, engine = in_turns(
-        lambda: datamodule_floor_fit(lab, DIGITS_CNN), lambda: lab.engine_fit(DIGITS_CNN), repeats
-    )
-    untracked, lean = in_turns(
-        lambda: lab.run(*DIGITS_CNN, "tracking=none"), lambda: lab.run(*DIGITS_CNN, *LEAN), repeats
-    )
+    fits = {
+        "floor": lambda: datamodule_floor_fit(lab, DIGITS_CNN),
+        "engine": lambda: lab.engine_fit(DIGITS_CNN),
+    }
+    take_turns(fits, 1)  # a first round pays what a first fit pays once
+    fit = take_turns(fits, repeats)
+    runs = {
+        "untracked": lambda: lab.run(*DIGITS_CNN, "tracking=none"),
+        "tracked": lambda: lab.run(*DIGITS_CNN, *LEAN),
+    }
+    take_turns(runs, 1)
+    run = take_turns(runs, repeats)
     what = "CNN 16x32 on digits (1,797 1x8x8 images), one epoch of batches of 64"
     return [
-        Result("M2", f"{what}: untracked engine vs barebones Trainer", floor, engine, 1.05),
-        Result("M2-tracked", f"{what}: tracked (metrics only) vs untracked", untracked, lean, 1.10),
+        compared(
+            "M2",
+            f"{what}: untracked engine vs barebones Trainer",
+            fit["floor"],
+            fit["engine"],
+            1.05,
+        ),
+        compared(
+            "M2-tracked",
+            f"{what}: tracked (metrics only) vs untracked",
+            run["untracked"],
+            run["tracked"],
+            1.10,
+        ),
     ]
 
 

@@ -8,9 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from contextlib import redirect_stdout
-from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from benchmarks.turns import Result, compared, take_turns
 from trainlab import pipeline
 from trainlab.callbacks.from_config import build_callbacks
 from trainlab.config.checks import check_config
@@ -38,55 +37,6 @@ from trainlab.tracking.messages import Reply, Sync
 # What a run records beyond its metrics: checkpoint, plots and the logged model; measured both ways.
 LEAN = ("tracking.plots=false", "tracking.log_model=false")
 BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Result:
-    name: str
-    what: str
-    baseline_s: float
-    trainlab_s: float
-    target: float  # trainlab / baseline must be <= target (or >= for speed-ups, see `higher`)
-    higher: bool = False
-    peer: float | None = None  # naive stack's time / trainlab's, where it was measured
-
-    @property
-    def ratio(self) -> float:
-        if self.higher:
-            return self.baseline_s / self.trainlab_s
-        return self.trainlab_s / self.baseline_s
-
-    @property
-    def passed(self) -> bool:
-        return self.ratio >= self.target if self.higher else self.ratio <= self.target
-
-
-def table(results: list[Result]) -> str:
-    lines = [
-        "| measure | what | baseline s | trainlab s | ratio | target | result | naive / trainlab |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        sign = ">=" if r.higher else "<="
-        informative = r.target == float("inf")
-        target = "-" if informative else f"{sign} {r.target:g}"
-        verdict = "-" if informative else ("pass" if r.passed else "FAIL")
-        peer = f"{r.peer:.1f}x" if r.peer is not None else ""
-        lines.append(
-            f"| {r.name} | {r.what} | {r.baseline_s:.4f} | {r.trainlab_s:.4f} | {r.ratio:.2f} "
-            f"| {target} | {verdict} | {peer} |"
-        )
-    return "\n".join(lines)
-
-
-def median_time(fn: Callable[[], float | None], repeats: int) -> float:
-    """Median seconds of `fn` (its own return value when it times itself, else wall time)."""
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        own = fn()
-        samples.append(own if own is not None else time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 class Trainlab:
@@ -191,11 +141,12 @@ class Trainlab:
 
 
 def p4_serial_jobs(
-    lab: Trainlab, home: Path, jobs: int, label: str, target: float, *extra: str
+    lab: Trainlab, home: Path, jobs: int, label: str, target: float, *extra: str, rounds: int = 1
 ) -> Result:
     """Seconds per tracked 100-epoch job of a serial sweep, as its jobs run: each job returns
     once the recorder has its run (plots and model are written while the next job trains); the
-    time includes waiting for the last job's to be in the store."""
+    time includes waiting for the last job's to be in the store. Untracked and tracked sweeps
+    take turns."""
 
     def sweep(tracked: bool) -> float:
         options = extra if tracked else ("tracking=none",)
@@ -217,11 +168,14 @@ def p4_serial_jobs(
         recorder.send(Sync(), reply=Reply.HANDLED)  # the last job's plots and model are in
         return (time.perf_counter() - start) / jobs
 
-    untracked = sweep(False)
-    tracked = sweep(True)
+    samples = take_turns(
+        {"untracked": lambda: sweep(False), "tracked": lambda: sweep(True)}, rounds
+    )
+    untracked, tracked = (statistics.median(samples[k]) for k in ("untracked", "tracked"))
     what = f"s per tracked 100-epoch job, serial {jobs}-job sweep, {label} (untracked {untracked:.3f} s)"
-    # The target is in seconds: the baseline column holds it, the ratio is seconds / target.
-    return Result("P4", what, target, tracked, 1.0)
+    # The target is in seconds: the baseline column holds it, the ratio is seconds / target
+    # (a row without a target only informs).
+    return Result("P4", what, target, tracked, 1.0 if target < float("inf") else target)
 
 
 def wall(command: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -231,11 +185,12 @@ def wall(command: list[str], env: dict[str, str], cwd: Path) -> float:
 
 
 def p4_parallel(
-    home: Path, jobs: int, epochs: int, target: float, launcher: str, *extra: str
+    home: Path, jobs: int, epochs: int, target: float, launcher: str, *extra: str, rounds: int = 1
 ) -> Result:
-    """A sweep run serially against the same sweep on `launcher` with 2 workers: `joblib` (the
-    plugin's default, loky: fresh workers that import torch and Lightning again) or trainlab's
-    `parallel` preset (forked workers that inherit them); tracked, or with `extra` overrides."""
+    """A sweep run serially against the same sweep on `launcher` with 2 workers, in turns:
+    `joblib` (the plugin's default, loky: fresh workers that import torch and Lightning again)
+    or trainlab's `parallel` preset (forked workers that inherit them); tracked, or with
+    `extra` overrides."""
     env = {**os.environ, "TRAINLAB_HOME": str(home)}
     base = [
         str(BIN / "trainlab-train"),
@@ -246,11 +201,14 @@ def p4_parallel(
         "experiment_name=bench_par",
         *extra,
     ]
-    serial = wall(base, env, home)
-    parallel = wall([*base, f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=2"], env, home)
+    launched = [*base, f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=2"]
+    samples = take_turns(
+        {"serial": lambda: wall(base, env, home), "parallel": lambda: wall(launched, env, home)},
+        rounds,
+    )
     how = " ".join(extra) or "tracked"
     what = f"{jobs}-job sweep of {epochs} epochs ({how}): serial vs {launcher} n_jobs=2 (speed-up)"
-    return Result("P4-par", what, serial, parallel, target, higher=True)
+    return compared("P4-par", what, samples["serial"], samples["parallel"], target, higher=True)
 
 
 def p5_whole_process(home: Path, repeats: int, *extra: str) -> Result:
@@ -258,20 +216,24 @@ def p5_whole_process(home: Path, repeats: int, *extra: str) -> Result:
     bare = [sys.executable, "-c", "import torch, lightning, mlflow, hydra"]
     ours = [str(BIN / "trainlab-train"), "experiment=seed_pipeline", "print_every=0", *extra]
     wall(ours, env, home)  # warm the OS file cache and the store
-    bare_s = statistics.median(wall(bare, env, home) for _ in range(repeats))
-    ours_s = statistics.median(wall(ours, env, home) for _ in range(repeats))
+    samples = take_turns(
+        {"bare": lambda: wall(bare, env, home), "ours": lambda: wall(ours, env, home)}, repeats
+    )
     label, target = (" ".join(extra), 1.00) if extra else ("defaults", 1.10)
     what = f"`trainlab-train` seed pipeline ({label}) vs bare import process, whole process"
-    return Result("P5", what, bare_s, ours_s, target)
+    return compared("P5", what, samples["bare"], samples["ours"], target)
 
 
 def s1_long_run(home: Path, steps: int, repeats: int) -> Result:
     env = {**os.environ, "TRAINLAB_HOME": str(home)}
     run = [str(BIN / "trainlab-train"), f"max_epochs={steps}", "print_every=0"]
-    untracked = statistics.median(wall([*run, "tracking=none"], env, home) for _ in range(repeats))
-    tracked = statistics.median(wall(run, env, home) for _ in range(repeats))
+    untracked = [*run, "tracking=none"]
+    samples = take_turns(
+        {"untracked": lambda: wall(untracked, env, home), "tracked": lambda: wall(run, env, home)},
+        repeats,
+    )
     what = f"{steps}-step seed run with the defaults vs untracked, whole process"
-    return Result("S1", what, untracked, tracked, 1.15)
+    return compared("S1", what, samples["untracked"], samples["tracked"], 1.15)
 
 
 F1_CASES = [

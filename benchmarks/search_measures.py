@@ -12,7 +12,8 @@ from pathlib import Path
 
 import optuna
 
-from benchmarks.measures import BIN, Result, wall
+from benchmarks.measures import BIN, wall
+from benchmarks.turns import Result
 from trainlab.sweeps.search import JOBS_ATTR
 from trainlab.sweeps.study import TrialHandle, build_pruner, open_storage
 from trainlab.sweeps.trials import StudyLink, TrialJob

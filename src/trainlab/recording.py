@@ -10,6 +10,7 @@ exists still gets a FAILED run, so the sweep's summary lists it.
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from collections.abc import Iterator
@@ -154,6 +155,7 @@ class RunSession:
         )
         assert self.target is not None
         info = self.run.info()  # asked first: a sweep job does not wait for its plots and model
+        logging.getLogger(__name__).info("run %s: %s", info.run_id, info.metric_rows)
         return self.run.finish(report, self.target.wait) or info
 
     def fail(self, err: BaseException) -> None:

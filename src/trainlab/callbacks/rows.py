@@ -49,7 +49,10 @@ class StepRows(L.Callback):
         self.run = run
         self.spec = spec or RowSpec(norms_per_tensor=True)  # a module of its own: any model
         self.with_grad_norm = self.spec.grad_norm
-        self.keys: list[str] = []
+        self.keys: tuple[str, ...] = ()
+        # The module's parameters, listed once a fit: the optimizer updates them in place, and
+        # walking the module tree for them at every step cost more than the row itself.
+        self.params: list[torch.Tensor] = []
         self.loss = StepLoss()
         self.lr = float("nan")  # the rate the last optimizer step used
         self.lr_hook: Any = None
@@ -58,7 +61,8 @@ class StepRows(L.Callback):
         self.last_batch = -1  # batch_idx of the last batch trained in this epoch
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.keys = row_keys(pl_module, self.spec)
+        self.keys = tuple(row_keys(pl_module, self.spec))
+        self.params = list(pl_module.parameters())
         self.loss.start(trainer)
         # Read as the optimizer steps: an epoch's scheduler step comes before the epoch's last
         # on_train_batch_end, which would see the next epoch's rate (a torch hook: ~1 us a step).
@@ -73,7 +77,7 @@ class StepRows(L.Callback):
     ) -> None:
         # Before clipping, which compares this norm with its threshold.
         if self.with_grad_norm:
-            self.grad_norm = gradient_norm(pl_module.parameters())
+            self.grad_norm = gradient_norm(self.params)
 
     def on_train_batch_end(
         self,
@@ -88,7 +92,7 @@ class StepRows(L.Callback):
         if loss is None or not trainer.is_global_zero:
             return
         norm = self.grad_norm if self.with_grad_norm else None
-        row = step_row(loss, self.lr, pl_module.parameters(), self.spec, norm)
+        row = step_row(loss, self.lr, self.params, self.spec, norm)
         self.last_row = row
         self.run.add(self.keys, row, trainer.global_step - 1)
 

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError, one_line
 from trainlab.recorder import system_metrics
+from trainlab.recorder.bulk_metrics import for_client
 from trainlab.recorder.commits import find_resumable
 from trainlab.recorder.mlflow_store import open_client, store_problem
 from trainlab.recorder.sweep_parent import SweepParent
@@ -102,7 +103,9 @@ class Dispatcher:
 
     def client(self, uri: str) -> MlflowClient:
         if uri not in self.clients:
-            self.clients[uri] = open_client(uri)
+            client = open_client(uri)
+            for_client(client)  # which path metric rows take, checked once (while torch loads)
+            self.clients[uri] = client
         return self.clients[uri]
 
     def handle(self, token: str, message: Message) -> Any:

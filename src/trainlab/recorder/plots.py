@@ -65,13 +65,27 @@ class Curve:
         self.stride, self.seen = 1, 0
 
     def add(self, step: int, value: float) -> None:
-        if self.seen % self.stride == 0:
-            self.steps.append(step)
-            self.values.append(value)
-            if len(self.steps) >= MAX_POINTS:
-                self.steps, self.values = self.steps[::2], self.values[::2]
-                self.stride *= 2
-        self.seen += 1
+        self.extend([step], [value])
+
+    def extend(self, steps: list[int], values: list[float]) -> None:
+        """Points in order: every `stride`-th point seen is kept (a slice per batch, not a call
+        per point: the recorder draws every value it writes)."""
+        while steps:
+            first = -self.seen % self.stride  # the first of these that is a kept point
+            kept = steps[first :: self.stride]
+            room = MAX_POINTS - len(self.steps)
+            if len(kept) < room:
+                self.steps += kept
+                self.values += values[first :: self.stride]
+                self.seen += len(steps)
+                return
+            last = first + (room - 1) * self.stride  # the point that fills the curve
+            self.steps += kept[:room]
+            self.values += values[first : last + 1 : self.stride]
+            self.steps, self.values = self.steps[::2], self.values[::2]
+            self.stride *= 2
+            self.seen += last + 1
+            steps, values = steps[last + 1 :], values[last + 1 :]
 
     def finite(self) -> tuple[list[int], list[float]]:
         # A diverged run (guard.nonfinite=warn) has NaN and inf: not drawable.
@@ -100,10 +114,9 @@ class History:
             elif key not in LOSS_KEYS:
                 continue
             columns.append((index, self.curves.setdefault(key, Curve())))
-        for row, step in enumerate(rows.steps.tolist()):
-            values = rows.values[row]
-            for index, curve in columns:
-                curve.add(step, float(values[index]))
+        steps = rows.steps.tolist()
+        for index, curve in columns:
+            curve.extend(steps, rows.values[:, index].tolist())
 
     def trajectory_keys(self) -> list[str]:
         return sorted(k for k in self.curves if k.startswith(PARAMETER_PREFIXES))

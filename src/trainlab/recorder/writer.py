@@ -17,10 +17,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
+from trainlab.recorder.bulk_metrics import as_metrics, for_client
 from trainlab.recorder.commits import STEP_TAG, CommitGate, recorded_ends, recorded_rows
 from trainlab.recorder.dataset_inputs import dataset_input, link_inputs
 from trainlab.recorder.experiments import as_params, as_tags, experiment_id
@@ -50,6 +52,8 @@ class RunWriter:
 
     def __init__(self, client: MlflowClient, spec: RunSpec, parent_tags: dict[str, str]) -> None:
         self.client, self.spec = client, spec
+        # The metric rows' path into the store (recorder/bulk_metrics.py): the job logs it.
+        self.bulk, path = for_client(client)
         self.last_beat = time.time()
         alive = recorder_tags(self.last_beat, spec.heartbeat_seconds)
         # Per metric, the last step already in the store when a resume recomputes it (after a
@@ -74,6 +78,7 @@ class RunWriter:
             run_name=run.info.run_name or "",
             experiment_id=run.info.experiment_id,
             uri=spec.uri,
+            metric_rows=path,
         )
         if spec.resume_run_id is not None:
             # How the last attempt ended is no longer how the run ends.
@@ -132,22 +137,20 @@ class RunWriter:
         self.gate.commit(commit)
 
     def write_rows(self, rows: Rows) -> None:
-        metrics = [
-            Metric(key, float(value), int(ms), int(step))
-            for step, ms, values in zip(rows.steps, rows.times, rows.values, strict=True)
-            for key, value in zip(rows.keys, values, strict=True)
-        ]
-        drawn = rows
+        keep, drawn = None, rows  # keep: rows x keys, what the store does not hold yet
         if self.skip:
-            metrics = self.unrecorded(metrics)
+            after = np.array([self.skip.get(key, -1) for key in rows.keys], dtype=np.int64)
+            keep = rows.steps[:, None] > after[None, :]
             if self.spec.takeover:  # the plots have those steps from the store already
-                keep = rows.steps > max(self.skip.get(key, -1) for key in rows.keys)
-                drawn = dataclasses.replace(
-                    rows, steps=rows.steps[keep], times=rows.times[keep], values=rows.values[keep]
-                )
+                ahead = rows.steps > after.max(initial=-1)
+                steps, times, values = rows.steps[ahead], rows.times[ahead], rows.values[ahead]
+                drawn = dataclasses.replace(rows, steps=steps, times=times, values=values)
             if len(rows.steps) and int(rows.steps.min()) > max(self.skip.values()):
                 self.skip = {}
-        self.client.log_batch(self.run_id, metrics=metrics)  # MLflow splits it into requests
+        if self.bulk is not None:
+            self.bulk.write(self.run_id, rows, keep)
+        else:
+            self.client.log_batch(self.run_id, metrics=as_metrics(rows, keep))
         self.drawn(drawn)
 
     def drawn(self, rows: Rows) -> None:

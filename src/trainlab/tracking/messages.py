@@ -187,6 +187,7 @@ class RunInfo:
     warnings: tuple[str, ...] = ()  # what went wrong while recording, without losing the run
     verification: tuple[str, ...] = ()  # a rerun's comparison with its original, as printed
     metrics: dict[str, float] = field(default_factory=dict)  # the final ones, test/* included
+    metric_rows: str = ""  # how the recorder writes the run's metric rows (the job's log says it)
 
 
 @dataclass(frozen=True)
