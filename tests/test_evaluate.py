@@ -188,3 +188,18 @@ def test_the_classification_presets_learn_and_track_their_optimum(home, train_in
     gaps = [m.value for m in store(home).get_metric_history(run.info.run_id, "optimum/gap")]
     assert len(gaps) == 40 and gaps[-1] < gaps[0] and min(gaps) > -1e-6
     assert "Optimum of the objective (the loss + weight_decay/2 |w|^2)" in out
+
+
+def test_a_datamodule_runs_target_is_asked_for_not_taken_from_its_class(home, train_in_process):
+    """data=custom's data.target names its datamodule's class, not a column of a file."""
+    args = ("data=custom", "data.target=tests.user_data.Regression", "model=mlp", "max_epochs=2")
+    assert train_in_process(*args, "print_every=0")[0] == 0
+    (trained,) = all_runs(store(home))
+    rows = pd.DataFrame(
+        {"x0": [0.1, 0.2], "x1": [0.3, 0.1], "x2": [0.5, 0.0], "y0": [1, 2], "y1": [0, 1]}
+    )
+    rows.to_csv(home / "new.csv", index=False)
+    refused = evaluate(home, trained.info.run_id, "--data", str(home / "new.csv"))
+    assert refused.returncode == 2
+    assert "names no target column; expected --target <column>" in refused.stderr
+    assert "tests.user_data.Regression" not in refused.stderr

@@ -52,8 +52,10 @@ def rows_config(path: Path, recorded: dict[str, Any], args: argparse.Namespace, 
     """The new rows' file read as the run's data was: its target, the model's features."""
     metadata = model.metadata.metadata or {}
     named = list(metadata.get("target_names") or [])
-    # A file's run names its column (data.target); a scikit-learn set's model names its one target.
-    target = args.target or recorded.get("target") or (named[0] if len(named) == 1 else None)
+    # A file's run names its column (data.target: a file's data has a path; data=custom's
+    # data.target is its datamodule's class); a scikit-learn set's model names its one target.
+    column = recorded.get("target") if "path" in recorded else None
+    target = args.target or column or (named[0] if len(named) == 1 else None)
     if target is None:
         raise ConfigError(
             f"--target: the run's data ({recorded.get('name')}) names no target column; "
