@@ -159,6 +159,7 @@ def main() -> None:
             ("P1", lambda: p1_tracking(lab, steps, repeats, naive, *LEAN)),
             ("P1", lambda: p1_tracking(lab, steps, repeats, naive)),
             ("P1", lambda: p1_store_floor(lab, home, steps, repeats)),
+            ("P1", lambda: s1_long_run(home, 5000, 1 if args.quick else 3, *LEAN)),
             ("C1", lambda: c1_checkpoints(lab, steps, 10, repeats)),
             ("P2", lambda: p2_framework(lab, steps, repeats)),
             ("P3", lambda: p3_big_data(lab, rows, "cpu", repeats)),

@@ -224,14 +224,22 @@ def p5_whole_process(home: Path, repeats: int, *extra: str) -> Result:
     return compared("P5", what, samples["bare"], samples["ours"], target)
 
 
-def s1_long_run(home: Path, steps: int, repeats: int) -> Result:
+def s1_long_run(home: Path, steps: int, repeats: int, *extra: str) -> Result:
+    """A long seed run tracked (with the defaults, or `extra`) against untracked, whole
+    processes in turns: S1, or P1 as a whole process with the metrics only."""
     env = {**os.environ, "TRAINLAB_HOME": str(home)}
     run = [str(BIN / "trainlab-train"), f"max_epochs={steps}", "print_every=0"]
-    untracked = [*run, "tracking=none"]
+    untracked, tracked = [*run, "tracking=none"], [*run, *extra]
     samples = take_turns(
-        {"untracked": lambda: wall(untracked, env, home), "tracked": lambda: wall(run, env, home)},
+        {
+            "untracked": lambda: wall(untracked, env, home),
+            "tracked": lambda: wall(tracked, env, home),
+        },
         repeats,
     )
+    if extra:
+        what = f"{steps}-step seed run, metrics only, vs untracked, whole process"
+        return compared("P1-process", what, samples["untracked"], samples["tracked"], 1.10)
     what = f"{steps}-step seed run with the defaults vs untracked, whole process"
     return compared("S1", what, samples["untracked"], samples["tracked"], 1.15)
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,6 +175,21 @@ def test_a_store_of_another_schema_or_a_server_takes_log_batch(empty_store: Path
     assert "log_batch" in line and "b0e9c8e0a2f1" in line
     bulk, line = check(MlflowClient(tracking_uri="http://127.0.0.1:9"))
     assert bulk is None and "RestStore" in line
+
+
+def test_an_active_model_takes_log_batch(empty_store: Path, tmp_path: Path):
+    """log_batch links every value to MLflow's active model (read from the environment once a
+    process, as a recorder inherits it): the bulk path would not, so it is not taken."""
+    uri = sqlite_store(empty_store, tmp_path, "model")
+    script = (
+        "from mlflow.tracking import MlflowClient\n"
+        "from trainlab.recorder.bulk_metrics import check\n"
+        f"print(check(MlflowClient(tracking_uri={uri!r}))[1])\n"
+    )
+    env = {**os.environ, "MLFLOW_ACTIVE_MODEL_ID": "m-0123"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("(an active model is set: each value is linked to it)")
 
 
 def test_mlflow_checks_hold_on_the_bulk_path(empty_store: Path, tmp_path: Path):

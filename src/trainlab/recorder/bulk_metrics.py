@@ -1,12 +1,13 @@
 """The recorder's metric rows written at the store's floor: one SQLAlchemy Core insert per batch
-into MLflow's own `metrics` table and one upsert of `latest_metrics`, where `log_batch` would
-cost ten times more.
+into MLflow's own `metrics` table and one upsert of `latest_metrics`, where `log_batch` costs
+five times more.
 
 Why: MLflow's SQL store spends 70-100 us of CPU per value in `log_batch`, at any batch size: it
 builds, validates and flushes one ORM `SqlMetric` object per value. A tracked MLP step records
 8 values, so where training keeps every core busy a tracked epoch cost about twice an untracked
 one. The same rows as one Core executemany (as MLflow itself writes tables in bulk, its
-`_upsert_batch`) cost a tenth of that (benchmark V1, docs/performance.md).
+`_upsert_batch`) cost a fifth of that, most of it SQLite's own (benchmark V1 beside
+V1-log_batch, docs/performance.md).
 
 What it writes is what `log_batch` writes (tests/test_bulk_metrics.py compares both, row for
 row, on SQLite and PostgreSQL):
@@ -29,7 +30,8 @@ tables changes the head: runs take `log_batch` and the equivalence test fails un
 is checked against the new tables and `SCHEMA_REVISION` follows.
 
 This is the one module that uses MLflow's internals (its SQL models, its store's engine and
-session maker, `_validate_metric`), as issue 26 allowed; nothing else in trainlab may.
+session maker, `_validate_metric`, its head revision), as issue 26 allowed; nothing else in
+trainlab may.
 """
 
 from __future__ import annotations
