@@ -227,6 +227,13 @@ class Search:
             self.tell(study, number, [by_job[job] for job in jobs])
 
     def tell(self, study: optuna.Study, number: int, returns: list[JobReturn]) -> None:
+        died = [how for ret in returns if (how := getattr(ret, "worker_died", ""))]
+        if died:  # the parallel launcher's job process died: its run is KILLED, to continue
+            print(
+                f"Trial {number}: a job's process died ({died[0]}); the trial stays open and the "
+                "same command continues it"
+            )
+            return
         losses = [_loss(ret) for ret in returns]
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
         attrs = self.storage.get_trial_user_attrs(trial_id)

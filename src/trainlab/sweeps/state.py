@@ -31,6 +31,9 @@ from trainlab.tracking.tags import JOB_TAG, OVERRIDES_TAG, PARENT_TAG
 SWEEP_FILE = "mlflow_sweep.yaml"
 STOP_FILE = "STOPPED"  # written by the job that stopped the sweep (sweep.stop_on_failure=true)
 PARENT_WAIT_SECONDS = 120  # a job elsewhere waits this long for the parent run's id
+# Set by the parallel launcher with gpus_per_job (hydra_plugins/trainlab_launcher/fork_slots.py):
+# the devices the job's process sees, recorded on its run.
+JOB_DEVICES_ENV, DEVICES_TAG = "TRAINLAB_JOB_DEVICES", "trainlab.devices"
 
 
 @dataclass
@@ -91,6 +94,8 @@ class SweepJob:
         """The job's run: a child of the sweep's parent, in the parent's store and experiment,
         whatever the job's own config says."""
         tags = {JOB_TAG: str(self.num), OVERRIDES_TAG: json.dumps(self.overrides)}
+        if os.environ.get(JOB_DEVICES_ENV):
+            tags[DEVICES_TAG] = os.environ[JOB_DEVICES_ENV]
         address = self.sweep.recorder_address
         if address.reachable_here():
             recorder, token = shared_recorder(address), self.sweep.token

@@ -180,13 +180,21 @@ class TrialHandle:
         self.copied = 0.0  # when, time.monotonic()
 
     def report(self, value: float, point: int) -> bool:
-        """Report the objective at a report point; True when the pruner stops the trial."""
-        self.trial.report(value, point)
+        """Report the objective at a report point; True when the pruner stops the trial.
+
+        A continued trial (its run resumed from its last committed checkpoint) may have
+        reported points past that checkpoint before it was killed: its first report here drops
+        them, and each point is written again as this run trains it (the storage's write
+        replaces a point's value; Optuna's `Trial.report` would keep the stale one and warn)."""
         if self.values is None:  # the first report
-            self.values = dict(self.storage.get_trial(self.trial_id).intermediate_values)
-        self.values.setdefault(point, float(value))  # Optuna keeps a point's first value
+            earlier = self.storage.get_trial(self.trial_id).intermediate_values
+            self.values = {p: v for p, v in earlier.items() if p < point}
+        self.storage.set_trial_intermediate_value(self.trial_id, point, float(value))
+        self.values[point] = float(value)
         if self.gates is None:  # successive halving, hyperband: they record their rungs as they go
-            return bool(self.trial.should_prune())
+            trial = self.storage.get_trial(self.trial_id)
+            trial.intermediate_values = dict(self.values)
+            return bool(self.pruner.prune(self.study, trial))
         if not self.may_stop():
             return False
         return bool(self.pruner.prune(self.completed_trials(), self.as_reported()))
