@@ -37,7 +37,7 @@ from benchmarks.measures import (
     s1_long_run,
     table,
 )
-from benchmarks.search_measures import h1_pruning, h2_study_cost
+from benchmarks.search_measures import h1_pruning, h2_study_cost, h3_asynchronous
 from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.sweeps.identity import CHILD_DEFAULTS
 
@@ -174,14 +174,14 @@ def main() -> None:
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
     )
     parser.add_argument(
-        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 P4 P4-par H1 H2 P5 S1 F1 D1)"
+        "--only", nargs="*", help="measures to run (P1 C1 P2 P3 M1 P4 P4-par H1 H2 H3 P5 S1 F1 D1)"
     )
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     steps = 500 if args.quick else 2000
     rows = 200_000 if args.quick else 1_000_000
     long_jobs = 500 if args.quick else 2000  # epochs of P4-par's long sweep
-    every = ["P1", "C1", "P2", "P3", "M1", "P4", "P4-par", "H1", "H2", "P5", "S1", "F1", "D1"]
+    every = ["P1", "C1", "P2", "P3", "M1", "P4", "P4-par", "H1", "H2", "H3", "P5", "S1", "F1", "D1"]
     wanted = set(args.only or every)
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
@@ -207,6 +207,10 @@ def main() -> None:
             ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "parallel")),
             ("H1", lambda: h1_pruning(home, 20 if args.quick else 40, 60 if args.quick else 150)),
             ("H2", lambda: h2_study_cost(home, 10 if args.quick else 40, 20)),
+            (
+                "H3",
+                lambda: h3_asynchronous(home, 8 if args.quick else 16, 60 if args.quick else 150),
+            ),
             ("P5", lambda: p5_whole_process(home, repeats, *LEAN)),
             ("P5", lambda: p5_whole_process(home, repeats)),
             (

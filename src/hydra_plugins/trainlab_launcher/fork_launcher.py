@@ -137,9 +137,11 @@ def device_slices(gpus_per_job: int) -> list[str] | None:
         return None
     devices = visible_devices()
     if gpus_per_job < 0 or len(devices) < gpus_per_job:
+        has = f"{len(devices)} GPUs ({DEVICES_ENV}={','.join(devices)})" if devices else "no GPU"
+        allowed = f"0 or at most {len(devices)}" if devices else "0"
         raise ValueError(
-            f"hydra.launcher.gpus_per_job={gpus_per_job}: this machine has {len(devices)} GPUs "
-            f"({DEVICES_ENV}={','.join(devices) or 'none'}); expected 0, or K <= {len(devices)}"
+            f"hydra.launcher.gpus_per_job={gpus_per_job}: this machine has {has}; expected "
+            f"hydra.launcher.gpus_per_job={allowed}"
         )
     k = gpus_per_job
     return [",".join(devices[i : i + k]) for i in range(0, len(devices) - k + 1, k)]

@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError
+from trainlab.recorder.commits import STEP_TAG as COMMIT_TAG
 from trainlab.recorder.experiments import as_params, as_tags, experiment_id
 from trainlab.recorder.plots import Curve, History
 from trainlab.recorder.stale_runs import every_run, mark_stale
@@ -41,7 +42,7 @@ from trainlab.tracking.liveness import (
 )
 from trainlab.tracking.messages import EndStatus, SweepEnd, SweepOutcome, SweepSpec, SweepStarted
 from trainlab.tracking.store import dashboard_line
-from trainlab.tracking.tags import ERROR_TAG, PARENT_TAG
+from trainlab.tracking.tags import ERROR_TAG, JOB_TAG, PARENT_TAG
 
 # Files a sweeper leaves in the sweep dir that belong on the parent run (Optuna's results).
 SWEEP_FILES = ("multirun.yaml", "optimization_results.yaml")
@@ -49,6 +50,7 @@ SWEEP_TAG, DIR_TAG = "trainlab.sweep", "trainlab.sweep.dir"
 CONTINUED_TAG = "trainlab.sweep.continued"  # how many times the sweep was continued
 NOTE_TAG = "mlflow.note.content"  # the run's description in MLflow's dashboard
 NOTE_CHARS = 5000
+REPLACES_TAG = "trainlab.sweep.replaces"  # a job's run that took over from an empty killed one
 SETTLE_SECONDS = 10.0  # how long the summary waits for the runs of jobs whose process died
 
 
@@ -118,12 +120,32 @@ class SweepParent:
             # dropped connection, which may come just after the launcher saw the process go.
             time.sleep(0.1)
             runs = every_run(self.client, [self.experiment_id], mine)
+        runs = self.without_replaced(runs)
         for index, run in enumerate(runs):
             reason = staleness(run.data.tags) if run.info.status == "RUNNING" else None
             if reason is not None:  # a job killed with its recorder (a node that failed ...)
                 mark_stale(self.client, run, reason)
                 runs[index] = self.client.get_run(run.info.run_id)
         return latest_per_job(runs)
+
+    def without_replaced(self, runs: list[Run]) -> list[Run]:
+        """A job killed before its first checkpoint committed anything (no rows, no checkpoint)
+        starts again in a new run when the sweep continues: the empty KILLED run it leaves is
+        deleted (MLflow's trash: restorable), so a job has one child, the one with its history;
+        the new run names it (`trainlab.sweep.replaces`)."""
+        newest: dict[str, Run] = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+            newest[run.data.tags.get(JOB_TAG, "")] = run
+        kept = []
+        for run in runs:
+            latest = newest[run.data.tags.get(JOB_TAG, "")]
+            empty = run.info.status == "KILLED" and COMMIT_TAG not in run.data.tags
+            if run is latest or not empty:
+                kept.append(run)
+                continue
+            self.client.set_tag(latest.info.run_id, REPLACES_TAG, run.info.run_id)
+            self.client.delete_run(run.info.run_id)
+        return kept
 
     def curve(self, run_id: str) -> tuple[list[int], list[float]]:
         if run_id in self.curves:

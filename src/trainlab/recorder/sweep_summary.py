@@ -54,6 +54,13 @@ class Summary:
             figure = sweep_plots.replicates(self.groups, self.keys)
             figure.savefig(folder / "replicates.png", dpi=100)
             files += ["summary/replicates.md", "summary/replicates.png"]
+        importances = self.results.get("importances") or {}
+        if importances:
+            rows = [{"param": k, "importance": v} for k, v in importances.items()]
+            (folder / "importances.csv").write_text(to_csv(rows))
+            (folder / "importances.md").write_text(to_markdown(rows))
+            sweep_plots.importances(importances).savefig(folder / "importances.png", dpi=100)
+            files += ["summary/importances.md", "summary/importances.png"]
         if self.front and len(self.objectives) > 1:
             (folder / "pareto.csv").write_text(to_csv(self.pareto_rows()))
             (folder / "pareto.md").write_text(to_markdown(self.pareto_rows()))

@@ -86,7 +86,7 @@ class SweepCallback(Callback):
             check_jobs(config)
             if is_search(config):
                 # Optuna (~0.3 s) only for a search: the plan's checks and its study's tables.
-                from trainlab.sweeps.search import check_search
+                from trainlab.sweeps.plan import check_search
 
                 check_search(config)
             if previous is not None:

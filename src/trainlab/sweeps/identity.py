@@ -39,7 +39,7 @@ from trainlab.errors import ConfigError
 from trainlab.paths import home
 from trainlab.tracking.liveness import alive_here, start_time
 
-NOT_IN_KEY = ("n_trials", "n_jobs", "study_name")  # of hydra.sweeper
+NOT_IN_KEY = ("n_trials", "n_jobs", "study_name", "asynchronous")  # of hydra.sweeper
 RUNNING, ENDED = "running", ("FINISHED", "FAILED")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 

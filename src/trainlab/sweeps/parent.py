@@ -59,7 +59,9 @@ def start_sweep(config: DictConfig, key: str, resume: bool, resume_run_id: str |
     spec = SweepSpec(
         uri=uri,
         experiment_name=config.experiment_name,
-        run_name=f"{'search' if search else 'sweep'} {preset or kind} {sweep_dir.name}",
+        run_name=" ".join(
+            w for w in ("search" if search else "sweep", preset, sweep_dir.name) if w
+        ),
         tags=tags,
         params={k: str(v) for k, v in params.items()},
         sweep_dir=str(sweep_dir),

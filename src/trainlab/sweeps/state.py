@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab.config.checks import override_key
 from trainlab.errors import ConfigError
 from trainlab.paths import in_multirun
+from trainlab.sweeps.trials import StudyLink
 from trainlab.tracking.client import TrackingTarget, private_recorder, shared_recorder
 from trainlab.tracking.messages import Address, Reply
 from trainlab.tracking.tags import JOB_TAG, OVERRIDES_TAG, PARENT_TAG
@@ -34,6 +35,10 @@ PARENT_WAIT_SECONDS = 120  # a job elsewhere waits this long for the parent run'
 # Set by the parallel launcher with gpus_per_job (hydra_plugins/trainlab_launcher/fork_slots.py):
 # the devices the job's process sees, recorded on its run.
 JOB_DEVICES_ENV, DEVICES_TAG = "TRAINLAB_JOB_DEVICES", "trainlab.devices"
+# A child's configuration (its swept values less the seed: replicates share it, so the
+# dashboard groups them), and the Optuna study and trial a search's child measured.
+CONFIG_TAG = "trainlab.sweep.config"
+STUDY_TAG, TRIAL_TAG = "trainlab.sweep.study", "trainlab.sweep.trial"
 
 
 @dataclass
@@ -96,6 +101,11 @@ class SweepJob:
         tags = {JOB_TAG: str(self.num), OVERRIDES_TAG: json.dumps(self.overrides)}
         if os.environ.get(JOB_DEVICES_ENV):
             tags[DEVICES_TAG] = os.environ[JOB_DEVICES_ENV]
+        config = [o for o in self.swept_overrides() if override_key(o) != "seed"]
+        tags[CONFIG_TAG] = " ".join(config) or "default"
+        link = StudyLink.load(self.sweep.sweep_dir)
+        if link is not None and self.num in link.jobs:
+            tags[STUDY_TAG], tags[TRIAL_TAG] = link.study_name, str(link.jobs[self.num][0])
         address = self.sweep.recorder_address
         if address.reachable_here():
             recorder, token = shared_recorder(address), self.sweep.token

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from optuna.pruners import (
     NopPruner,
     PercentilePruner,
     SuccessiveHalvingPruner,
+    WilcoxonPruner,
 )
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
@@ -51,6 +53,9 @@ PRUNERS: dict[str, tuple[type[BasePruner], tuple[str, ...]]] = {
     ),
     "successive_halving": (SuccessiveHalvingPruner, ("min_resource", "reduction_factor")),
     "hyperband": (HyperbandPruner, ("min_resource", "max_resource", "reduction_factor")),
+    # A trial's report points compared one by one with the best trial's (a signed-rank test):
+    # for searches whose points are replicates or folds of one measure.
+    "wilcoxon": (WilcoxonPruner, ("p_threshold", "n_startup_steps")),
 }
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own lines
@@ -122,7 +127,9 @@ def open_storage(url: str, checked: bool = False) -> optuna.storages.RDBStorage:
 def build_pruner(name: str, settings: dict[str, Any]) -> BasePruner:
     kind, keys = PRUNERS[name]
     try:
-        return kind(**{key: settings[key] for key in keys})
+        with warnings.catch_warnings():  # WilcoxonPruner is "experimental": said in the docs
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return kind(**{key: settings[key] for key in keys})
     except (ValueError, TypeError) as err:
         given = ", ".join(f"{key}={settings[key]!r}" for key in keys)
         raise ConfigError(

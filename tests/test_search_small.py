@@ -1,0 +1,43 @@
+"""The small things of a search: a pruner that cannot prune within n_trials says so once, and
+an Optuna parent run is named and tagged as a search (a grid's as a sweep). Through the real
+entry in this process."""
+
+from __future__ import annotations
+
+from tests.helpers import all_runs
+
+SEARCH = ("-m", "hydra/sweeper=optuna", "optimizer.lr=tag(log,interval(0.001,0.1))",
+          "max_epochs=3", "print_every=0", "tracking.plots=false", "tracking.log_model=false")  # fmt: skip
+
+
+def parent(client):
+    (run,) = [r for r in all_runs(client) if r.data.tags.get("trainlab.sweep") == "parent"]
+    return run
+
+
+def test_a_pruner_that_cannot_prune_within_n_trials_says_so_once(train_in_process, client):
+    status, _, err = train_in_process(
+        *SEARCH, "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=median"
+    )
+    assert status == 0, err
+    line = (
+        "hydra.sweeper.pruner=median prunes nothing within n_trials=2: it waits for 5 completed "
+        "trials (hydra.sweeper.pruning.n_startup_trials)"
+    )
+    assert err.count(line) == 1, err
+
+
+def test_an_optuna_parent_is_named_and_tagged_as_a_search(train_in_process, client):
+    status, _, err = train_in_process(*SEARCH, "hydra.sweeper.n_trials=1")
+    assert status == 0, err
+    tags = parent(client).data.tags
+    assert parent(client).info.run_name.startswith("search ")
+    assert tags["trainlab.sweep.kind"] == "search" and tags["trainlab.preset"] == "none"
+
+
+def test_a_grid_parent_is_named_and_tagged_as_a_grid(train_in_process, client):
+    status, _, err = train_in_process("-m", "optimizer.lr=0.01,0.02", "max_epochs=2")
+    assert status == 0, err
+    tags = parent(client).data.tags
+    assert parent(client).info.run_name.startswith("sweep ")
+    assert tags["trainlab.sweep.kind"] == "grid" and tags["trainlab.preset"] == "none"
