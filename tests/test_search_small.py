@@ -4,6 +4,8 @@ entry in this process."""
 
 from __future__ import annotations
 
+import optuna
+
 from tests.helpers import all_runs
 
 SEARCH = ("-m", "hydra/sweeper=optuna", "optimizer.lr=tag(log,interval(0.001,0.1))",
@@ -27,12 +29,29 @@ def test_a_pruner_that_cannot_prune_within_n_trials_says_so_once(train_in_proces
     assert err.count(line) == 1, err
 
 
-def test_an_optuna_parent_is_named_and_tagged_as_a_search(train_in_process, client):
-    status, _, err = train_in_process(*SEARCH, "hydra.sweeper.n_trials=1")
+def test_an_optuna_parent_is_named_and_tagged_as_a_search_and_study_and_runs_know_each_other(
+    train_in_process, client, home
+):
+    status, _, err = train_in_process(*SEARCH, "hydra.sweeper.n_trials=2", "sweep.replicates=2")
     assert status == 0, err
     tags = parent(client).data.tags
     assert parent(client).info.run_name.startswith("search ")
     assert tags["trainlab.sweep.kind"] == "search" and tags["trainlab.preset"] == "none"
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    (name,) = optuna.study.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    children = [r for r in all_runs(client) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 4
+    for child in children:
+        tags = child.data.tags
+        assert tags["trainlab.sweep.study"] == name
+        trial = trials[int(tags["trainlab.sweep.trial"])]
+        replicate = int(tags["trainlab.sweep.job"]) - trial.user_attrs["trainlab.jobs"][0]
+        suffix = f".{replicate}" if replicate else ""
+        assert trial.user_attrs[f"mlflow.run_id{suffix}"] == child.info.run_id
+        assert trial.user_attrs[f"trainlab.model{suffix}"].startswith("trainlab.models.")
+        lr = trial.params["optimizer.lr"]
+        assert tags["trainlab.sweep.config"] == f"optimizer.lr={lr}"  # replicates share it
 
 
 def test_a_grid_parent_is_named_and_tagged_as_a_grid(train_in_process, client):

@@ -36,6 +36,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from trainlab.paths import home
 from trainlab.sweeps.plan import plan_search, pruning_warning
 from trainlab.sweeps.results import JOBS_ATTR, write_results
 from trainlab.sweeps.space import grid_choices, overrides_of
@@ -113,6 +114,9 @@ class Search:
         else:
             self.run_batches(study, again, new)
         write_results(study, self.plan, self.sweep_dir)
+        default = f"sqlite:///{home() / 'optuna.db'}"
+        where = "" if plan.storage == default else f" STUDY_DB='{shown(plan.storage)}'"
+        print(f"Study {plan.study_name} in optuna-dashboard: make study{where}")
         return []
 
     def ask(self, study: optuna.Study) -> Trial:

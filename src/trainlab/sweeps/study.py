@@ -43,6 +43,7 @@ SQLITE_BUSY_SECONDS = 5.0
 COMPLETED_FRESH_SECONDS = 1.0
 PRUNED_ATTR = "trainlab.pruned"  # user attribute: [report point, last step trained]
 MEASURED_ATTR = "trainlab.measured"  # user attribute prefix: what each replicate measured
+RUN_ATTR, MODEL_ATTR = "mlflow.run_id", "trainlab.model"  # user attributes: its run, its model
 
 PRUNERS: dict[str, tuple[type[BasePruner], tuple[str, ...]]] = {
     "none": (NopPruner, ()),
@@ -238,6 +239,12 @@ class TrialHandle:
 
     def mark_pruned(self, point: int, step: int) -> None:
         self.trial.set_user_attr(PRUNED_ATTR, [point, step])
+
+    def named(self, run_id: str, model: str) -> None:
+        """The trial's user attributes name this replicate's MLflow run and its model."""
+        suffix = f".{self.replicate}" if self.replicate else ""
+        self.trial.set_user_attr(f"{RUN_ATTR}{suffix}", run_id)
+        self.trial.set_user_attr(f"{MODEL_ATTR}{suffix}", model)
 
     def measured(self, values: dict[str, float]) -> None:
         self.trial.set_user_attr(f"{MEASURED_ATTR}.{self.replicate}", values)
