@@ -4,9 +4,12 @@ entry in this process."""
 
 from __future__ import annotations
 
-import optuna
+import statistics
 
-from tests.helpers import all_runs
+import optuna
+import pytest
+
+from tests.helpers import all_runs, history
 
 SEARCH = ("-m", "hydra/sweeper=optuna", "optimizer.lr=tag(log,interval(0.001,0.1))",
           "max_epochs=3", "print_every=0", "tracking.plots=false", "tracking.log_model=false")  # fmt: skip
@@ -60,3 +63,26 @@ def test_a_grid_parent_is_named_and_tagged_as_a_grid(train_in_process, client):
     tags = parent(client).data.tags
     assert parent(client).info.run_name.startswith("sweep ")
     assert tags["trainlab.sweep.kind"] == "grid" and tags["trainlab.preset"] == "none"
+
+
+def test_replicates_give_each_configuration_a_band_at_every_step(train_in_process, client):
+    status, _, err = train_in_process(
+        "-m", "optimizer.lr=0.01,0.03", "sweep.replicates=2", "max_epochs=6", "print_every=0"
+    )
+    assert status == 0, err
+    run = parent(client)
+    children = [r for r in all_runs(client) if "mlflow.parentRunId" in r.data.tags]
+    configs = {c.data.tags["trainlab.sweep.config"] for c in children}
+    assert configs == {"optimizer.lr=0.01", "optimizer.lr=0.03"}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "summary")}
+    assert "summary/replicate_curves.png" in artifacts
+    for number, config in enumerate(["optimizer.lr=0.01", "optimizer.lr=0.03"]):
+        mine = [c for c in children if c.data.tags["trainlab.sweep.config"] == config]
+        curves = [dict(history(client, c.info.run_id)) for c in mine]
+        means = history(client, run.info.run_id, f"replicates/config_{number}/mean")
+        stds = history(client, run.info.run_id, f"replicates/config_{number}/std")
+        assert [s for s, _ in means] == list(range(6)) == [s for s, _ in stds]
+        for (step, mean), (_, std) in zip(means, stds, strict=True):
+            values = [c[step] for c in curves]
+            assert mean == pytest.approx(statistics.fmean(values))
+            assert std == pytest.approx(statistics.stdev(values))

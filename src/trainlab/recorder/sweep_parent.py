@@ -147,6 +147,13 @@ class SweepParent:
             self.client.delete_run(run.info.run_id)
         return kept
 
+    def objective_curve(self, run_id: str) -> tuple[list[int], list[float]]:
+        """A child's objective at every report: val/loss (each validation), else train/loss."""
+        history = self.client.get_metric_history(run_id, "val/loss")
+        if not history:
+            return self.curve(run_id)
+        return [m.step for m in history], [m.value for m in history]
+
     def curve(self, run_id: str) -> tuple[list[int], list[float]]:
         if run_id in self.curves:
             return self.curves[run_id].finite()
@@ -168,7 +175,7 @@ class SweepParent:
             rows = table(children, summary.keys)
             Path(folder, "children.csv").write_text(to_csv(rows))
             Path(folder, "children.md").write_text(to_markdown(rows))
-            files = summary.write(Path(folder), self.curve)
+            files = summary.write(Path(folder), self.curve, self.objective_curve)
             client.log_artifacts(parent, folder, "summary")
         for name in SWEEP_FILES:
             if Path(self.sweep_dir, name).is_file():
