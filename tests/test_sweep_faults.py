@@ -125,3 +125,33 @@ def _reported_past_checkpoint(client, storage: str) -> bool:
     run = next(c for c in children_of(client)[1] if c.data.tags["trainlab.sweep.job"] == "0")
     committed = history(client, run.info.run_id, "val/loss")
     return len(committed) >= 2 and len(trial.intermediate_values) > len(committed) + 2
+
+
+def test_an_asynchronous_search_stopped_with_sigint_continues_with_the_same_command(home):
+    search = (
+        "-m", "experiment=optuna_lr", "hydra/launcher=parallel", "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=2", *LONG, *LEAN,
+    )  # fmt: skip
+    first = start_cli(home, *search)
+    client = store(home)
+    until("two trials training", lambda: caught_training(client, 0, 2))
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 130, out + err
+    (parent,), before = children_of(client)
+    assert parent.info.status == "KILLED"
+    assert [c.info.status for c in before] == ["KILLED", "KILLED"]  # stopped with a checkpoint
+
+    again = run_cli(*search, home=home, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 cut short to finish" in again.stdout
+    (same,), after = children_of(client)
+    assert same.info.run_id == parent.info.run_id and same.info.status == "FINISHED"
+    assert [c.info.run_id for c in after[:2]] == [c.info.run_id for c in before]
+    assert len(after) == 3 and all(c.info.status == "FINISHED" for c in after)
+    for child in after:
+        assert [s for s, _ in history(client, child.info.run_id)] == list(range(600))
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    (name,) = optuna.study.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3  # none twice, none lost
