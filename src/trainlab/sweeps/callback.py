@@ -72,15 +72,12 @@ class SweepCallback(Callback):
         _problem = None
         try:
             key = sweep_key(config)  # the command as given, before replicates expand it
-            release(_lock)
-            _lock = claim(key)
             if forks_workers(config):
                 try:
                     device_slices(int(config.hydra.launcher.get("gpus_per_job", 0)))
                 except ValueError as err:
                     raise ConfigError(str(err)) from None
             explicit = OmegaConf.select(config, "sweep.resume")
-            previous = None if explicit else unfinished_sweep(key)
             expand_replicates(config)
             child_defaults(config)
             check_jobs(config)
@@ -89,6 +86,9 @@ class SweepCallback(Callback):
                 from trainlab.sweeps.plan import check_search
 
                 check_search(config)
+            release(_lock)
+            _lock = claim(key)  # after the checks: a bad command leaves nothing behind
+            previous = None if explicit else unfinished_sweep(key)
             if previous is not None:
                 use_sweep_dir(config, previous.sweep_dir)
                 print(f"Continuing the sweep in {previous.sweep_dir} (it ended {previous.state})")
