@@ -155,10 +155,10 @@ def ended(state: str) -> None:
     """How the sweep ended, for the next command with its key (sweeps/identity.py)."""
     global _record, _lock
     record, _record = _record, None
-    release(_lock)
-    _lock = None
     if record is not None:
         record.ended(state)
+    release(_lock)  # after the record: the next command reads how this one ended
+    _lock = None
 
 
 def forks_workers(config: DictConfig) -> bool:
