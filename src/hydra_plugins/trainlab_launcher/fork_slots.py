@@ -33,6 +33,9 @@ from omegaconf import OmegaConf
 log = logging.getLogger(__name__)
 
 ORPHAN_CHECK_SECONDS = 0.5
+# How long a job that sent its result may take to exit before its slot goes to the next job
+# (multiprocessing reaps it later).
+EXIT_WAIT_SECONDS = 30.0
 DEVICES_ENV = "CUDA_VISIBLE_DEVICES"
 JOB_DEVICES_ENV = "TRAINLAB_JOB_DEVICES"  # the slot's devices, for the job's run (tag)
 # In a job's process: a job runs now; a stop was asked (SIGINT before the job's handler).
@@ -105,7 +108,7 @@ class Slots:
         except (EOFError, OSError):
             returned = None  # type: ignore[assignment]
         reader.close()
-        job.process.join()
+        job.process.join(timeout=None if returned is None else EXIT_WAIT_SECONDS)
         if returned is None:
             returned = _died(job, job.process.exitcode)
         return job.number, returned
