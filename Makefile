@@ -43,6 +43,14 @@ ui: $(STAMP)  ## the MLflow dashboard over the embedded store, on 127.0.0.1:$(UI
 server: $(STAMP)  ## the team tracking server (PostgreSQL: TRAINLAB_SERVER_DB_URI) on 127.0.0.1:$(SERVER_PORT)
 	$(BIN)/python -m trainlab.serve.server --port $(SERVER_PORT)
 
+STUDY_PORT ?= 8080
+STUDY_DB ?= sqlite:///$(TRAINLAB_HOME)/optuna.db
+
+.PHONY: study
+study: $(STAMP)  ## the sweeps' Optuna studies in optuna-dashboard on 127.0.0.1:$(STUDY_PORT); STUDY_DB=<an Optuna RDB URL>
+	@test -x $(BIN)/optuna-dashboard || $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[optuna]'
+	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(STUDY_PORT) '$(STUDY_DB)'
+
 .PHONY: stale
 stale: $(STAMP)  ## list the runs left RUNNING by processes that died, and end them KILLED
 	$(BIN)/trainlab-store stale --mark

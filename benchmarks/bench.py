@@ -38,7 +38,7 @@ from benchmarks.measures import (
     p5_whole_process,
     s1_long_run,
 )
-from benchmarks.search_measures import h1_pruning, h2_study_cost
+from benchmarks.search_measures import h1_pruning, h2_study_cost, h3_asynchronous
 from benchmarks.store_measures import v1_stored_value
 from benchmarks.turns import Result, compared, median_time, table, take_turns
 from trainlab.config.checkpoint import CheckpointConfig
@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        help="measures to run (P1 C1 P2 P3 M1 M2 V1 P4 P4-par H1 H2 P5 S1 F1 D1)",
+        help="measures to run (P1 C1 P2 P3 M1 M2 V1 P4 P4-par H1 H2 H3 P5 S1 F1 D1)",
     )
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
@@ -143,6 +143,7 @@ def main() -> None:
         "P4-par",
         "H1",
         "H2",
+        "H3",
         "P5",
         "S1",
         "F1",
@@ -187,6 +188,10 @@ def main() -> None:
             ("P4-par", lambda: p4_parallel(home, 8, 100, 1.0, "parallel", rounds=sweeps)),
             ("H1", lambda: h1_pruning(home, 20 if args.quick else 40, 60 if args.quick else 150)),
             ("H2", lambda: h2_study_cost(home, 10 if args.quick else 40, 20)),
+            (
+                "H3",
+                lambda: h3_asynchronous(home, 8 if args.quick else 16, 60 if args.quick else 150),
+            ),
             ("P5", lambda: p5_whole_process(home, repeats, *LEAN)),
             ("P5", lambda: p5_whole_process(home, repeats)),
             (

@@ -1,5 +1,6 @@
-"""`make bench`'s measures of Optuna searches: H1, what median pruning saves a 40-trial search
-and what it costs its best objective (whole processes, the same search with and without); H2,
+"""`make bench`'s measures of Optuna searches: H1, what pruning saves a 40-trial search and what
+it costs its best objective (whole processes, the same search with and without; median,
+successive halving serially and asynchronously); H3, asynchronous against batched trials; H2,
 what the study's storage costs a trial (in this process, the sweeper's and the trial's calls as
 a search makes them, on a SQLite study beside the store)."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from math import inf
 from pathlib import Path
 
 import optuna
@@ -25,30 +27,82 @@ H1_PRUNING = (
     "hydra.sweeper.pruning.n_startup_trials=5",
     "hydra.sweeper.pruning.n_warmup_steps=5",
 )
+# Successive halving over report points (epochs): rungs at 1, 3, 9, 27 ... epochs, a third of
+# the trials promoted at each.
+H1_HALVING = (
+    "hydra.sweeper.pruner=successive_halving",
+    "hydra.sweeper.pruning.min_resource=1",
+    "hydra.sweeper.pruning.reduction_factor=3",
+)
 LEAN = ("tracking.plots=false", "tracking.log_model=false")
 
 
 def h1_pruning(home: Path, trials: int, epochs: int) -> list[Result]:
-    """The optuna_lr search (TPE over optimizer and a log-uniform lr, seed 0), serial."""
+    """The optuna_lr search (TPE over optimizer and a log-uniform lr, seed 0) unpruned, serial,
+    against: median pruning (information: the trials that beat the median run to the end),
+    successive halving serially and with asynchronous trials (n_jobs=2, the parallel launcher),
+    each with its best objective against the unpruned search's."""
     env = {**os.environ, "TRAINLAB_HOME": str(home)}
     storage = f"sqlite:///{home / 'optuna.db'}"
     base = [str(BIN / "trainlab-train"), "-m", "experiment=optuna_lr", f"max_epochs={epochs}",
-            f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.n_jobs=1", *H1_JOB]  # fmt: skip
+            f"hydra.sweeper.n_trials={trials}", *H1_JOB]  # fmt: skip
+    serial = ["hydra.sweeper.n_jobs=1"]
+    both = ["hydra.sweeper.n_jobs=2", "hydra/launcher=parallel"]
     stamp = time.strftime("%H%M%S")
-    plain = wall([*base, f"hydra.sweeper.study_name=h1-plain-{stamp}"], env, home)
-    pruned = wall([*base, *H1_PRUNING, f"hydra.sweeper.study_name=h1-pruned-{stamp}"], env, home)
-    best = {
-        kind: optuna.load_study(study_name=f"h1-{kind}-{stamp}", storage=storage).best_value
-        for kind in ("plain", "pruned")
+    runs = {
+        "plain": serial,
+        "median": [*serial, *H1_PRUNING],
+        "sh": [*serial, *H1_HALVING],
+        "sh-async": [*both, *H1_HALVING],
     }
-    kept = optuna.load_study(study_name=f"h1-pruned-{stamp}", storage=storage).trials
-    count = sum(t.state.name == "PRUNED" for t in kept)
-    what = f"{trials}-trial TPE search, {epochs} epochs a trial: median pruning ({count} pruned) vs none, whole process"
+    walls = {
+        kind: wall([*base, *extra, f"hydra.sweeper.study_name=h1-{kind}-{stamp}"], env, home)
+        for kind, extra in runs.items()
+    }
+    studies = {k: optuna.load_study(study_name=f"h1-{k}-{stamp}", storage=storage) for k in runs}
+    best = {kind: study.best_value for kind, study in studies.items()}
+    pruned = {k: sum(t.state.name == "PRUNED" for t in s.trials) for k, s in studies.items()}
+    what = f"{trials}-trial TPE search, {epochs} epochs a trial"
+    rows = [
+        Result("H1", f"{what}: median pruning ({pruned['median']} pruned) vs none, whole process",
+               walls["plain"], walls["median"], inf),
+        Result("H1-sh", f"{what}: successive halving ({pruned['sh']} pruned) vs none, serial",
+               walls["plain"], walls["sh"], 0.5),
+        Result("H1-sh-async", f"{what}: successive halving ({pruned['sh-async']} pruned), "
+               "asynchronous n_jobs=2 vs none serial", walls["plain"], walls["sh-async"], 0.5),
+    ]  # fmt: skip
+    # The baseline column holds the unpruned search's best val/loss, trainlab's the pruned one's.
+    for kind, name in (
+        ("median", "H1-best"),
+        ("sh", "H1-sh-best"),
+        ("sh-async", "H1-sh-async-best"),
+    ):
+        rows.append(Result(name, f"best objective (val/loss), {kind} vs no pruning",
+                           best["plain"], best[kind], 1.02 if kind != "median" else inf))  # fmt: skip
+    return rows
+
+
+def h3_asynchronous(home: Path, trials: int, epochs: int) -> list[Result]:
+    """A TPE search with median pruning, n_jobs=2 on the parallel launcher, the same seed:
+    trials in batches of 2 (told when both are back) against asynchronous trials (the next one
+    started as soon as any ends)."""
+    env = {**os.environ, "TRAINLAB_HOME": str(home)}
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    base = [str(BIN / "trainlab-train"), "-m", "experiment=optuna_lr", f"max_epochs={epochs}",
+            f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.n_jobs=2",
+            "hydra/launcher=parallel", *H1_PRUNING, *H1_JOB]  # fmt: skip
+    stamp = time.strftime("%H%M%S")
+    walls, best = {}, {}
+    for kind, flag in (("batched", "false"), ("async", "true")):
+        name = f"h3-{kind}-{stamp}"
+        walls[kind] = wall([*base, f"hydra.sweeper.asynchronous={flag}",
+                            f"hydra.sweeper.study_name={name}"], env, home)  # fmt: skip
+        best[kind] = optuna.load_study(study_name=name, storage=storage).best_value
+    what = f"{trials}-trial TPE search, median pruning, n_jobs=2: asynchronous vs batched trials"
     return [
-        Result("H1", what, plain, pruned, 0.5),
-        # The baseline column holds the unpruned search's best val/loss, trainlab's the pruned one's.
-        Result("H1-best", "best objective (val/loss) with pruning vs without", best["plain"],
-               best["pruned"], 1.02),
+        Result("H3", what, walls["batched"], walls["async"], 0.8),
+        Result("H3-best", "best objective (val/loss), asynchronous vs batched", best["batched"],
+               best["async"], 1.02),
     ]  # fmt: skip
 
 

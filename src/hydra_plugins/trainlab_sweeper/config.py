@@ -15,7 +15,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
+PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "wilcoxon")
 
 
 @dataclass
@@ -74,6 +74,8 @@ class PruningConfig:
     min_resource: Any = "auto"  # successive_halving (auto), hyperband (set 1 for report points)
     max_resource: Any = "auto"  # hyperband
     reduction_factor: int = 3  # successive_halving, hyperband
+    p_threshold: float = 0.1  # wilcoxon: prune when worse than the best trial at this p-value
+    n_startup_steps: int = 2  # wilcoxon: report points before a trial can be pruned
 
 
 @dataclass
@@ -93,8 +95,11 @@ class OptunaSweeperConfig:
     storage: str | None = None
     study_name: str | None = None  # null: a new trainlab-<the sweep's key>-<8 hex> per new sweep
     n_trials: int = 20  # trials in all, a resumed sweep's included
-    n_jobs: int = 2  # trials launched at once (a batch), through the configured launcher
-    pruner: str = "none"  # none | median | percentile | successive_halving | hyperband
+    n_jobs: int = 2  # trials at once, through the configured launcher
+    # With hydra/launcher=parallel: a new trial starts as soon as any ends (false: batches of
+    # n_jobs, told when the whole batch is back, as with every other launcher).
+    asynchronous: bool = True
+    pruner: str = "none"  # none | median | percentile | successive_halving | hyperband | wilcoxon
     pruning: PruningConfig = field(default_factory=PruningConfig)
     params: dict[str, str] | None = None  # the search space, in Hydra's override syntax
 

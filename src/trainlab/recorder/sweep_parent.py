@@ -11,6 +11,7 @@ children this recorder wrote are kept from their rows instead of read back.
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError
+from trainlab.recorder.commits import STEP_TAG as COMMIT_TAG
 from trainlab.recorder.experiments import as_params, as_tags, experiment_id
 from trainlab.recorder.plots import Curve, History
 from trainlab.recorder.stale_runs import every_run, mark_stale
@@ -30,13 +32,17 @@ from trainlab.recorder.sweep_summary import Summary
 from trainlab.tracking.liveness import (
     HEARTBEAT_SECONDS,
     HEARTBEAT_TAG,
+    HOST_TAG,
     LIVENESS_TAGS,
+    PID_START_TAG,
+    PID_TAG,
+    alive_here,
     recorder_tags,
     staleness,
 )
 from trainlab.tracking.messages import EndStatus, SweepEnd, SweepOutcome, SweepSpec, SweepStarted
 from trainlab.tracking.store import dashboard_line
-from trainlab.tracking.tags import ERROR_TAG, PARENT_TAG
+from trainlab.tracking.tags import ERROR_TAG, JOB_TAG, PARENT_TAG
 
 # Files a sweeper leaves in the sweep dir that belong on the parent run (Optuna's results).
 SWEEP_FILES = ("multirun.yaml", "optimization_results.yaml")
@@ -44,6 +50,8 @@ SWEEP_TAG, DIR_TAG = "trainlab.sweep", "trainlab.sweep.dir"
 CONTINUED_TAG = "trainlab.sweep.continued"  # how many times the sweep was continued
 NOTE_TAG = "mlflow.note.content"  # the run's description in MLflow's dashboard
 NOTE_CHARS = 5000
+REPLACES_TAG = "trainlab.sweep.replaces"  # a job's run that took over from an empty killed one
+SETTLE_SECONDS = 10.0  # how long the summary waits for the runs of jobs whose process died
 
 
 class SweepParent:
@@ -106,12 +114,45 @@ class SweepParent:
     def children(self) -> list[Child]:
         mine = f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
         runs = every_run(self.client, [self.experiment_id], mine)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while any(_dead_trainer(r) for r in runs) and time.monotonic() < deadline:
+            # A job whose process died: this recorder ends its run KILLED once it reads the
+            # dropped connection, which may come just after the launcher saw the process go.
+            time.sleep(0.1)
+            runs = every_run(self.client, [self.experiment_id], mine)
+        runs = self.without_replaced(runs)
         for index, run in enumerate(runs):
             reason = staleness(run.data.tags) if run.info.status == "RUNNING" else None
             if reason is not None:  # a job killed with its recorder (a node that failed ...)
                 mark_stale(self.client, run, reason)
                 runs[index] = self.client.get_run(run.info.run_id)
         return latest_per_job(runs)
+
+    def without_replaced(self, runs: list[Run]) -> list[Run]:
+        """A job killed before its first checkpoint committed anything (no rows, no checkpoint)
+        starts again in a new run when the sweep continues: the empty KILLED run it leaves is
+        deleted (MLflow's trash: restorable), so a job has one child, the one with its history;
+        the new run names it (`trainlab.sweep.replaces`)."""
+        newest: dict[str, Run] = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+            newest[run.data.tags.get(JOB_TAG, "")] = run
+        kept = []
+        for run in runs:
+            latest = newest[run.data.tags.get(JOB_TAG, "")]
+            empty = run.info.status == "KILLED" and COMMIT_TAG not in run.data.tags
+            if run is latest or not empty:
+                kept.append(run)
+                continue
+            self.client.set_tag(latest.info.run_id, REPLACES_TAG, run.info.run_id)
+            self.client.delete_run(run.info.run_id)
+        return kept
+
+    def objective_curve(self, run_id: str) -> tuple[list[int], list[float]]:
+        """A child's objective at every report: val/loss (each validation), else train/loss."""
+        history = self.client.get_metric_history(run_id, "val/loss")
+        if not history:
+            return self.curve(run_id)
+        return [m.step for m in history], [m.value for m in history]
 
     def curve(self, run_id: str) -> tuple[list[int], list[float]]:
         if run_id in self.curves:
@@ -134,7 +175,7 @@ class SweepParent:
             rows = table(children, summary.keys)
             Path(folder, "children.csv").write_text(to_csv(rows))
             Path(folder, "children.md").write_text(to_markdown(rows))
-            files = summary.write(Path(folder), self.curve)
+            files = summary.write(Path(folder), self.curve, self.objective_curve)
             client.log_artifacts(parent, folder, "summary")
         for name in SWEEP_FILES:
             if Path(self.sweep_dir, name).is_file():
@@ -154,10 +195,14 @@ class SweepParent:
             client.log_batch(parent, metrics=metrics[chunk : chunk + 1000])
         client.log_batch(parent, tags=as_tags(tags))
         done = [c for c in children if c.finished]
+        # A job whose process died (its run KILLED) is not a result yet: the parent ends KILLED,
+        # as a stopped sweep, and the same command continues that job in its own run.
+        killed = tuple(c.job for c in children if c.status == EndStatus.KILLED.value)
         ok = bool(done) and not end.stopped
-        client.set_terminated(parent, (EndStatus.FINISHED if ok else EndStatus.FAILED).value)
+        status = EndStatus.KILLED if killed and not end.stopped else EndStatus.FINISHED
+        client.set_terminated(parent, (status if ok else EndStatus.FAILED).value)
         problem, warning = end.stopped, None
-        failed = [c for c in children if c.failed]
+        failed = [c for c in children if c.failed and c.job not in killed]
         if not problem and not children:
             problem = f"no job of the sweep ran; see parent run {parent}"
         elif not problem and not done:
@@ -170,11 +215,28 @@ class SweepParent:
         elif not problem and failed:
             jobs = ", ".join(str(c.job) for c in failed)
             warning = f"{len(failed)} of {len(children)} jobs failed: {jobs}"
+        if not problem and killed:
+            jobs = ", ".join(str(job) for job in killed)
+            warning = "; ".join(
+                w for w in (warning, f"{len(killed)} of {len(children)} jobs were killed "
+                f"({jobs}): the same command continues them") if w
+            )  # fmt: skip
         return SweepOutcome(
-            parent_run_id=parent, summary="\n".join(lines), problem=problem, warning=warning
-        )
+            parent_run_id=parent, summary="\n".join(lines), problem=problem, warning=warning,
+            killed=killed,
+        )  # fmt: skip
 
     def results(self) -> dict[str, Any]:
         """What an Optuna search left in the sweep's folder (sweeps/search.py), if anything."""
         file = Path(self.sweep_dir, "optimization_results.yaml")
         return (yaml.safe_load(file.read_text()) or {}) if file.is_file() else {}
+
+
+def _dead_trainer(run: Run) -> bool:
+    """A RUNNING run of this host whose trainer process is gone."""
+    tags = run.data.tags
+    return (
+        run.info.status == "RUNNING"
+        and tags.get(HOST_TAG) == socket.gethostname()
+        and not alive_here(tags.get(PID_TAG), tags.get(PID_START_TAG))
+    )

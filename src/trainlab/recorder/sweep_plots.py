@@ -100,3 +100,36 @@ def _is_number(text: str | None) -> bool:
     except ValueError:
         return False
     return True
+
+
+def importances(values: dict[str, float]) -> Figure:
+    """Optuna's parameter importances of a search, the most important first."""
+    fig = Figure(figsize=(7, 1.2 + 0.5 * len(values)), layout="constrained")
+    axes = fig.subplots()
+    names = list(values)[::-1]
+    axes.barh(names, [values[n] for n in names])
+    axes.set_xlabel("importance (Optuna's fANOVA; they sum to 1)")
+    axes.set_title("what the objective depends on, over the completed trials")
+    return fig
+
+
+def bands(
+    curves: dict[int, tuple[list[int], list[float], list[float]]], groups: list[Configuration]
+) -> Figure:
+    """Each configuration's objective over its steps: the replicates' mean, ± one standard
+    deviation shaded."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    axes = fig.subplots()
+    names = {g.number: " ".join(f"{k}={v}" for k, v in g.values.items()) for g in groups}
+    for number, (steps, means, stds) in curves.items():
+        line = axes.plot(steps, means, label=names.get(number, str(number)))[0]
+        low = [m - s for m, s in zip(means, stds, strict=True)]
+        high = [m + s for m, s in zip(means, stds, strict=True)]
+        axes.fill_between(steps, low, high, color=line.get_color(), alpha=0.25)
+    axes.set_xlabel("step")
+    axes.set_ylabel("objective: mean ± standard deviation")
+    axes.set_yscale("log")
+    axes.set_title("replicates of each configuration, at every step they all reached")
+    if len(curves) <= 12:
+        axes.legend(fontsize="small")
+    return fig

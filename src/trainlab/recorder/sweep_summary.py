@@ -4,6 +4,7 @@ of an Optuna search with several objectives (from its results in the sweep's fol
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,17 @@ class Summary:
         candidates = self.best_group.children if self.best_group else self.done
         self.best = min(candidates, key=lambda c: self.sign * c.loss) if candidates else None
         self.front = results.get("solutions") or []
+        self.bands: dict[int, tuple[list[int], list[float], list[float]]] = {}
 
     def pareto_children(self) -> list[Child]:
         jobs = {job for solution in self.front for job in solution.get("jobs", [])}
         return [c for c in self.children if c.job in jobs]
 
-    def write(self, folder: Path, curve: sweep_plots.Curve) -> list[str]:
-        """The tables and plots beside children.csv/.md; their names under summary/."""
+    def write(
+        self, folder: Path, curve: sweep_plots.Curve, objective: sweep_plots.Curve
+    ) -> list[str]:
+        """The tables and plots beside children.csv/.md; their names under summary/. `objective`:
+        a child's objective at every report (val/loss per epoch, else train/loss)."""
         sweep_plots.losses(self.children, self.keys, curve).savefig(folder / "losses.png", dpi=100)
         files = ["summary/losses.png"]
         if self.groups:
@@ -54,6 +59,19 @@ class Summary:
             figure = sweep_plots.replicates(self.groups, self.keys)
             figure.savefig(folder / "replicates.png", dpi=100)
             files += ["summary/replicates.md", "summary/replicates.png"]
+            self.bands = {g.number: replicate_band(g, objective) for g in self.groups}
+            self.bands = {n: band for n, band in self.bands.items() if band[0]}
+            if self.bands:
+                figure = sweep_plots.bands(self.bands, self.groups)
+                figure.savefig(folder / "replicate_curves.png", dpi=100)
+                files.append("summary/replicate_curves.png")
+        importances = self.results.get("importances") or {}
+        if importances:
+            rows = [{"param": k, "importance": v} for k, v in importances.items()]
+            (folder / "importances.csv").write_text(to_csv(rows))
+            (folder / "importances.md").write_text(to_markdown(rows))
+            sweep_plots.importances(importances).savefig(folder / "importances.png", dpi=100)
+            files += ["summary/importances.md", "summary/importances.png"]
         if self.front and len(self.objectives) > 1:
             (folder / "pareto.csv").write_text(to_csv(self.pareto_rows()))
             (folder / "pareto.md").write_text(to_markdown(self.pareto_rows()))
@@ -151,4 +169,23 @@ class Summary:
             if group.losses:
                 rows.append(("replicates/mean_loss", group.mean, group.number))
                 rows.append(("replicates/std_loss", group.std, group.number))
+        # ... and at every step its replicates all reached: the objective's mean and spread.
+        for number, (steps, means, stds) in self.bands.items():
+            for step, mean, std in zip(steps, means, stds, strict=True):
+                rows.append((f"replicates/config_{number}/mean", mean, step))
+                rows.append((f"replicates/config_{number}/std", std, step))
         return rows
+
+
+def replicate_band(
+    group: Configuration, objective: sweep_plots.Curve
+) -> tuple[list[int], list[float], list[float]]:
+    """A configuration's objective at every step its finished replicates all recorded: steps,
+    means, standard deviations (empty with fewer than two replicates)."""
+    curves = [dict(zip(*objective(c.run_id), strict=True)) for c in group.children if c.finished]
+    if len(curves) < 2:
+        return [], [], []
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    means = [statistics.fmean(c[s] for c in curves) for s in steps]
+    stds = [statistics.stdev([c[s] for c in curves]) for s in steps]
+    return steps, means, stds

@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from hydra_plugins.trainlab_launcher.fork_launcher import device_slices
 from trainlab import collector
 from trainlab.config.checks import check_config
 from trainlab.data.checks import check_source
@@ -34,7 +35,9 @@ from trainlab.signals import Interrupted, in_main_thread
 from trainlab.sweeps.identity import (
     SweepRecord,
     child_defaults,
+    claim,
     expand_replicates,
+    release,
     started,
     sweep_key,
     unfinished_sweep,
@@ -56,6 +59,7 @@ OPTUNA_SWEEPER = "hydra_plugins.trainlab_sweeper.optuna_sweeper.OptunaSweeper"
 # both (Hydra turns a callback's exceptions into warnings).
 _open: Sweep | None = None
 _record: SweepRecord | None = None
+_lock: int | None = None  # this sweep's lock (identity.claim), held until it ends
 _problem: str | None = None
 _previous_sigterm: Any = None
 
@@ -64,20 +68,27 @@ class SweepCallback(Callback):
     """Creates the parent run before the first job and writes its summary after the last."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _open, _problem, _record
+        global _open, _problem, _record, _lock
         _problem = None
         try:
             key = sweep_key(config)  # the command as given, before replicates expand it
+            if forks_workers(config):
+                try:
+                    device_slices(int(config.hydra.launcher.get("gpus_per_job", 0)))
+                except ValueError as err:
+                    raise ConfigError(str(err)) from None
             explicit = OmegaConf.select(config, "sweep.resume")
-            previous = None if explicit else unfinished_sweep(key)
             expand_replicates(config)
             child_defaults(config)
             check_jobs(config)
             if is_search(config):
                 # Optuna (~0.3 s) only for a search: the plan's checks and its study's tables.
-                from trainlab.sweeps.search import check_search
+                from trainlab.sweeps.plan import check_search
 
                 check_search(config)
+            release(_lock)
+            _lock = claim(key)  # after the checks: a bad command leaves nothing behind
+            previous = None if explicit else unfinished_sweep(key)
             if previous is not None:
                 use_sweep_dir(config, previous.sweep_dir)
                 print(f"Continuing the sweep in {previous.sweep_dir} (it ended {previous.state})")
@@ -128,7 +139,8 @@ class SweepCallback(Callback):
             return
         sweep.parent_run_id = outcome.parent_run_id  # in the folder too, for whoever looks
         sweep.save()
-        ended("FAILED" if outcome.problem else "FINISHED")
+        # Jobs that were killed (their process died) leave the sweep to be continued.
+        ended("FAILED" if outcome.problem else "KILLED" if outcome.killed else "FINISHED")
         print(outcome.summary)
         if outcome.warning:
             print(f"trainlab-train: warning: {outcome.warning}", file=sys.stderr)
@@ -141,10 +153,12 @@ def is_search(config: DictConfig) -> bool:
 
 def ended(state: str) -> None:
     """How the sweep ended, for the next command with its key (sweeps/identity.py)."""
-    global _record
+    global _record, _lock
     record, _record = _record, None
     if record is not None:
         record.ended(state)
+    release(_lock)  # after the record: the next command reads how this one ended
+    _lock = None
 
 
 def forks_workers(config: DictConfig) -> bool:

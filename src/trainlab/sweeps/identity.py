@@ -21,6 +21,7 @@ every child stays in the store.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -38,7 +39,7 @@ from trainlab.errors import ConfigError
 from trainlab.paths import home
 from trainlab.tracking.liveness import alive_here, start_time
 
-NOT_IN_KEY = ("n_trials", "n_jobs", "study_name")  # of hydra.sweeper
+NOT_IN_KEY = ("n_trials", "n_jobs", "study_name", "asynchronous")  # of hydra.sweeper
 RUNNING, ENDED = "running", ("FINISHED", "FAILED")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -100,6 +101,35 @@ def started(key: str, sweep_dir: str) -> SweepRecord:
     )
     record.save()
     return record
+
+
+def claim(key: str) -> int:
+    """Hold `<home>/multirun/.sweeps/<key>.lock` while this sweep runs (its file descriptor;
+    the lock goes with this process, however it ends, and is not inherited by its forks); a
+    second command of the same sweep is refused while the first runs, rather than train every
+    job a second time beside it."""
+    file = SweepRecord.file(key).with_suffix(".lock")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        record = SweepRecord.load(key)
+        where = f", folder {record.sweep_dir}" if record is not None else ""
+        raise ConfigError(
+            f"the same sweep runs already (process {holder}{where}); expected one command per "
+            "sweep: wait for it to end, or stop it and run this command again to continue it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
+def release(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def unfinished_sweep(key: str) -> SweepRecord | None:

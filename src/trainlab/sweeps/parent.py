@@ -32,7 +32,9 @@ def start_sweep(config: DictConfig, key: str, resume: bool, resume_run_id: str |
     recorder = private_recorder(uri, warm_for(config.tracking))
     token = uuid.uuid4().hex
     local = config.hydra.launcher._target_.rsplit(".", 1)[-1] in LOCAL_LAUNCHERS
-    preset = config.hydra.runtime.choices.get("experiment") or "grid"
+    search = str(config.hydra.sweeper._target_).endswith("OptunaSweeper")
+    kind = "search" if search else "grid"  # an Optuna search, or Hydra's grid of every value
+    preset = config.hydra.runtime.choices.get("experiment")
     sweeper_params = OmegaConf.to_container(config.hydra.sweeper.params or OmegaConf.create())
     tags = {
         "mlflow.source.name": "trainlab-train -m",
@@ -40,7 +42,8 @@ def start_sweep(config: DictConfig, key: str, resume: bool, resume_run_id: str |
         "trainlab.sweep.sweeper": config.hydra.sweeper._target_,
         "trainlab.sweep.key": key,  # the same command continues this sweep (sweeps/identity.py)
         "trainlab.sweep.launcher": config.hydra.launcher._target_,
-        "trainlab.preset": preset,
+        "trainlab.sweep.kind": kind,
+        "trainlab.preset": preset or "none",  # as on a single run (recording.py)
         **process_tags(),  # the main process: whether the sweep is still alive (liveness.py)
     }
     commit = git_commit()
@@ -56,7 +59,9 @@ def start_sweep(config: DictConfig, key: str, resume: bool, resume_run_id: str |
     spec = SweepSpec(
         uri=uri,
         experiment_name=config.experiment_name,
-        run_name=f"sweep {preset} {sweep_dir.name}",
+        run_name=" ".join(
+            w for w in ("search" if search else "sweep", preset, sweep_dir.name) if w
+        ),
         tags=tags,
         params={k: str(v) for k, v in params.items()},
         sweep_dir=str(sweep_dir),
@@ -89,7 +94,7 @@ def start_sweep(config: DictConfig, key: str, resume: bool, resume_run_id: str |
     )
     Path(sweep.sweep_dir).mkdir(parents=True, exist_ok=True)
     sweep.save()
-    if str(config.hydra.sweeper._target_).endswith("OptunaSweeper"):
+    if search:
         print(f"Optuna search of {config.hydra.sweeper.n_trials} trials, folder {sweep.sweep_dir}")
     else:
         print(f"Sweep of {len(sweep_jobs(config))} jobs, folder {sweep.sweep_dir}")

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from trainlab.sweeps.study import shown
 
 JOBS_ATTR = "trainlab.jobs"  # user attribute of a trial: its job numbers, one per replicate
+IMPORTANCE_AFTER = 4  # completed trials before the parent records parameter importances
 RESULTS_FILE = "optimization_results.yaml"  # read by the parent run's summary
 State = optuna.trial.TrialState
 
@@ -41,6 +42,11 @@ def write_results(study: optuna.Study, plan: SearchPlan, sweep_dir: Path) -> Non
         best = study.best_trial
         results.update(best_params=best.params, best_value=best.value)
         results["best_jobs"] = best.user_attrs.get(JOBS_ATTR, [])
+        if len(complete) >= IMPORTANCE_AFTER and len(complete[0].params) > 1:
+            # Optuna's own (fANOVA), of the completed trials; a search that varied one key
+            # has nothing to compare.
+            importances = optuna.importance.get_param_importances(study)
+            results["importances"] = {k: float(v) for k, v in importances.items()}
     elif complete:
         results["solutions"] = [
             {"trial": t.number, "params": t.params, "values": t.values,

@@ -1,143 +1,56 @@
-"""An Optuna search through Hydra's launcher: ask a batch of trials, launch their jobs, tell.
+"""An Optuna search through Hydra's launcher: ask trials, launch their jobs, tell each result.
 
-`hydra/sweeper=optuna` (src/hydra_plugins/trainlab_sweeper) hands its `sweep` here. Each batch
-is `n_jobs` trials, each trial `sweep.replicates` jobs (the same values, seeds seed, seed+1 ...),
-launched together through whichever launcher is configured; the study (an RDB storage, see
-sweeps/study.py) gets the mean of a trial's replicates, or PRUNED when its first replicate was
-pruned (sweeps/trial_reports.py), or FAIL when a replicate failed. The search goes on until
-`n_trials` trials have ended, counting those a resumed sweep's study already has; a trial the
-last sweep left unfinished (the sweep was killed) is launched again with the same jobs, whose
-runs continue from their checkpoints or report the result they already have (job.py), and is
-told once.
+`hydra/sweeper=optuna` (src/hydra_plugins/trainlab_sweeper) hands its `sweep` here. Each trial
+is `sweep.replicates` jobs (the same values, seeds seed, seed+1 ...); the study (an RDB storage,
+see sweeps/study.py) gets the mean of a trial's replicates, or PRUNED when its first replicate
+was pruned (sweeps/trial_reports.py), or FAIL when a replicate failed.
+
+With trainlab's `parallel` launcher the trials are asynchronous: `n_jobs` trials run at once, and
+as soon as any ends (finished, failed, pruned) the study is told and the next trial is asked and
+started in the freed slot; no trial waits for a batch's slowest. Other launchers (Hydra's API:
+a batch returns when all its jobs ended) get batches of `n_jobs` trials, said once in the log.
+
+The search goes on until `n_trials` trials have been started in all, counting those a continued
+sweep's study already has; a trial the last sweep left unfinished (killed) is launched again
+with the same jobs, whose runs continue from their checkpoints or report the result they already
+have (job.py), and is told once; a trial whose job's process died stays open for the same
+command to continue. With a seeded sampler each trial is asked with a seed of its own (the
+sampler's seed and the trial's number), so a continued search draws what the uninterrupted one
+would have, never the first trials' points again.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
-from dataclasses import dataclass
+import sys
+from collections import deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from trainlab.errors import ConfigError
-from trainlab.paths import tracking_uri
+from trainlab.paths import home
+from trainlab.sweeps.plan import plan_search, pruning_warning
 from trainlab.sweeps.results import JOBS_ATTR, write_results
-from trainlab.sweeps.space import grid_choices, overrides_of, search_space
-from trainlab.sweeps.state import sweep_arguments
-from trainlab.sweeps.study import (
-    MEASURED_ATTR,
-    PRUNED_ATTR,
-    PRUNERS,
-    build_pruner,
-    open_storage,
-    shown,
-    study_storage,
-)
-from trainlab.sweeps.trials import MEASURED, StudyLink
-from trainlab.tracking.store import absolute_uri
+from trainlab.sweeps.space import grid_choices, overrides_of
+from trainlab.sweeps.study import MEASURED_ATTR, PRUNED_ATTR, build_pruner, open_storage, shown
+from trainlab.sweeps.trials import StudyLink
 
-DIRECTIONS = ("minimize", "maximize")
-OBJECTIVES = ("loss", *MEASURED)
+log = logging.getLogger(__name__)
 State = optuna.trial.TrialState
+Trial = tuple[int, dict[str, Any], list[int]]  # number, params, job numbers
 
 
-@dataclass
-class Plan:
-    """Everything a search needs, checked before the sweep's parent run exists."""
-
-    space: dict[str, Any]
-    fixed: dict[str, str]
-    objectives: dict[str, str]  # name -> direction, in the study's order
-    storage: str
-    study_name: str
-    pruner: str
-    pruning: dict[str, Any]
-    n_trials: int
-    n_jobs: int
-    replicates: int
-    seed: int
-
-
-def plan_search(config: DictConfig, arguments: list[str] | None = None) -> Plan:
-    settings = config.hydra.sweeper
-    space, fixed = search_space(
-        sweep_arguments(config) if arguments is None else _with_params(settings, arguments)
-    )
-    named = [str(o).partition(":") for o in settings.objectives or []]
-    objectives = {n: d for n, _, d in named} if named else {"loss": str(settings.direction)}
-    for name, direction in objectives.items():
-        if name not in OBJECTIVES:
-            raise ConfigError(
-                f"hydra.sweeper.objectives: {name!r} is not an objective; expected "
-                f"{', '.join(OBJECTIVES)} (each name:minimize or name:maximize)"
-            )
-        if direction not in DIRECTIONS:
-            raise ConfigError(
-                f"hydra.sweeper.objectives: {name}:{direction} is not allowed: expected "
-                f"{name}:minimize or {name}:maximize"
-            )
-    pruner = str(settings.pruner)
-    if pruner not in PRUNERS:
-        raise ConfigError(
-            f"hydra.sweeper.pruner={pruner!r} is not allowed: expected one of {', '.join(PRUNERS)}"
-        )
-    if pruner != "none" and len(objectives) > 1:
-        raise ConfigError(
-            f"hydra.sweeper.pruner={pruner} with {len(objectives)} objectives: Optuna prunes "
-            "single-objective studies only; expected hydra.sweeper.pruner=none"
-        )
-    pruning = OmegaConf.to_container(settings.pruning)
-    build_pruner(pruner, pruning)  # its settings' own checks
-    every = pruning.get("every_n_steps")
-    if every is not None and every < 1:
-        raise ConfigError(
-            f"hydra.sweeper.pruning.every_n_steps={every} is not allowed: expected an integer "
-            ">= 1, or null (every epoch)"
-        )
-    replicates = int(OmegaConf.select(config, "sweep.replicates", default=1) or 1)
-    if replicates > 1 and "seed" in space:
-        raise ConfigError(
-            f"sweep.replicates={replicates} gives each trial its seeds; expected seed not in the "
-            "search space"
-        )
-    n_trials, n_jobs = int(settings.n_trials), int(settings.n_jobs)
-    if n_trials < 1 or n_jobs < 1:
-        raise ConfigError(
-            f"hydra.sweeper.n_trials={n_trials}, n_jobs={n_jobs}: expected integers >= 1"
-        )
-    if str(settings.sampler._target_).endswith("GridSampler"):
-        grid_choices(space)  # every key must have values to list
-    uri = absolute_uri(config.tracking.uri or tracking_uri()) if config.tracking.enabled else None
-    return Plan(
-        space=space,
-        fixed=fixed,
-        objectives=objectives,
-        storage=study_storage(settings.storage, uri),
-        study_name=str(settings.study_name or "trainlab"),
-        pruner=pruner,
-        pruning=pruning,
-        n_trials=n_trials,
-        n_jobs=n_jobs,
-        replicates=replicates,
-        seed=int(fixed.get("seed", config.seed)),
-    )
-
-
-def check_search(config: DictConfig) -> None:
-    """Before the parent run: the plan, and a storage that opens (its tables made once here,
-    before trials on several processes would race to make them)."""
-    open_storage(plan_search(config).storage)
-
-
-def _with_params(settings: DictConfig, arguments: list[str]) -> list[str]:
-    params = settings.params or {}
-    return [f"{key}={value}" for key, value in params.items()] + list(arguments)
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's seed for trial `number` of a search seeded with `seed`."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
 class Search:
@@ -148,17 +61,20 @@ class Search:
     def run(self, arguments: list[str]) -> list[Any]:
         plan = self.plan = plan_search(self.config, arguments)
         storage = self.storage = open_storage(plan.storage)
-        make_sampler = instantiate(self.config.hydra.sweeper.sampler, _partial_=True)
+        sampler_config = self.config.hydra.sweeper.sampler
+        self.make_sampler = instantiate(sampler_config, _partial_=True)
+        self.seed = sampler_config.get("seed")
         n_trials = plan.n_trials
-        if self.config.hydra.sweeper.sampler._target_.endswith("GridSampler"):
+        if sampler_config._target_.endswith("GridSampler"):
             choices = grid_choices(plan.space)
-            sampler = make_sampler(search_space=choices)
+            self.make_sampler = instantiate(sampler_config, _partial_=True, search_space=choices)
+            # Its seed orders the grid, which the trials' grid ids point into: one sampler for
+            # the whole search; it never repeats a point (it draws among the unvisited ones).
+            self.seed = None
             n_trials = min(n_trials, math.prod(len(values) for values in choices.values()))
-        else:
-            sampler = make_sampler()
         study = optuna.create_study(
             storage=storage,
-            sampler=sampler,
+            sampler=self.make_sampler(),
             pruner=build_pruner(plan.pruner, plan.pruning),
             study_name=plan.study_name,
             directions=list(plan.objectives.values()),
@@ -183,32 +99,39 @@ class Search:
             f"Optuna study {plan.study_name} in {shown(plan.storage)}: {ended} of {n_trials} "
             f"trials ended" + (f", {len(unfinished)} cut short to finish" if unfinished else "")
         )
+        warning = pruning_warning(plan)
+        if warning:
+            print(f"trainlab-train: warning: {warning}", file=sys.stderr)
         if ended >= n_trials and not unfinished:
             print(
                 f"Nothing to run: raise hydra.sweeper.n_trials above {ended} to search further, "
                 "or name a new study (hydra.sweeper.study_name)"
             )
-        for trial in unfinished:  # the last sweep was killed while these ran
-            jobs = trial.user_attrs[JOBS_ATTR]
-            self.launch(study, [(trial.number, dict(trial.params), jobs)])
-            ended += 1
-        while ended < n_trials:
-            batch = []
-            for _ in range(min(plan.n_jobs, n_trials - ended)):
-                trial = study.ask(plan.space)
-                jobs = list(range(self.next_job, self.next_job + plan.replicates))
-                self.next_job += plan.replicates
-                trial.set_user_attr(JOBS_ATTR, jobs)
-                batch.append((trial.number, dict(trial.params), jobs))
-            self.launch(study, batch)
-            ended += len(batch)
+        again = [(t.number, dict(t.params), t.user_attrs[JOBS_ATTR]) for t in unfinished]
+        new = max(n_trials - ended - len(again), 0)
+        if hasattr(self.launcher, "slots") and self.config.hydra.sweeper.asynchronous:
+            self.run_async(study, again, new)
+        else:
+            self.run_batches(study, again, new)
         write_results(study, self.plan, self.sweep_dir)
+        default = f"sqlite:///{home() / 'optuna.db'}"
+        where = "" if plan.storage == default else f" STUDY_DB='{shown(plan.storage)}'"
+        print(f"Study {plan.study_name} in optuna-dashboard: make study{where}")
         return []
 
-    def launch(
-        self, study: optuna.Study, batch: list[tuple[int, dict[str, Any], list[int]]]
-    ) -> None:
-        """Launch the batch's jobs (consecutive numbers per call) and tell each trial its result."""
+    def ask(self, study: optuna.Study) -> Trial:
+        """A new trial, asked with its own seed when the sampler is seeded (see above)."""
+        if self.seed is not None:
+            number = len(study.get_trials(deepcopy=False))
+            study.sampler = self.make_sampler(seed=trial_seed(int(self.seed), number))
+        trial = study.ask(self.plan.space)
+        jobs = list(range(self.next_job, self.next_job + self.plan.replicates))
+        self.next_job += self.plan.replicates
+        trial.set_user_attr(JOBS_ATTR, jobs)
+        return trial.number, dict(trial.params), jobs
+
+    def jobs_of(self, batch: list[Trial]) -> list[tuple[list[str], int]]:
+        """Each trial's jobs (overrides, job number), written to the study file the jobs read."""
         runs: list[tuple[list[str], int]] = []
         for number, params, jobs in batch:
             for replicate, job in enumerate(jobs):
@@ -219,6 +142,25 @@ class Search:
                     overrides.append(f"seed={self.plan.seed + replicate}")
                 runs.append((overrides, job))
         self.link.save(self.sweep_dir)
+        return runs
+
+    def run_batches(self, study: optuna.Study, again: list[Trial], new: int) -> None:
+        """Hydra's launcher API: a batch of n_jobs trials, told when all its jobs are back."""
+        name = str(self.config.hydra.launcher._target_).rsplit(".", 1)[-1]
+        log.info(
+            f"{name} launches trials in batches of {self.plan.n_jobs} (asynchronous trials: "
+            "hydra/launcher=parallel, hydra.sweeper.asynchronous=true)"
+        )
+        for trial in again:  # the last sweep was killed while these ran
+            self.launch(study, [trial])
+        while new > 0:
+            batch = [self.ask(study) for _ in range(min(self.plan.n_jobs, new))]
+            self.launch(study, batch)
+            new -= len(batch)
+
+    def launch(self, study: optuna.Study, batch: list[Trial]) -> None:
+        """Launch the batch's jobs (consecutive numbers per call) and tell each trial its result."""
+        runs = self.jobs_of(batch)
         returns: list[JobReturn] = []
         for start, group in _consecutive(runs):
             returns += self.launcher.launch([o for o, _ in group], initial_job_idx=start)
@@ -226,7 +168,50 @@ class Search:
         for number, _, jobs in batch:
             self.tell(study, number, [by_job[job] for job in jobs])
 
+    def run_async(self, study: optuna.Study, again: list[Trial], new: int) -> None:
+        """A trial asked and started whenever a slot frees; each told as soon as it ends."""
+        slots = self.launcher.slots(self.plan.n_jobs * self.plan.replicates)  # type: ignore[attr-defined]
+        log.info(
+            f"Asynchronous trials: {slots.size} jobs at once, the next trial asked as soon as "
+            "one ends"
+        )
+        waiting: deque[tuple[list[str], int]] = deque()
+        open_trials: dict[int, tuple[list[int], dict[int, JobReturn]]] = {}
+        trial_of: dict[int, int] = {}
+
+        def queue(trial: Trial) -> None:
+            open_trials[trial[0]] = (trial[2], {})
+            trial_of.update({job: trial[0] for job in trial[2]})
+            waiting.extend(self.jobs_of([trial]))
+
+        for trial in again:
+            queue(trial)
+        try:
+            while waiting or new > 0 or slots.running:
+                while slots.free and (waiting or new > 0):
+                    if not waiting:
+                        queue(self.ask(study))
+                        new -= 1
+                    slots.start(*waiting.popleft())
+                job, returned = slots.next_done()
+                number = trial_of.pop(job)
+                jobs, returns = open_trials[number]
+                returns[job] = returned
+                if len(returns) == len(jobs):
+                    del open_trials[number]
+                    self.tell(study, number, [returns[j] for j in jobs])
+        except BaseException:  # Ctrl-C, SIGTERM: the running jobs stop at a step, no new one
+            slots.stop()
+            raise
+
     def tell(self, study: optuna.Study, number: int, returns: list[JobReturn]) -> None:
+        died = [how for ret in returns if (how := getattr(ret, "worker_died", ""))]
+        if died:  # the parallel launcher's job process died: its run is KILLED, to continue
+            print(
+                f"Trial {number}: a job's process died ({died[0]}); the trial stays open and the "
+                "same command continues it"
+            )
+            return
         losses = [_loss(ret) for ret in returns]
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
         attrs = self.storage.get_trial_user_attrs(trial_id)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab.config.checks import override_key
 from trainlab.errors import ConfigError
 from trainlab.paths import in_multirun
+from trainlab.sweeps.trials import StudyLink
 from trainlab.tracking.client import TrackingTarget, private_recorder, shared_recorder
 from trainlab.tracking.messages import Address, Reply
 from trainlab.tracking.tags import JOB_TAG, OVERRIDES_TAG, PARENT_TAG
@@ -31,6 +32,13 @@ from trainlab.tracking.tags import JOB_TAG, OVERRIDES_TAG, PARENT_TAG
 SWEEP_FILE = "mlflow_sweep.yaml"
 STOP_FILE = "STOPPED"  # written by the job that stopped the sweep (sweep.stop_on_failure=true)
 PARENT_WAIT_SECONDS = 120  # a job elsewhere waits this long for the parent run's id
+# Set by the parallel launcher with gpus_per_job (hydra_plugins/trainlab_launcher/fork_slots.py):
+# the devices the job's process sees, recorded on its run.
+JOB_DEVICES_ENV, DEVICES_TAG = "TRAINLAB_JOB_DEVICES", "trainlab.devices"
+# A child's configuration (its swept values less the seed: replicates share it, so the
+# dashboard groups them), and the Optuna study and trial a search's child measured.
+CONFIG_TAG = "trainlab.sweep.config"
+STUDY_TAG, TRIAL_TAG = "trainlab.sweep.study", "trainlab.sweep.trial"
 
 
 @dataclass
@@ -91,6 +99,13 @@ class SweepJob:
         """The job's run: a child of the sweep's parent, in the parent's store and experiment,
         whatever the job's own config says."""
         tags = {JOB_TAG: str(self.num), OVERRIDES_TAG: json.dumps(self.overrides)}
+        if os.environ.get(JOB_DEVICES_ENV):
+            tags[DEVICES_TAG] = os.environ[JOB_DEVICES_ENV]
+        config = [o for o in self.swept_overrides() if override_key(o) != "seed"]
+        tags[CONFIG_TAG] = " ".join(config) or "default"
+        link = StudyLink.load(self.sweep.sweep_dir)
+        if link is not None and self.num in link.jobs:
+            tags[STUDY_TAG], tags[TRIAL_TAG] = link.study_name, str(link.jobs[self.num][0])
         address = self.sweep.recorder_address
         if address.reachable_here():
             recorder, token = shared_recorder(address), self.sweep.token

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from optuna.pruners import (
     NopPruner,
     PercentilePruner,
     SuccessiveHalvingPruner,
+    WilcoxonPruner,
 )
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
@@ -41,6 +43,7 @@ SQLITE_BUSY_SECONDS = 5.0
 COMPLETED_FRESH_SECONDS = 1.0
 PRUNED_ATTR = "trainlab.pruned"  # user attribute: [report point, last step trained]
 MEASURED_ATTR = "trainlab.measured"  # user attribute prefix: what each replicate measured
+RUN_ATTR, MODEL_ATTR = "mlflow.run_id", "trainlab.model"  # user attributes: its run, its model
 
 PRUNERS: dict[str, tuple[type[BasePruner], tuple[str, ...]]] = {
     "none": (NopPruner, ()),
@@ -51,6 +54,9 @@ PRUNERS: dict[str, tuple[type[BasePruner], tuple[str, ...]]] = {
     ),
     "successive_halving": (SuccessiveHalvingPruner, ("min_resource", "reduction_factor")),
     "hyperband": (HyperbandPruner, ("min_resource", "max_resource", "reduction_factor")),
+    # A trial's report points compared one by one with the best trial's (a signed-rank test):
+    # for searches whose points are replicates or folds of one measure.
+    "wilcoxon": (WilcoxonPruner, ("p_threshold", "n_startup_steps")),
 }
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own lines
@@ -122,7 +128,9 @@ def open_storage(url: str, checked: bool = False) -> optuna.storages.RDBStorage:
 def build_pruner(name: str, settings: dict[str, Any]) -> BasePruner:
     kind, keys = PRUNERS[name]
     try:
-        return kind(**{key: settings[key] for key in keys})
+        with warnings.catch_warnings():  # WilcoxonPruner is "experimental": said in the docs
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return kind(**{key: settings[key] for key in keys})
     except (ValueError, TypeError) as err:
         given = ", ".join(f"{key}={settings[key]!r}" for key in keys)
         raise ConfigError(
@@ -180,13 +188,21 @@ class TrialHandle:
         self.copied = 0.0  # when, time.monotonic()
 
     def report(self, value: float, point: int) -> bool:
-        """Report the objective at a report point; True when the pruner stops the trial."""
-        self.trial.report(value, point)
+        """Report the objective at a report point; True when the pruner stops the trial.
+
+        A continued trial (its run resumed from its last committed checkpoint) may have
+        reported points past that checkpoint before it was killed: its first report here drops
+        them, and each point is written again as this run trains it (the storage's write
+        replaces a point's value; Optuna's `Trial.report` would keep the stale one and warn)."""
         if self.values is None:  # the first report
-            self.values = dict(self.storage.get_trial(self.trial_id).intermediate_values)
-        self.values.setdefault(point, float(value))  # Optuna keeps a point's first value
+            earlier = self.storage.get_trial(self.trial_id).intermediate_values
+            self.values = {p: v for p, v in earlier.items() if p < point}
+        self.storage.set_trial_intermediate_value(self.trial_id, point, float(value))
+        self.values[point] = float(value)
         if self.gates is None:  # successive halving, hyperband: they record their rungs as they go
-            return bool(self.trial.should_prune())
+            trial = self.storage.get_trial(self.trial_id)
+            trial.intermediate_values = dict(self.values)
+            return bool(self.pruner.prune(self.study, trial))
         if not self.may_stop():
             return False
         return bool(self.pruner.prune(self.completed_trials(), self.as_reported()))
@@ -223,6 +239,12 @@ class TrialHandle:
 
     def mark_pruned(self, point: int, step: int) -> None:
         self.trial.set_user_attr(PRUNED_ATTR, [point, step])
+
+    def named(self, run_id: str, model: str) -> None:
+        """The trial's user attributes name this replicate's MLflow run and its model."""
+        suffix = f".{self.replicate}" if self.replicate else ""
+        self.trial.set_user_attr(f"{RUN_ATTR}{suffix}", run_id)
+        self.trial.set_user_attr(f"{MODEL_ATTR}{suffix}", model)
 
     def measured(self, values: dict[str, float]) -> None:
         self.trial.set_user_attr(f"{MEASURED_ATTR}.{self.replicate}", values)

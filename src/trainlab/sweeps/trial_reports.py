@@ -1,8 +1,9 @@
 """`TrialReports`: a trial of an Optuna sweep reports to its study, and stops when pruned.
 
 Listed among trainlab's callbacks (config/schema.py), it is built only for a job of an Optuna
-sweep whose study wants to hear from it (sweeps/trials.py: a pruner, or an objective that only the
-job can measure); any other run gets none. At the end of every epoch (or every
+sweep; any other run gets none. Every trial names its MLflow run and model in the study (user
+attributes `mlflow.run_id`, `trainlab.model`); the rest only where the study wants to hear from
+it (sweeps/trials.py: a pruner, or an objective that only the job can measure). At the end of every epoch (or every
 `hydra.sweeper.pruning.every_n_steps` steps) the first replicate of the trial reports the
 objective metric (`val/loss` when the module validates, else the mean train/loss since the last
 report) and asks the pruner; when it says stop, the Trainer stops at that step boundary, as at
@@ -58,6 +59,7 @@ class TrialReports(L.Callback):
         self.prunes = trial_job.link.pruner != "none"
         self.reports = self.prunes and trial_job.replicate == 0  # one writer per report point
         self.every = trial_job.link.pruning.get("every_n_steps")
+        self.measures = trial_job.link.reports  # objectives only the job can measure, or pruning
         self.loss = StepLoss()
         self.window: list[torch.Tensor] = []
         self.pruned: tuple[int, int] | None = None  # report point, last step trained
@@ -68,6 +70,14 @@ class TrialReports(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.loss.start(trainer)
         self.started = time.monotonic()
+        if trainer.is_global_zero and self.run is not None:
+            model = getattr(pl_module, "model", pl_module)
+            try:  # the study names each trial's runs and model (optuna-dashboard shows them)
+                self.trial.named(
+                    self.run.run_id, f"{type(model).__module__}.{type(model).__name__}"
+                )
+            except Exception as err:
+                self.broken = one_line(err)
 
     def on_train_batch_end(
         self,
@@ -134,7 +144,7 @@ class TrialReports(L.Callback):
             point, step = self.pruned
             where = f"epoch {point}" if self.every is None else f"step {point}"
             print(f"Trial {self.trial.number} pruned at {where} (last step {step})", flush=True)
-        if self.broken is None:
+        if self.broken is None and self.measures:
             try:
                 self.trial.measured(measured)
             except Exception as err:

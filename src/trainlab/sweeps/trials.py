@@ -66,13 +66,14 @@ class TrialJob:
 
 
 def current_trial() -> TrialJob | None:
-    """This job's trial when it is a job of an Optuna sweep that reports to its study."""
+    """This job's trial when it is a job of an Optuna sweep (which reports to its study when
+    `link.reports`; every trial names its run and model there)."""
     if not in_multirun():
         return None
     hydra_cfg = HydraConfig.get()
     link = StudyLink.load(hydra_cfg.sweep.dir)
     job = int(hydra_cfg.job.num)
-    if link is None or not link.reports or job not in link.jobs:
+    if link is None or job not in link.jobs:
         return None
     trial, replicate = link.jobs[job]
     return TrialJob(link=link, trial=trial, replicate=replicate, job=job)

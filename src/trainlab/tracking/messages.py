@@ -265,6 +265,7 @@ class SweepOutcome:
     summary: str  # the table and the best child, as printed
     problem: str | None  # why the command should exit non-zero
     warning: str | None  # jobs that failed in a sweep that goes on
+    killed: tuple[int, ...] = ()  # jobs whose runs ended KILLED: the same command continues them
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,13 @@ import subprocess
 from trainlab.paths import checkout_root
 
 DIFF_LIMIT = 1_000_000  # characters of diff kept as an artifact; the rest is cut, and said so
+# What trainlab itself writes into a checkout (the embedded store, its journals, the study, run
+# folders): never a change of the code, even where the user's .gitignore does not list them.
+OWN_FILES = (
+    "mlflow.db*", "optuna.db*", "mlartifacts/**", "mlruns/**", "outputs/**", "multirun/**",
+    "server-artifacts/**",
+)  # fmt: skip
+NOT_CODE = tuple(f":(exclude,glob)**/{name}" for name in OWN_FILES)
 
 
 def _git(*args: str) -> str | None:
@@ -41,12 +48,12 @@ def git_commit() -> str | None:
 @functools.cache
 def git_changes() -> tuple[bool, str] | None:
     """(dirty, the diff against HEAD with the untracked files named); None without git."""
-    status = _git("status", "--porcelain")
+    status = _git("status", "--porcelain", "--", ".", *NOT_CODE)
     if status is None:
         return None
     if not status.strip():
         return False, ""
-    diff = _git("diff", "HEAD", "--binary") or ""
+    diff = _git("diff", "HEAD", "--binary", "--", ".", *NOT_CODE) or ""
     untracked = [line[3:] for line in status.splitlines() if line.startswith("??")]
     if untracked:
         names = "".join(f"#   {name}\n" for name in untracked)
