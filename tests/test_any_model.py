@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import trainlab
-from tests.helpers import all_runs, history, start_cli
+from tests.helpers import all_runs, history, run_cli, start_cli, store
 from tests.test_bad_inputs import assert_nothing_running, assert_one_error_line
 from tests.user_field import DigitImages
 
@@ -292,3 +292,24 @@ def test_early_stopping_watches_a_metric_the_module_logs(train_in_process, clien
     epochs = len(history(client, run.info.run_id, "val/acc"))
     assert epochs < 60 and run.data.tags["trainlab.early_stop.reason"] == "patience"
     assert "val/acc did not improve for 2 epochs" in out
+
+
+@pytest.mark.slow
+def test_a_grid_sweep_ranks_its_jobs_by_the_objective_the_module_logs(home, monkeypatch):
+    """sweep.objective=val/acc sweep.direction=maximize: the parent's best is the job with the
+    highest val/acc, and its best value is that val/acc (not a loss)."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    done = run_cli(
+        "-m", *TEMPLATE, "+model.kwargs.optimizer.weight_decay=0.0,3.0", "max_epochs=2",
+        "sweep.objective=val/acc", "sweep.direction=maximize", *QUIET, home=home,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    client = store(home)
+    runs = [client.get_run(r.info.run_id) for r in all_runs(client)]
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r is not parent]
+    assert len(children) == 2
+    assert {c.data.tags["trainlab.sweep.objective"] for c in children} == {"val/acc"}
+    best = max(children, key=lambda c: c.data.metrics["val/acc"])
+    assert parent.data.tags["trainlab.sweep.best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best/final_loss"] == pytest.approx(best.data.metrics["val/acc"])

@@ -45,7 +45,7 @@ from trainlab.tracking.messages import (
 )
 from trainlab.tracking.run import TrackedRun
 from trainlab.tracking.source import git_changes, git_commit
-from trainlab.tracking.tags import RERUN_TAG
+from trainlab.tracking.tags import DIRECTION_TAG, OBJECTIVE_TAG, RERUN_TAG
 
 
 @dataclass(frozen=True)
@@ -235,5 +235,8 @@ def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
         tags["trainlab.git.dirty"] = str(changes[0]).lower()
     if settings.rerun.run is not None:
         tags[RERUN_TAG] = settings.rerun.run
+    if settings.sweep.objective is not None:  # what a sweep's parent ranks this run by
+        tags[OBJECTIVE_TAG] = settings.sweep.objective
+        tags[DIRECTION_TAG] = settings.sweep.direction
     tags.update({str(k): str(v) for k, v in settings.tags.items()})
     return tags

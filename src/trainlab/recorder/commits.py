@@ -62,6 +62,7 @@ from mlflow.tracking import MlflowClient
 from trainlab.checkpoint_files import ARTIFACT_DIR, link_best, sync_folder
 from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG
 from trainlab.tracking.messages import Commit, EndStatus, ResumeQuery, ResumeState, Rows
+from trainlab.tracking.tags import objective_value
 
 STEP_TAG = "trainlab.checkpoint.step"  # the commit mark: rows of steps < it are all in
 COMMITTING_TAG = "trainlab.checkpoint.committing"  # > STEP_TAG: a commit was cut short
@@ -189,7 +190,7 @@ def _state(run: Run) -> ResumeState:
     tags = run.data.tags
     step = tags.get(STEP_TAG)
     metrics = run.data.metrics
-    objective = metrics.get("final/val_loss", metrics.get("final/train_loss"))
+    objective = objective_value(metrics, tags)
     return ResumeState(
         run_id=run.info.run_id,
         status=run.info.status,

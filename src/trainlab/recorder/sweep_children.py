@@ -20,7 +20,16 @@ from mlflow.entities import Run
 
 from trainlab.config.checks import override_key
 from trainlab.tracking.messages import EndStatus
-from trainlab.tracking.tags import ERROR_TAG, JOB_TAG, OVERRIDES_TAG, PRUNED_STEP_TAG, PRUNED_TAG
+from trainlab.tracking.tags import (
+    DIRECTION_TAG,
+    ERROR_TAG,
+    JOB_TAG,
+    OBJECTIVE_TAG,
+    OVERRIDES_TAG,
+    PRUNED_STEP_TAG,
+    PRUNED_TAG,
+    objective_value,
+)
 
 SEED = "seed"
 # What a trial's job measured besides its loss (sweeps/trial_reports.py), by objective name.
@@ -34,11 +43,15 @@ class Child:
     run_name: str
     status: str
     overrides: dict[str, str]
-    loss: float  # the objective: final/val_loss, else final/train_loss; NaN when missing
+    # The objective: what sweep.objective names, by default final/val_loss, else
+    # final/train_loss; NaN when missing.
+    loss: float
     error: str
     stop: str = ""  # how early stopping ended it ("patience at epoch 12"); "" when it did not
     pruned: str = ""  # where the pruner stopped it ("step 40"); "" when it was not pruned
     measured: dict[str, float] = field(default_factory=dict)  # fit_seconds, parameters
+    objective: str = ""  # the metric sweep.objective named; "" for the default
+    direction: str = "minimize"
 
     @property
     def finished(self) -> bool:
@@ -63,11 +76,13 @@ def child_of(run: Run) -> Child:
         run_name=run.info.run_name or "",
         status=run.info.status,
         overrides={override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o},
-        loss=metrics.get("final/val_loss", metrics.get("final/train_loss", math.nan)),
+        loss=value if (value := objective_value(metrics, tags)) is not None else math.nan,
         error=tags.get(ERROR_TAG, ""),
         stop=early_stop(tags),
         pruned=pruned,
         measured={k: metrics[m] for k, m in MEASURED_METRICS.items() if m in metrics},
+        objective=tags.get(OBJECTIVE_TAG, ""),
+        direction=tags.get(DIRECTION_TAG, "minimize"),
     )
 
 

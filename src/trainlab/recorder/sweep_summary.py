@@ -30,7 +30,11 @@ class Summary:
         self.done = [c for c in children if c.finished]
         self.pruned = [c for c in children if c.pruned]
         self.failed = [c for c in children if c.failed]
-        objectives = results.get("objectives") or [{"name": "loss", "direction": "minimize"}]
+        named = next((c for c in children if c.objective), None)  # sweep.objective of a grid
+        default = {"name": named.objective, "direction": named.direction} if named else None
+        objectives = results.get("objectives") or [
+            default or {"name": "loss", "direction": "minimize"}
+        ]
         self.objectives = [str(o["name"]) for o in objectives]
         self.sign = -1.0 if objectives[0]["direction"] == "maximize" else 1.0
         self.groups: list[Configuration] = configurations(children, keys) if SEED in keys else []

@@ -44,7 +44,15 @@ def plan_search(config: DictConfig, arguments: list[str] | None = None) -> Plan:
         sweep_arguments(config) if arguments is None else _with_params(settings, arguments)
     )
     named = [str(o).partition(":") for o in settings.objectives or []]
-    objectives = {n: d for n, _, d in named} if named else {"loss": str(settings.direction)}
+    # sweep.objective and sweep.direction say it for grids and searches alike; a search's own
+    # hydra.sweeper.direction still counts where they are left at their defaults.
+    direction = str(OmegaConf.select(config, "sweep.direction", default="minimize"))
+    if (
+        OmegaConf.select(config, "sweep.objective", default=None) is None
+        and direction == "minimize"
+    ):
+        direction = str(settings.direction)
+    objectives = {n: d for n, _, d in named} if named else {"loss": direction}
     for name, direction in objectives.items():
         if name not in OBJECTIVES:
             raise ConfigError(

@@ -52,7 +52,9 @@ class TrialReports(L.Callback):
         # Optuna and SQLAlchemy (~0.3 s to import) only for a trial that reports.
         from trainlab.sweeps.study import TrialHandle
 
-        return cls(TrialHandle(trial_job), trial_job, fit.run)
+        reports = cls(TrialHandle(trial_job), trial_job, fit.run)
+        reports.watched = fit.settings.sweep.objective or VAL_KEY
+        return reports
 
     def __init__(self, trial: TrialHandle, trial_job: TrialJob, run: RunHandle | None) -> None:
         self.trial, self.run = trial, run
@@ -61,6 +63,7 @@ class TrialReports(L.Callback):
         self.every = trial_job.link.pruning.get("every_n_steps")
         self.measures = trial_job.link.reports  # objectives only the job can measure, or pruning
         self.loss = StepLoss()
+        self.watched = VAL_KEY  # the metric reported (sweep.objective's, when it names one)
         self.window: list[torch.Tensor] = []
         self.pruned: tuple[int, int] | None = None  # report point, last step trained
         self.seconds_before = 0.0  # a resumed fit's earlier part
@@ -124,7 +127,9 @@ class TrialReports(L.Callback):
             trainer.should_stop = True
 
     def objective(self, trainer: L.Trainer, window: list[torch.Tensor]) -> float:
-        value = trainer.callback_metrics.get(VAL_KEY)
+        """What the pruner compares: the metric sweep.objective names (val/loss by default) as
+        the module logged it last, else the mean training loss since the last report."""
+        value = trainer.callback_metrics.get(self.watched)
         if value is not None:
             return float(value)
         return float(torch.stack(window).double().mean()) if window else math.nan
