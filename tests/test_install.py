@@ -69,9 +69,9 @@ def test_the_wheel_runs_anywhere(installed, tmp_path):
 
     helped = command(installed, where, "trainlab-train", "--help")
     assert helped.returncode == 0, helped.stderr
-    data = "data: breast_cancer, csv, custom, diabetes, iris, parquet, seed, synthetic, wine"
+    data = "data: breast_cancer, csv, custom, diabetes, digits, images, iris, parquet, seed, synthetic, wine"
     assert data in helped.stdout
-    assert "model: custom, linear, mlp" in helped.stdout
+    assert "model: cnn, custom, linear, mlp" in helped.stdout
     assert "schema" not in helped.stdout
 
     done = command(installed, where, "trainlab-train", "max_epochs=5", "print_every=0")

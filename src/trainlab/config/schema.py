@@ -216,6 +216,8 @@ ADDED_SINCE_JOB_KEYS = (
     "trainer.benchmark",
     "trainer.detect_anomaly",
     "sweep.replicates",
+    "sweep.objective",
+    "sweep.direction",
 )
 
 

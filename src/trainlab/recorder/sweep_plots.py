@@ -120,7 +120,11 @@ def bands(
     deviation shaded."""
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     axes = fig.subplots()
-    names = {g.number: " ".join(f"{k}={v}" for k, v in g.values.items()) for g in groups}
+    # A configuration that differs from the others only by its seeds has no values to name.
+    names = {
+        g.number: " ".join(f"{k}={v}" for k, v in g.values.items()) or f"configuration {g.number}"
+        for g in groups
+    }
     for number, (steps, means, stds) in curves.items():
         line = axes.plot(steps, means, label=names.get(number, str(number)))[0]
         low = [m - s for m, s in zip(means, stds, strict=True)]
@@ -130,6 +134,6 @@ def bands(
     axes.set_ylabel("objective: mean ± standard deviation")
     axes.set_yscale("log")
     axes.set_title("replicates of each configuration, at every step they all reached")
-    if len(curves) <= 12:
+    if 0 < len(curves) <= 12:  # a legend of nothing warns
         axes.legend(fontsize="small")
     return fig
