@@ -53,6 +53,15 @@ def import_pytorch_flavor() -> None:
     import mlflow.pytorch  # noqa: F401
 
 
+def prepare_export() -> None:
+    """mlflow.pytorch imported, and one tiny module exported: the first export of a process
+    imports torch's dynamo (seconds), done by the warm-up while the trainer imports torch."""
+    import_pytorch_flavor()
+    import torch
+
+    torch.export.export(torch.nn.Linear(1, 1).eval(), (torch.zeros(2, 1),))
+
+
 def answer_table(model: ModelPayload) -> Any:
     """What the served classifier answers for the example rows (recorder/served_classifier.py:
     the label, then one probability per class): its signature's output."""
