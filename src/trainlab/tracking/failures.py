@@ -28,6 +28,8 @@ def end_after(
     caller's error line). Then how to resume, when a checkpoint is kept (`resumed`: the one this
     attempt started from)."""
     lost = isinstance(err, RecorderStopped)
+    # Refused before it opened (a live run, a store MLflow refuses): nothing to resume.
+    opened = run.opened
     if lost:
         tags = {**report.tags, FAILURE_TAG: RECORDER_STOPPED}
         report = dataclasses.replace(report, status=EndStatus.KILLED, tags=tags)
@@ -43,6 +45,8 @@ def end_after(
             )
         elif str(ending) != str(err):  # the store took no more writes: not even the ending
             print(f"trainlab-train: warning: {one_line(ending)}", flush=True)
+    if not opened:
+        return
     checkpoint = run.checkpoint() or resumed
     database = sqlite_path(run.spec.uri)
     if database is not None and not database.is_file():
