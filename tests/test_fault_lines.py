@@ -3,6 +3,7 @@ and every printed resume command one that works (real runs, real store, real pro
 
 from __future__ import annotations
 
+import pickle
 import signal
 from pathlib import Path
 
@@ -38,3 +39,45 @@ def test_refusing_to_resume_a_live_run_prints_only_the_refusal(home):
     assert "still RUNNING" in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert "not opened yet" not in done.stdout + done.stderr
     assert "Resume with" not in done.stdout and "keeps its checkpoint" not in done.stdout
+
+
+def test_a_param_longer_than_mlflow_keeps_is_said_and_kept_whole(train_in_process, client):
+    note = "n" * 7000
+    status, out, err = train_in_process(
+        "experiment=seed_pipeline", "print_every=0", "tracking.plots=false",
+        "tracking.log_model=false", f"+tags.note={note}",
+    )  # fmt: skip
+    assert status == 0, err
+    (line,) = [x for x in out.splitlines() if "tags.note" in x]
+    assert line.startswith("trainlab-train: note: tags.note is 7000 characters"), line
+    assert "config/resolved.yaml" in line
+    (run,) = all_runs(client)
+    assert len(run.data.params["tags.note"]) == 6000
+    resolved = client.download_artifacts(run.info.run_id, "config/resolved.yaml")
+    assert note in Path(resolved).read_text()
+
+
+def test_resuming_from_a_plain_pickle_is_one_line_without_torchs_warning(home, tmp_path):
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"global_step": 3}, protocol=4))
+    done = run_cli(f"resume={plain}", home=home)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Warning" not in done.stderr, done.stderr
+    assert "not a checkpoint trainlab-train wrote" in done.stderr
+
+
+@pytest.mark.slow
+def test_both_checkpoint_copies_unreadable_says_why_the_local_one_cannot_be_read(home):
+    live = start_cli(home, *LONG)
+    run_id = until("a checkpoint of the run", lambda: checkpointed_run(home))
+    live.send_signal(signal.SIGINT)
+    out, _ = live.communicate(timeout=120)
+    local = Path(next(x for x in out.split() if x.endswith("last.ckpt")))
+    assert local.is_file(), out
+    local.write_bytes(b"torn")
+    (artifact,) = home.glob(f"mlartifacts/*/{run_id}/artifacts/checkpoints/last.ckpt")
+    artifact.write_bytes(b"torn too")
+    done = run_cli(f"resume={run_id}", home=home)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "is missing too" not in done.stderr
+    assert f"the job folder's {local} cannot be read either" in done.stderr, done.stderr

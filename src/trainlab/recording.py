@@ -45,6 +45,9 @@ from trainlab.tracking.run import TrackedRun
 from trainlab.tracking.source import git_changes, git_commit
 from trainlab.tracking.tags import RERUN_TAG
 
+# MLflow's limit on a param's value: the recorder cuts there (recorder/experiments.py).
+PARAM_VALUE_CHARS = 6000
+
 
 @dataclass(frozen=True)
 class Ending:
@@ -96,6 +99,14 @@ class RunSession:
             "config/overrides.yaml": {"overrides": task_overrides()},
         }
         params = {k: str(v) for k, v in flatten(resolved).items()}
+        for key, value in params.items():
+            if len(value) > PARAM_VALUE_CHARS:
+                print(
+                    f"trainlab-train: note: {key} is {len(value)} characters; MLflow keeps the "
+                    f"first {PARAM_VALUE_CHARS} as the param, the whole value is in the run's "
+                    "config/resolved.yaml",
+                    flush=True,
+                )
         changes = git_changes()
         texts = {"environment/git.diff": changes[1]} if changes and changes[0] else {}
         lineage = self.data.lineage if self.data is not None else ()

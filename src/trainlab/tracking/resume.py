@@ -22,6 +22,7 @@ only when its step is at least the committed step, so history and weights meet.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from trainlab.config.checkpoint import RESUMABLE_KEYS
 from trainlab.config.checks import config_from_record, override_key
 from trainlab.config.flat import flatten
 from trainlab.engines.base import ResumePoint
-from trainlab.errors import ConfigError
+from trainlab.errors import ConfigError, one_line
 from trainlab.paths import resolve_user_path, task_overrides, tracking_uri, unwritable_reason
 from trainlab.tracking.client import RecorderConnection, RecorderError, private_recorder
 from trainlab.tracking.messages import EndStatus, FetchRequest, Reply, ResumeQuery, ResumeState
@@ -166,10 +167,29 @@ def committed_checkpoint(
     if _step(artifact, state.committed_step) is None:
         raise ConfigError(
             f"resume={target!r}: run {state.run_id}'s checkpoint {CHECKPOINT_ARTIFACT} cannot be "
-            f"read or is older than its committed step {state.committed_step} (the job folder's "
-            f"{local or LAST} is missing too); start a new run"
+            f"read or is older than its committed step {state.committed_step} "
+            f"({local_copy(local, state.committed_step)}); start a new run"
         )
     return resume_point(state.run_id, artifact, continue_in(state))
+
+
+def local_copy(local: Path | None, committed: int | None) -> str:
+    """What is wrong with the job folder's copy, in a few words."""
+    if local is None or not local.exists():
+        return f"the job folder's {local or LAST} is missing too"
+    try:
+        step = int(_load(local)["global_step"])
+    except Exception as err:
+        return f"the job folder's {local} cannot be read either: {unreadable(err)}"
+    return f"the job folder's {local} is at step {step}, before step {committed}"
+
+
+def unreadable(err: Exception) -> str:
+    if "Weights only load failed" in str(err):
+        # torch's message is a paragraph on weights_only; a file that is no checkpoint of
+        # tensors and plain values (a plain pickle, a torn copy, text) is never unpickled.
+        return "not a file of tensors and plain values, which is all a checkpoint is read as"
+    return one_line(err)[:200]
 
 
 def _step(path: Path, committed: int | None) -> int | None:
@@ -257,14 +277,20 @@ def _no_run(target: str, run_id: str, uri: str) -> ConfigError:
 
 
 def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    # torch warns about a pickle it is about to refuse (its protocol); the refusal is said once.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _run_id_in(path: Path, target: str) -> str:
     try:
         run_id = _load(path).get("trainlab", {}).get("run_id")
     except Exception as err:
-        raise ConfigError(f"resume={target!r}: not a readable checkpoint ({err})") from None
+        raise ConfigError(
+            f"resume={target!r}: not a checkpoint trainlab-train wrote ({unreadable(err)}); "
+            "expected a run id or a last.ckpt"
+        ) from None
     if not run_id:
         raise ConfigError(f"resume={target!r}: the checkpoint names no MLflow run to continue")
     return str(run_id)
