@@ -4,6 +4,7 @@ and every printed resume command one that works (real runs, real store, real pro
 from __future__ import annotations
 
 import pickle
+import shutil
 import signal
 from pathlib import Path
 
@@ -81,3 +82,32 @@ def test_both_checkpoint_copies_unreadable_says_why_the_local_one_cannot_be_read
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "is missing too" not in done.stderr
     assert f"the job folder's {local} cannot be read either" in done.stderr, done.stderr
+
+
+def started_run(home: Path) -> str | None:
+    """The id of a run whose start files are written already."""
+    for run in all_runs(store(home)) if (home / "mlflow.db").exists() else []:
+        names = [f.path for f in store(home).list_artifacts(run.info.run_id, "config")]
+        if "config/resolved.yaml" in names:
+            return run.info.run_id
+    return None
+
+
+@pytest.mark.slow
+def test_an_artifact_folder_removed_mid_run_never_ends_finished_with_files_missing(home):
+    job = start_cli(home, *LONG[:2], "max_epochs=6000", "tracking.plots=false")
+    run_id = until("the run's start files", lambda: started_run(home))
+    (folder,) = home.glob(f"mlartifacts/*/{run_id}/artifacts")
+    shutil.rmtree(folder)
+    out, err = job.communicate(timeout=300)
+    run = store(home).get_run(run_id)
+    names = {f.path for f in store(home).list_artifacts(run_id, "config")}
+    names |= {f.path for f in store(home).list_artifacts(run_id, "environment")}
+    if run.info.status == "FINISHED":
+        assert job.returncode == 0, err
+        assert {"config/resolved.yaml", "config/overrides.yaml"} <= names, names
+        assert "environment/requirements.txt" in names, names
+        lines = [x for x in (out + err).splitlines() if "lost files" in x]
+        assert len(lines) == 1 and "written again" in lines[0], out + err
+    else:
+        assert run.info.status == "FAILED" and "lost" in (out + err), out + err

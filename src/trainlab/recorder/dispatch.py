@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from trainlab.errors import ConfigError, one_line
 from trainlab.recorder import system_metrics
 from trainlab.recorder.commits import find_resumable
+from trainlab.recorder.lost_files import files_kept
 from trainlab.recorder.mlflow_store import open_client, store_problem
 from trainlab.recorder.sweep_parent import SweepParent
 from trainlab.recorder.warmup import WarmUp
@@ -86,6 +87,9 @@ class Dispatcher:
         self.failed: dict[str, str] = {}
         self.refused: set[str] = set()  # runs whose failure is the user's to fix: no traceback
         self.sweeps: dict[str, SweepParent] = {}
+        # What each run's start wrote, and the files handed over since (recorder/lost_files.py).
+        self.started: dict[str, RunStart] = {}
+        self.handed: dict[str, set[str]] = {}
         self.shutdown = False
         if store_uri is not None:
             with contextlib.suppress(Exception):  # reported to the first run that uses it
@@ -190,6 +194,7 @@ class Dispatcher:
 
     def on_start(self, writer: RunWriter, start: RunStart) -> None:
         writer.start(start)
+        self.started[writer.run_id] = start
 
     def on_rows(self, writer: RunWriter, rows: Rows) -> None:
         writer.rows(rows)
@@ -202,6 +207,10 @@ class Dispatcher:
 
     def on_artifact(self, writer: RunWriter, artifact: Artifact) -> None:
         writer.artifact(artifact.snapshot, artifact.artifact_path, artifact.name)
+        path = (
+            f"{artifact.artifact_path}/{artifact.name}" if artifact.artifact_path else artifact.name
+        )
+        self.handed.setdefault(writer.run_id, set()).add(path)
 
     def on_commit(self, writer: RunWriter, commit: Commit) -> None:
         writer.commit(commit)
@@ -211,6 +220,9 @@ class Dispatcher:
 
     def on_finish(self, writer: RunWriter, report: FinalReport) -> RunInfo:
         self.warm.ready()
+        start = self.started.pop(writer.run_id, None)
+        handed = sorted(self.handed.pop(writer.run_id, set()))
+        report = files_kept(writer, report, start, handed)
         info = writer.finish(report, int(time.time() * 1000))
         self.runs = {t: w for t, w in self.runs.items() if w is not writer}
         sweep = self.sweeps.get(writer.spec.sweep_token or "")
