@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError, one_line
 from trainlab.recorder import system_metrics
+from trainlab.recorder.commits import DIR_TAG as CHECKPOINT_DIR_TAG
 from trainlab.recorder.commits import find_resumable
 from trainlab.recorder.lost_files import files_kept
 from trainlab.recorder.mlflow_store import open_client, store_problem
@@ -213,7 +214,15 @@ class Dispatcher:
         self.handed.setdefault(writer.run_id, set()).add(path)
 
     def on_commit(self, writer: RunWriter, commit: Commit) -> None:
-        writer.commit(commit)
+        try:
+            writer.commit(commit)
+        except Exception:
+            # The checkpoint is on this machine (renamed before its upload failed): its folder,
+            # named on the run, lets `resume=<id>` find it while the artifact is missing.
+            if Path(commit.last).is_file():
+                with contextlib.suppress(Exception):
+                    writer.tags({CHECKPOINT_DIR_TAG: str(Path(commit.last).parent)})
+            raise
 
     def on_info(self, writer: RunWriter, request: InfoRequest) -> RunInfo:
         return writer.info

@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     # MLflow's job runner (GenAI scoring, trace archival; nothing trainlab uses) would start 8
     # more processes beside the server's workers.
     environment = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    # The server's own S3 client (boto's documented settings): an object store that does not
+    # answer fails an artifact request in seconds; the job's client retries it (recorder/server.py).
+    environment.setdefault("AWS_RETRY_MODE", "standard")
+    environment.setdefault("AWS_MAX_ATTEMPTS", "2")
     if args.auth:
         state = (args.state_dir or paths.home() / "team").expanduser().resolve()
         try:
