@@ -186,3 +186,37 @@ def test_trust_pickle_is_the_only_way_to_an_older_pickled_model(trained, artifac
     trusted = command(home, PREDICT, runs["regression"], "5", "--trust-pickle")
     assert trusted.returncode == 0, trusted.stderr
     assert float(trusted.stdout) == pytest.approx(10.0)
+
+
+BRANCHY = '''
+from torch import nn
+
+
+class Branchy(nn.Module):
+    """Its output depends on the values it is given: torch.export cannot trace it."""
+
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.lin = nn.Linear(in_features, out_features)
+
+    def forward(self, x):
+        if float(x.sum()) > 0:
+            return self.lin(x)
+        return -self.lin(x)
+'''
+
+
+def test_a_model_that_does_not_export_is_said_in_one_line_and_the_run_finishes(
+    train_in_process, client, tmp_path, monkeypatch
+):
+    (tmp_path / "branchy.py").write_text(BRANCHY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    status, out, err = train_in_process(
+        "model=custom", "model.target=branchy.Branchy", "data=synthetic", "data.n_samples=32",
+        "print_every=0", "max_epochs=3", "tracking.plots=false",
+    )  # fmt: skip
+    assert status == 0, err
+    lines = [x for x in (out + err).splitlines() if "model not logged" in x]
+    assert len(lines) == 1 and "torch.export cannot export it" in lines[0], out + err
+    (run,) = all_runs(client)
+    assert run.info.status == "FINISHED" and not run.outputs.model_outputs

@@ -145,7 +145,7 @@ def exporting() -> Iterator[None]:
         raise NotExported(
             f"torch.export cannot export it ({type(err).__name__}: {first.strip()[:200]}); "
             "trainlab logs models only as torch.export's program, which runs no code when "
-            "loaded (docs/serving.md); the run's checkpoint keeps its weights"
+            "loaded (docs/serving.md); its weights are in the run's checkpoint, if it has one"
         ) from None
 
 
