@@ -63,8 +63,10 @@ def test_an_object_store_outage_is_one_line_in_a_minute_and_resume_finds_the_che
         assert len(lines) == 1 and "object store" in lines[0], err
         (run,) = client.search_runs([experiment.experiment_id])
         run_id = run.info.run_id
-        assert f"Resume with: trainlab-train resume={run_id}" in out, out
+        printed = f"Resume with: trainlab-train resume={run_id} tracking=server"
+        assert printed in out, out
         team.objects.start(timeout=120)
+        # The printed command as it is.
         resumed = subprocess.run([TRAIN, f"resume={run_id}", "tracking=server"], cwd=home, env=env,
                                  text=True, capture_output=True, timeout=300)  # fmt: skip
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr

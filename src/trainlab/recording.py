@@ -31,7 +31,7 @@ from trainlab.run_payloads import evaluation, model_payload, plot_data
 from trainlab.signals import Interrupted
 from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.environment import COMMAND_TAG, ENV_TAG, command_line, environment_tags
-from trainlab.tracking.failures import end_after
+from trainlab.tracking.failures import end_after, resume_command
 from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.messages import (
     EndStatus,
@@ -206,7 +206,7 @@ def report_interrupt(err: BaseException, run: TrackedRun, resume_from: ResumePoi
     where = f"; checkpoint {checkpoint}" if checkpoint else ""
     print(f"Interrupted by {name}{after}: run {run.run_id} is KILLED{where}", flush=True)
     if checkpoint:
-        print(f"Resume with: trainlab-train resume={run.run_id}", flush=True)
+        print(f"Resume with: {resume_command(run)}", flush=True)
 
 
 def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
