@@ -76,3 +76,43 @@ def test_an_object_store_outage_is_one_line_in_a_minute_and_resume_finds_the_che
             os.environ.pop(key, None)
         if job.poll() is None:
             job.kill()
+
+
+@pytest.mark.slow
+def test_a_tracking_server_outage_is_one_line_naming_the_server(outage_team, tmp_path):
+    team, home = outage_team, tmp_path
+    env = job_env(team, home)
+    command = [TRAIN, "tracking=server", "experiment_name=team_outage", "max_epochs=200000",
+               "print_every=0", "tracking.plots=false", "tracking.flush_every_seconds=0.1"]  # fmt: skip
+    job = subprocess.Popen(command, cwd=home, env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)  # fmt: skip
+    client = MlflowClient(team.url)
+    os.environ.update(team.client_env("alice"))
+    try:
+        deadline = time.monotonic() + 180
+        known = {r.info.run_id for r in client.search_runs(
+            [client.get_experiment_by_name("team_outage").experiment_id])}  # fmt: skip
+        while True:  # the new run has points: stop the server under it, for good
+            assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+            runs = client.search_runs([client.get_experiment_by_name("team_outage").experiment_id])
+            new = [r for r in runs if r.info.run_id not in known]
+            if new and client.get_metric_history(new[0].info.run_id, "train/loss"):
+                break
+            time.sleep(0.2)
+        team.stop()
+        stopped = time.monotonic()
+        out, err = job.communicate(timeout=300)
+        waited = time.monotonic() - stopped
+        assert job.returncode != 0, out + err
+        lines = [line for line in err.splitlines() if line.strip()]
+        print(f"\nsaid after {waited:.0f} s: {lines}")
+        assert len(lines) == 1 and "tracking server" in lines[0], err
+        assert "Resume with" not in out or "tracking=server" in out, out
+        assert waited < 75, f"the outage was said after {waited:.0f} s"
+    finally:
+        for key in team.client_env("alice"):
+            os.environ.pop(key, None)
+        if job.poll() is None:
+            job.kill()
+            job.communicate()
+        team.start()

@@ -27,7 +27,7 @@ from trainlab.recorder import system_metrics
 from trainlab.recorder.commits import DIR_TAG as CHECKPOINT_DIR_TAG
 from trainlab.recorder.commits import find_resumable
 from trainlab.recorder.lost_files import files_kept
-from trainlab.recorder.mlflow_store import open_client, store_problem
+from trainlab.recorder.mlflow_store import SERVER_DOWN, open_client, store_problem
 from trainlab.recorder.sweep_parent import SweepParent
 from trainlab.recorder.warmup import WarmUp
 from trainlab.recorder.writer import RunWriter
@@ -261,13 +261,15 @@ class Dispatcher:
         writer = self.runs.pop(token, None)
         if writer is None or writer.finished:
             return
-        ended = True
-        try:
-            writer.end(EndStatus.FAILED)
-        except Exception:
-            ended = False
-        with contextlib.suppress(Exception):
-            writer.tags({FAILURE_TAG: RECORDING_FAILED, ERROR_TAG: self.failed[token]})
+        # A server that does not answer would make each write wait out its retries again.
+        ended = SERVER_DOWN not in self.failed[token]
+        if ended:
+            try:
+                writer.end(EndStatus.FAILED)
+            except Exception:
+                ended = False
+            with contextlib.suppress(Exception):
+                writer.tags({FAILURE_TAG: RECORDING_FAILED, ERROR_TAG: self.failed[token]})
         database = sqlite_path(writer.spec.uri)
         if database is not None and not database.is_file():
             raise RunRefused(f"run {writer.run_id} went with the store that was removed")

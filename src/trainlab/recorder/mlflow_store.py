@@ -162,6 +162,9 @@ def store_problem(err: BaseException, uri: str) -> str | None:
     return None
 
 
+SERVER_DOWN = "does not answer"  # in the line of a tracking server that is down
+
+
 def outage_of(text: str, uri: str) -> str | None:
     """A tracking server that does not answer, or the object store behind it (its artifact
     proxy answers 5xx), said as the part that failed; MLflow's retries are bounded by the
@@ -178,7 +181,7 @@ def outage_of(text: str, uri: str) -> str | None:
     if re.search(
         r"Connection refused|Max retries exceeded|Read timed out|RemoteDisconnected", text
     ):
-        return f"the tracking server {uri} does not answer ({text[:160]}); expected it up"
+        return f"the tracking server {uri} {SERVER_DOWN} ({text[:160]}); expected it up"
     return None
 
 
