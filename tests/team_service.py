@@ -89,6 +89,7 @@ class TeamService:
     port: int
     admin_password: str
     passwords: dict[str, str] = field(default_factory=dict)
+    default_permission: str | None = None  # the server's (None: its default, READ)
 
     @property
     def url(self) -> str:
@@ -101,7 +102,9 @@ class TeamService:
     def command(self) -> list[str]:
         return [*SERVER, "--auth", "--port", str(self.port), "--db-uri", self.database,
                 "--artifacts", ARTIFACTS, "--state-dir", str(self.folder / "state"),
-                "--workers", "2"]  # fmt: skip
+                "--workers", "2",
+                *(["--default-permission", self.default_permission]
+                  if self.default_permission else [])]  # fmt: skip
 
     def server_env(self) -> dict[str, str]:
         secret = self.folder / "admin-password"
@@ -173,13 +176,16 @@ class TeamService:
 
 
 @contextmanager
-def team_service(folder: Path) -> Iterator[TeamService]:
+def team_service(folder: Path, default_permission: str | None = None) -> Iterator[TeamService]:
     """The whole service, started as `make team` starts it; stopped at the end."""
     objects = ObjectStore(folder / "objectstore", weed_ports())
     with fresh_database() as database:
         process = objects.start(timeout=120)
         try:
-            team = TeamService(folder, database, objects, free_port(), f"adm-{uuid.uuid4().hex}")
+            team = TeamService(
+                folder, database, objects, free_port(), f"adm-{uuid.uuid4().hex}",
+                default_permission=default_permission,
+            )  # fmt: skip
             team.start()
             try:
                 yield team

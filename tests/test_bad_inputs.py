@@ -111,7 +111,11 @@ CASES = [
     # --- config: numbers that are not finite (they pass `> 0` and would train on, or fail later)
     ("x_test nan", ["x_test=[nan]"], "x_test=[nan]: expected finite numbers (no nan or inf)"),
     ("lr inf", ["optimizer.lr=inf"], "optimizer.lr=inf is not allowed: expected finite numbers"),
-    ("lr nan", ["optimizer.lr=nan"], "optimizer.lr=nan is not allowed"),
+    (
+        "lr nan",
+        ["optimizer.lr=nan"],
+        "optimizer.lr=nan is not allowed: expected finite numbers (nan and inf are non-finite values)",
+    ),
     ("eps nan", ["optimizer=adam", "optimizer.eps=nan"], "optimizer.eps=nan is not allowed"),
     ("weight decay inf", ["optimizer.weight_decay=inf"], "optimizer.weight_decay=inf is not"),
     ("huber delta inf", ["loss=huber", "loss.delta=inf"], "loss.delta=inf is not allowed"),
@@ -126,6 +130,16 @@ CASES = [
     ("seed data nan", ["data.x=[1,2,nan,4]"], "data.x=[1.0, 2.0, nan, 4.0] is not allowed"),
     ("init nan", ["model.init=constant", "model.init_value=nan"], "model.init_value=nan is not"),
     ("flush inf", ["tracking.flush_every_seconds=inf"], "tracking.flush_every_seconds=inf is not"),
+    (
+        "path of 10,000 characters",
+        ["data=csv", f"data.path=/tmp/{'a' * 10000}.csv", "data.target=y"],
+        "(10009 characters)' is not allowed: expected a path the file system can open",
+    ),
+    (
+        "path with a name of 300 characters",
+        ["data=csv", f"data.path=/tmp/{'b' * 300}/rows.csv", "data.target=y"],
+        "is not allowed: expected a path the file system can open (names of at most 255",
+    ),
     # --- config: combinations Lightning would refuse only once the run exists
     (
         "lbfgs with a gradient scaler",

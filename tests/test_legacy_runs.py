@@ -95,9 +95,14 @@ def test_resume_auto_finds_a_legacy_run_of_the_same_job(legacy, train_in_process
 
 
 def test_a_legacy_model_predicts_and_legacy_runs_compare(legacy, capsys):
+    """A legacy model is pickled: refused in one line, it loads with --trust-pickle."""
     client = store(legacy)
     uri = client.tracking_uri
-    predict.main([SEED_PART, "5", "--tracking-uri", uri])
+    with pytest.raises(SystemExit):
+        predict.main([SEED_PART, "5", "--tracking-uri", uri])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--trust-pickle" in err, err
+    predict.main([SEED_PART, "5", "--tracking-uri", uri, "--trust-pickle"])
     printed = float(capsys.readouterr().out.strip())
     assert printed == pytest.approx(client.get_run(SEED_PART).data.metrics["pred/after"], rel=1e-6)
     compare.main([SEED_PART, MINIBATCH_PART, "--json", "--tracking-uri", uri])

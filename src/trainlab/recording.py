@@ -33,7 +33,7 @@ from trainlab.run_payloads import evaluation, model_payload, plot_data
 from trainlab.signals import Interrupted
 from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.environment import COMMAND_TAG, ENV_TAG, command_line, environment_tags
-from trainlab.tracking.failures import end_after
+from trainlab.tracking.failures import end_after, resume_command
 from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.messages import (
     EndStatus,
@@ -46,6 +46,9 @@ from trainlab.tracking.messages import (
 from trainlab.tracking.run import TrackedRun
 from trainlab.tracking.source import git_changes, git_commit
 from trainlab.tracking.tags import DIRECTION_TAG, OBJECTIVE_TAG, RERUN_TAG
+
+# MLflow's limit on a param's value: the recorder cuts there (recorder/experiments.py).
+PARAM_VALUE_CHARS = 6000
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,14 @@ class RunSession:
             for k, v in flatten(resolved).items()
             if not any(k == f"data.{key}" for key in skipped)
         }
+        for key, value in params.items():
+            if len(value) > PARAM_VALUE_CHARS:
+                print(
+                    f"trainlab-train: note: {key} is {len(value)} characters; MLflow keeps the "
+                    f"first {PARAM_VALUE_CHARS} as the param, the whole value is in the run's "
+                    "config/resolved.yaml",
+                    flush=True,
+                )
         changes = git_changes()
         texts = {"environment/git.diff": changes[1]} if changes and changes[0] else {}
         lineage = self.data.lineage if self.data is not None else ()
@@ -210,7 +221,7 @@ def report_interrupt(err: BaseException, run: TrackedRun, resume_from: ResumePoi
     where = f"; checkpoint {checkpoint}" if checkpoint else ""
     print(f"Interrupted by {name}{after}: run {run.run_id} is KILLED{where}", flush=True)
     if checkpoint:
-        print(f"Resume with: trainlab-train resume={run.run_id}", flush=True)
+        print(f"Resume with: {resume_command(run)}", flush=True)
 
 
 def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:

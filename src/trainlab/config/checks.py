@@ -40,6 +40,10 @@ def check_config(cfg: DictConfig) -> TrainConfig:
                 f"{key}: not a key of the config; expected one of {', '.join(sorted(known))} "
                 "(new keys go under tags: +tags.owner=me)"
             )
+    # Before the dataclasses: their range checks would say `optimizer.lr=nan` is not > 0.
+    values = OmegaConf.to_container(cfg, resolve=True)
+    check_finite_values(values)
+    check_path_lengths(values)
     settings = OmegaConf.to_object(cfg)
     assert isinstance(settings, TrainConfig)
     check_finite(settings)
@@ -62,7 +66,48 @@ def check_finite(node: Any, prefix: str = "") -> None:
             check_finite(value, f"{key}.")
         elif key != "x_test" and not key.endswith(".x_test") and not all_finite(value):
             raise ConfigError(
-                f"{key}={value!r} is not allowed: expected finite numbers (no nan or inf)"
+                f"{key}={value!r} is not allowed: expected finite numbers (nan and inf are "
+                "non-finite values)"
+            )
+
+
+def check_finite_values(node: Any, prefix: str = "") -> None:
+    """The composed values, before any range check: a nan or inf is said as what it is."""
+    items = node.items() if isinstance(node, dict) else []
+    for name, value in items:
+        key = f"{prefix}{name}"
+        if key == "x_test" or key.endswith(".x_test"):
+            continue
+        if isinstance(value, dict):
+            check_finite_values(value, f"{key}.")
+        elif not all_finite(value):
+            raise ConfigError(
+                f"{key}={value!r} is not allowed: expected finite numbers (nan and inf are "
+                "non-finite values)"
+            )
+
+
+# Where the file system stops: a longer name is `[Errno 36] File name too long` deep inside.
+NAME_MAX, PATH_MAX = 255, 4096
+PATH_KEYS = ("resume", "rerun", "tracking.uri")  # besides every key named `path`
+
+
+def check_path_lengths(node: Any, prefix: str = "") -> None:
+    """A path the file system cannot take is said as such, before anything tries to open it."""
+    items = node.items() if isinstance(node, dict) else []
+    for name, value in items:
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            check_path_lengths(value, f"{key}.")
+            continue
+        if not isinstance(value, str) or (name != "path" and key not in PATH_KEYS):
+            continue
+        longest = max((len(part) for part in value.split("/")), default=0)
+        if len(value) > PATH_MAX or longest > NAME_MAX:
+            shown = value if len(value) <= 60 else f"{value[:40]}...({len(value)} characters)"
+            raise ConfigError(
+                f"{key}={shown!r} is not allowed: expected a path the file system can open "
+                f"(names of at most {NAME_MAX} characters, {PATH_MAX} in all)"
             )
 
 

@@ -140,9 +140,10 @@ class TrackingConfig:
     flush_every_seconds: float = 0.25
     plots: bool = True  # loss, fit, residual and weight plots as artifacts under plots/
     log_model: bool = True  # the trained model (with its standardization) as an MLflow model
-    # pickle: the module pickled with its class (cloudpickle, by value); pt2: torch.export's
-    # program, which runs no pickled code when loaded but costs ~2.5 s more per process.
-    model_format: str = "pickle"
+    # pt2: torch.export's program, which runs no code when loaded (a model that does not export
+    # is logged as its weights). "pickle", the former default, is still accepted so that older
+    # runs resume and rerun, and is logged as pt2 too: trainlab no longer logs pickled models.
+    model_format: str = "pt2"
     register: str | None = None  # a registered model name for each trained model; None: no
     alias: str = "current"  # the alias the newest registered version gets (never stages)
     # CPU, memory, disk, network (and GPU) of this machine as system/... metrics, sampled by

@@ -1,9 +1,11 @@
-"""A trained model as bytes that load wherever torch does: its classes pickled by value.
+"""A trained model as bytes for the trainer's own recorder process: its classes pickled by value.
 
-A model's classes may live where the process that loads it cannot import them: trainlab's own
-(an installed model served without trainlab), a user's package on the trainer's PYTHONPATH only,
-a class defined in a notebook or script (`__main__`). cloudpickle writes those classes into the
-bytes themselves; torch's and Lightning's are imported by name, as they are everywhere.
+Only the hand-over from the trainer to the recorder it started (the same user, the same job)
+travels this way; what is logged is torch.export's program, which runs no code when loaded
+(recorder/model.py). A model's classes may live where the recorder cannot import them: a user's
+package on the trainer's PYTHONPATH only, a class defined in a notebook or script (`__main__`).
+cloudpickle writes those classes into the bytes themselves; torch's and Lightning's are imported
+by name, as they are everywhere.
 """
 
 from __future__ import annotations

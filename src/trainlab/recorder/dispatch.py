@@ -25,8 +25,10 @@ from mlflow.tracking import MlflowClient
 from trainlab.errors import ConfigError, one_line
 from trainlab.recorder import system_metrics
 from trainlab.recorder.bulk_metrics import for_client
+from trainlab.recorder.commits import DIR_TAG as CHECKPOINT_DIR_TAG
 from trainlab.recorder.commits import find_resumable
-from trainlab.recorder.mlflow_store import open_client, store_problem
+from trainlab.recorder.lost_files import files_kept
+from trainlab.recorder.mlflow_store import SERVER_DOWN, open_client, store_problem
 from trainlab.recorder.sweep_parent import SweepParent
 from trainlab.recorder.warmup import WarmUp
 from trainlab.recorder.writer import RunWriter
@@ -87,6 +89,9 @@ class Dispatcher:
         self.failed: dict[str, str] = {}
         self.refused: set[str] = set()  # runs whose failure is the user's to fix: no traceback
         self.sweeps: dict[str, SweepParent] = {}
+        # What each run's start wrote, and the files handed over since (recorder/lost_files.py).
+        self.started: dict[str, RunStart] = {}
+        self.handed: dict[str, set[str]] = {}
         self.shutdown = False
         if store_uri is not None:
             with contextlib.suppress(Exception):  # reported to the first run that uses it
@@ -193,6 +198,7 @@ class Dispatcher:
 
     def on_start(self, writer: RunWriter, start: RunStart) -> None:
         writer.start(start)
+        self.started[writer.run_id] = start
 
     def on_rows(self, writer: RunWriter, rows: Rows) -> None:
         writer.rows(rows)
@@ -205,15 +211,30 @@ class Dispatcher:
 
     def on_artifact(self, writer: RunWriter, artifact: Artifact) -> None:
         writer.artifact(artifact.snapshot, artifact.artifact_path, artifact.name)
+        path = (
+            f"{artifact.artifact_path}/{artifact.name}" if artifact.artifact_path else artifact.name
+        )
+        self.handed.setdefault(writer.run_id, set()).add(path)
 
     def on_commit(self, writer: RunWriter, commit: Commit) -> None:
-        writer.commit(commit)
+        try:
+            writer.commit(commit)
+        except Exception:
+            # The checkpoint is on this machine (renamed before its upload failed): its folder,
+            # named on the run, lets `resume=<id>` find it while the artifact is missing.
+            if Path(commit.last).is_file():
+                with contextlib.suppress(Exception):
+                    writer.tags({CHECKPOINT_DIR_TAG: str(Path(commit.last).parent)})
+            raise
 
     def on_info(self, writer: RunWriter, request: InfoRequest) -> RunInfo:
         return writer.info
 
     def on_finish(self, writer: RunWriter, report: FinalReport) -> RunInfo:
         self.warm.ready()
+        start = self.started.pop(writer.run_id, None)
+        handed = sorted(self.handed.pop(writer.run_id, set()))
+        report = files_kept(writer, report, start, handed)
         info = writer.finish(report, int(time.time() * 1000))
         self.runs = {t: w for t, w in self.runs.items() if w is not writer}
         sweep = self.sweeps.get(writer.spec.sweep_token or "")
@@ -243,13 +264,15 @@ class Dispatcher:
         writer = self.runs.pop(token, None)
         if writer is None or writer.finished:
             return
-        ended = True
-        try:
-            writer.end(EndStatus.FAILED)
-        except Exception:
-            ended = False
-        with contextlib.suppress(Exception):
-            writer.tags({FAILURE_TAG: RECORDING_FAILED, ERROR_TAG: self.failed[token]})
+        # A server that does not answer would make each write wait out its retries again.
+        ended = SERVER_DOWN not in self.failed[token]
+        if ended:
+            try:
+                writer.end(EndStatus.FAILED)
+            except Exception:
+                ended = False
+            with contextlib.suppress(Exception):
+                writer.tags({FAILURE_TAG: RECORDING_FAILED, ERROR_TAG: self.failed[token]})
         database = sqlite_path(writer.spec.uri)
         if database is not None and not database.is_file():
             raise RunRefused(f"run {writer.run_id} went with the store that was removed")

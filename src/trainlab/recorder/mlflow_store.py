@@ -150,12 +150,38 @@ def store_problem(err: BaseException, uri: str) -> str | None:
         if not database.is_file():
             return f"{database} was removed while the run was recorded ({text})"
         return f"{database} cannot be written ({text}); expected a writable store"
+    outage = outage_of(text, uri)
+    if outage is not None:
+        return outage
     os_error = next((e for e in causes(err) if isinstance(e, OSError) and e.filename), None)
     if os_error is not None:  # the file is often MLflow's own temporary one: name its folder
         return (
             f"cannot write in {Path(os_error.filename).parent} ({os_error.strerror}); expected "
             "a writable artifact folder with free space"
         )
+    return None
+
+
+SERVER_DOWN = "does not answer"  # in the line of a tracking server that is down
+
+
+def outage_of(text: str, uri: str) -> str | None:
+    """A tracking server that does not answer, or the object store behind it (its artifact
+    proxy answers 5xx), said as the part that failed; MLflow's retries are bounded by the
+    recorder (recorder/server.py), so this comes within a minute."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    artifact = re.search(r"/mlflow-artifacts/artifacts/\S*?/artifacts/(\S+?)(?: |$)", text)
+    if artifact is not None and re.search(r"too many 5\d\d error responses|5\d\d", text):
+        return (
+            f"the object store behind the tracking server {uri} did not take "
+            f"{artifact.group(1)} (the server's artifact proxy answered with errors); expected "
+            "the object store (S3, SeaweedFS) to be up"
+        )
+    if re.search(
+        r"Connection refused|Max retries exceeded|Read timed out|RemoteDisconnected", text
+    ):
+        return f"the tracking server {uri} {SERVER_DOWN} ({text[:160]}); expected it up"
     return None
 
 

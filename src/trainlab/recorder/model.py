@@ -4,26 +4,31 @@ What is logged is the trainer's `StandardizedModel`: the network behind the stan
 trained with, so `trainlab-predict RUN 5`, `mlflow.pyfunc.load_model(...).predict(...)` and
 `mlflow models serve` take the numbers a person types.
 
-Format (tracking.model_format): "pickle" by default, with trainlab's model classes pickled by
-value (cloudpickle), so loading needs torch but not trainlab; "pt2" (torch.export) runs no
-pickled code when loaded, but exporting imports and compiles torch's dynamo first: about 2 s more
-for the first model of a process, on the recorder's critical path.
+The model is logged as torch.export's program ("pt2": a graph and tensors, no pickled objects):
+whoever loads it runs none of the code a crafted artifact could hold (trainlab-predict and
+trainlab-evaluate load it only that way: serve/logged_model.py). A classifier is MLflow's "model
+from code" (recorder/served_classifier.py) around its network saved the same way. Exporting
+imports torch's dynamo first (over a second for the first model of a process): the warm-up
+rehearses it while the run trains (recorder/warmup.py). A model that does not export (data-
+dependent control flow, inputs torch.export cannot take) is not logged: the run says why in one
+line and keeps its checkpoint (the weights, loaded with weights_only).
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import json
-import logging
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 from mlflow.entities import LoggedModelOutput, Metric
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -31,6 +36,7 @@ from trainlab.models.portable import from_bytes
 from trainlab.tracking.payloads import ModelPayload
 
 MODEL_NAME = "model"  # runs:/<run_id>/model
+PT2 = "pt2"  # MLflow's serialization_format for torch.export's program
 # A classifier is logged as MLflow's model from code: this file travels inside the model.
 SERVED_CLASSIFIER = Path(__file__).with_name("served_classifier.py")
 
@@ -46,15 +52,14 @@ def import_pytorch_flavor() -> None:
     sys.modules.setdefault("pytorch_lightning", None)  # type: ignore[arg-type]
     import mlflow.pytorch  # noqa: F401
 
-    # MLflow warns at every pickled model; trainlab chose the format (tracking.model_format,
-    # docs/configuration.md) for models a user trains and loads from their own store: said once,
-    # there.
-    logging.getLogger("mlflow.pytorch").addFilter(_PickleNotice())
 
+def prepare_export() -> None:
+    """mlflow.pytorch imported, and one tiny module exported: the first export of a process
+    imports torch's dynamo (seconds), done by the warm-up while the trainer imports torch."""
+    import_pytorch_flavor()
+    import torch
 
-class _PickleNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "by Pickle or CloudPickle format" not in record.getMessage()
+    torch.export.export(torch.nn.Linear(1, 1).eval(), (torch.zeros(2, 1),))
 
 
 def answer_table(model: ModelPayload) -> Any:
@@ -68,12 +73,20 @@ def answer_table(model: ModelPayload) -> Any:
     return pd.DataFrame(table)
 
 
-def classifier_artifacts(model: ModelPayload, folder: Path) -> dict[str, str]:
-    """The served classifier's network (pickled with its classes) and class names, as files."""
-    network, classes = folder / "network.pkl", folder / "classes.json"
-    network.write_bytes(model.module)  # already pickled with its classes
+def classifier_artifacts(network: Any, model: ModelPayload, folder: Path) -> dict[str, str]:
+    """The served classifier's network (an MLflow pytorch model in the pt2 format: rows in,
+    probabilities out) and class names, as files."""
+    saved, classes = folder / "network", folder / "classes.json"
+    mlflow.pytorch.save_model(
+        network,
+        str(saved),
+        signature=infer_signature(model.example, model.output),
+        input_example=model.example,
+        pip_requirements=pip_requirements(network),
+        serialization_format=PT2,
+    )
     classes.write_text(json.dumps(list(model.classes)))
-    return {"network": str(network), "classes": str(classes)}
+    return {"network": str(saved), "classes": str(classes)}
 
 
 def pip_requirements(module: Any = None) -> list[str]:
@@ -82,7 +95,6 @@ def pip_requirements(module: Any = None) -> list[str]:
     import torch
 
     pins = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
-    pins.append(f"cloudpickle=={importlib.metadata.version('cloudpickle')}")
     bases = {base.__module__ for c in classes_in(module) for base in c.__mro__}
     if any(name.startswith(("lightning.", "pytorch_lightning")) for name in bases):
         pins.append(f"lightning=={importlib.metadata.version('lightning')}")
@@ -97,7 +109,8 @@ def classes_in(module: Any) -> list[type]:
 
 def rehearse_model_logging() -> None:
     """Save a one-weight model as log_trained_model saves one, into a folder then removed: the
-    first save of a process costs more than the next ones (recorder/warmup.py)."""
+    first save of a process costs more than the next ones, and the first export imports torch's
+    dynamo (recorder/warmup.py)."""
     import torch
 
     example = np.zeros((2, 1), dtype=np.float32)
@@ -111,8 +124,29 @@ def rehearse_model_logging() -> None:
             signature=infer_signature(example, output),
             input_example=example,
             pip_requirements=pip_requirements(),
-            serialization_format="pickle",
+            serialization_format=PT2,
         )
+
+
+class NotExported(RuntimeError):
+    """torch.export cannot export the model; the message is the line the run prints."""
+
+
+@contextmanager
+def exporting() -> Iterator[None]:
+    """torch.export's own failure said in one line; the store's (MLflow, OSError) go on as
+    they are (recorder/writer.py says them)."""
+    try:
+        yield
+    except (MlflowException, OSError):
+        raise
+    except Exception as err:
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise NotExported(
+            f"torch.export cannot export it ({type(err).__name__}: {first.strip()[:200]}); "
+            "trainlab logs models only as torch.export's program, which runs no code when "
+            "loaded (docs/serving.md); its weights are in the run's checkpoint, if it has one"
+        ) from None
 
 
 def log_trained_model(
@@ -129,8 +163,8 @@ def log_trained_model(
     are linked to it, as MLflow's log_model(run_id=..., step=...) would link them.
     """
     import_pytorch_flavor()
-    # Its classes came by value (models/portable.py) and are pickled by value again: the logged
-    # model carries them, whatever is installed where it loads.
+    # The trainer's own process pickled it (models/portable.py): the recorder's input, never
+    # what is logged.
     network = from_bytes(model.module)
     output = answer_table(model) if model.classes else model.output
     signature = infer_signature(model.example, output)
@@ -165,14 +199,15 @@ def log_trained_model(
         # the recorder already holds.
         "model_id": logged.model_id,
     }
-    if model.classes:
-        with tempfile.TemporaryDirectory(prefix="trainlab-classifier-") as folder:
-            artifacts = classifier_artifacts(model, Path(folder))
-            info = mlflow.pyfunc.log_model(
-                python_model=str(SERVED_CLASSIFIER), artifacts=artifacts, **common
-            )
-    else:
-        info = mlflow.pytorch.log_model(network, serialization_format=model.format, **common)
+    with exporting():
+        if model.classes:
+            with tempfile.TemporaryDirectory(prefix="trainlab-classifier-") as folder:
+                artifacts = classifier_artifacts(network, model, Path(folder))
+                info = mlflow.pyfunc.log_model(
+                    python_model=str(SERVED_CLASSIFIER), artifacts=artifacts, **common
+                )
+        else:
+            info = mlflow.pytorch.log_model(network, serialization_format=PT2, **common)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     linked = [
         Metric(key, float(value), clock_ms, step, model_id=logged.model_id)

@@ -162,6 +162,14 @@ class RecorderServer:
         return owner_gone and idle and self.inbox.empty()
 
 
+# MLflow's documented settings of its HTTP client; the user's own settings win.
+OUTAGE_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
 def main() -> None:
     # Held while MLflow and what finishing runs needs import; the warm-up resumes it once they
     # are in (trainlab/collector.py, recorder/warmup.py).
@@ -185,6 +193,11 @@ def main() -> None:
     # MLflow draws a progress bar on stderr for every download (a resume's checkpoint, a model
     # loaded from code while it is logged); this process has no terminal of its own to draw on.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # An outage of the tracking server or of the object store behind it is said within a
+    # minute: 5 retries 1, 2, 4, 8 and 16 s apart (~31 s) still bridge a server restart, where
+    # MLflow's defaults (7 retries, factor 2, 120 s a request) kept a run waiting 4-6 minutes.
+    for name, value in OUTAGE_RETRIES.items():
+        os.environ.setdefault(name, value)
     quiet_libraries()
     # Imported only now: the socket is listening before the 2 s of importing MLflow.
     from trainlab.recorder.dispatch import Dispatcher

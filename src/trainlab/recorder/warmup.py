@@ -3,7 +3,8 @@
 Two phases, in a thread of their own so that messages are handled meanwhile:
 
 1. Imports, while the trainer still imports torch: a run's end then waits on drawing and
-   writing, not on importing (matplotlib 0.5 s, torch 1.5 s). Then the garbage collector, held
+   writing, not on importing (matplotlib 0.5 s, torch 1.5 s, torch's dynamo for the model's
+   export: recorder/model.py's `prepare_export`). Then the garbage collector, held
    since the recorder started, resumes with what was imported frozen (trainlab/collector.py).
 2. A rehearsal, once the first run is open (not before: a trainer waiting for its run to exist
    would wait for it): one small figure drawn, and one tiny model saved with MLflow into a
@@ -25,14 +26,15 @@ import threading
 from collections.abc import Callable
 
 from trainlab import collector
-from trainlab.recorder.model import import_pytorch_flavor, rehearse_model_logging
+from trainlab.recorder.model import prepare_export, rehearse_model_logging
 from trainlab.recorder.plots import rehearse_drawing
 
 # What finishing needs beyond what recorder.plots and recorder.model import at their top: the
-# Agg canvas (imported at the first savefig) and mlflow.pytorch with torch (at the first model).
+# Agg canvas (imported at the first savefig) and mlflow.pytorch with torch and torch.export's
+# machinery (at the first model).
 IMPORTS: dict[str, Callable[[], object]] = {
     "plots": lambda: importlib.import_module("matplotlib.backends.backend_agg"),
-    "model": import_pytorch_flavor,
+    "model": prepare_export,
 }
 REHEARSALS = {"plots": rehearse_drawing, "model": rehearse_model_logging}
 

@@ -1,6 +1,6 @@
 """The team server's authentication: MLflow's own basic-auth app, configured without defaults.
 
-MLflow keeps users and their per-experiment permissions (READ, EDIT, MANAGE) in its auth
+MLflow keeps users and their per-experiment permissions (READ, USE, EDIT, MANAGE, DENY) in its auth
 database, here the same PostgreSQL database as the runs (its tables and its own alembic version
 table sit beside the tracking tables). The admin user is created on the first start from a
 password that must come from the environment (`MLFLOW_AUTH_ADMIN_PASSWORD`) or a file
@@ -25,10 +25,17 @@ ADMIN_FILE_ENV = "TRAINLAB_ADMIN_PASSWORD_FILE"
 ADMIN_USER_ENV = "TRAINLAB_ADMIN_USER"
 DEFAULT_ADMIN_USER = "admin"
 MIN_PASSWORD = 12  # MLflow refuses shorter passwords
-PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
-# What a signed-in user may do where nobody granted anything: read. Creating experiments and
-# runs takes a grant (EDIT on an experiment) or the admin.
+# What MLflow's server grants on an experiment: exactly its RESOURCE_GRANTABLE_PERMISSIONS (a
+# test compares them; importing MLflow's server here would cost seconds at every --help). DENY
+# refuses even where the default would allow; NO_PERMISSIONS is no grant (the server refuses it).
+PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "DENY")
+# What a signed-in user may do where nobody granted anything: READ (read every experiment), or
+# NO_PERMISSIONS (see only the experiments granted to them: `--default-permission
+# NO_PERMISSIONS`, or TRAINLAB_DEFAULT_PERMISSION for `make team`). Creating runs in an
+# experiment takes a grant (EDIT) or the admin.
 DEFAULT_PERMISSION = "READ"
+DEFAULT_PERMISSIONS = ("READ", "NO_PERMISSIONS")
+DEFAULT_PERMISSION_ENV = "TRAINLAB_DEFAULT_PERMISSION"
 AUTH_CACHE_SECONDS = 60
 
 
@@ -93,13 +100,25 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def auth_config(state_dir: Path, database_uri: str) -> Path:
+def default_permission(chosen: str | None = None) -> str:
+    """The server's default permission: the one chosen, else TRAINLAB_DEFAULT_PERMISSION, else
+    READ; anything else is one line."""
+    value = chosen or os.environ.get(DEFAULT_PERMISSION_ENV) or DEFAULT_PERMISSION
+    if value not in DEFAULT_PERMISSIONS:
+        raise AuthSetupError(
+            f"default permission {value!r} is not one of {', '.join(DEFAULT_PERMISSIONS)} "
+            "(NO_PERMISSIONS: a user sees only the experiments granted to them)"
+        )
+    return value
+
+
+def auth_config(state_dir: Path, database_uri: str, default: str = DEFAULT_PERMISSION) -> Path:
     """MLflow's auth config file for this server (mode 600: it holds the database URI)."""
     path = state_dir / "basic_auth.ini"
     write_secret_file(
         path,
         "[mlflow]\n"
-        f"default_permission = {DEFAULT_PERMISSION}\n"
+        f"default_permission = {default}\n"
         f"database_uri = {database_uri}\n"
         f"admin_username = {admin_user()}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
@@ -111,10 +130,12 @@ def auth_config(state_dir: Path, database_uri: str) -> Path:
     return path
 
 
-def server_environment(state_dir: Path, database_uri: str) -> dict[str, str]:
+def server_environment(
+    state_dir: Path, database_uri: str, default: str = DEFAULT_PERMISSION
+) -> dict[str, str]:
     """What the `mlflow server --app-name basic-auth` process needs in its environment."""
     return {
-        "MLFLOW_AUTH_CONFIG_PATH": str(auth_config(state_dir, database_uri)),
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth_config(state_dir, database_uri, default)),
         ADMIN_ENV: admin_password(),
         # The sign-up form's CSRF key; shared by the workers, which inherit it.
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),

@@ -31,7 +31,14 @@ from trainlab.data.lineage import DataRecord, digest
 from trainlab.data.tables import read_table
 from trainlab.errors import ConfigError, one_line
 from trainlab.process import console_script
-from trainlab.serve.predict import feature_names, input_width, load, model_uri, predict
+from trainlab.serve.predict import (
+    add_trust_option,
+    feature_names,
+    input_width,
+    load,
+    model_uri,
+    predict,
+)
 from trainlab.tracking.payloads import Evaluation
 
 PROG = "trainlab-evaluate"
@@ -45,6 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", help="the target column (default: the run's data.target)")
     parser.add_argument("--delimiter", help="the CSV's delimiter (default: the run's)")
     parser.add_argument("--tracking-uri", help="the MLflow store (default: trainlab's)")
+    add_trust_option(parser)
     return parser.parse_args(argv)
 
 
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         store = paths.absolute_sqlite_uri(args.tracking_uri or paths.tracking_uri())
         path = paths.resolve_user_path(args.data)
         with collector.paused():  # MLflow and torch import here (trainlab/collector.py)
-            model = load(model_uri(args.run), store)
+            model = load(model_uri(args.run), store, args.trust_pickle)
             # MLflow's client and scikit-learn: not for --help or a bad argument.
             from trainlab.serve.evaluation_run import record
 

@@ -4,6 +4,9 @@ trainlab-predict RUN_ID 5                    one row of features (here one featu
 trainlab-predict RUN_ID --row 1,2 --row 3,4  several rows
 trainlab-predict runs:/RUN_ID/model --csv in.csv --out predictions.csv
 trainlab-predict models:/NAME@current 5      a registered model by alias (or models:/NAME/3)
+
+The model is read as data (serve/logged_model.py): a model pickled by an older trainlab loads
+only with --trust-pickle.
 """
 
 from __future__ import annotations
@@ -111,14 +114,15 @@ def tracking_store(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(saved)  # None unsets both
 
 
-def load(uri: str, tracking_uri: str) -> Any:
-    """The model as a pyfunc; a missing run, model or store is one PredictError."""
+def load(uri: str, tracking_uri: str, trust_pickle: bool = False) -> Any:
+    """The model, loaded as data (serve/logged_model.py); a missing run, model or store is one
+    PredictError."""
     # Imported here, not at the top: these load MLflow (1 s), and argument errors answer without.
-    import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
     from trainlab.recorder.mlflow_store import open_client
     from trainlab.recorder.model import import_pytorch_flavor
+    from trainlab.serve.logged_model import load_logged_model
 
     database = sqlite_path(tracking_uri)
     if database is not None and not database.is_file():
@@ -130,7 +134,7 @@ def load(uri: str, tracking_uri: str) -> Any:
     import_pytorch_flavor()  # the model is an nn.Module: Lightning's autologging is not needed
     try:
         with tracking_store(tracking_uri):
-            return mlflow.pyfunc.load_model(uri)
+            return load_logged_model(uri, trust_pickle)
     except MlflowException as err:
         if uri.startswith("runs:/") and "not found" in str(err).lower():
             run_id = uri.split("/")[1]
@@ -197,7 +201,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tracking-uri", default=None, help="the MLflow store (default: trainlab's store)"
     )
+    add_trust_option(parser)
     return parser.parse_args(argv)
+
+
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a model pickled by an older trainlab (unpickling runs whatever code the "
+        "file holds: only for stores where you trust everyone who can write)",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -219,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
             raise PredictError(f"rows of different lengths {sorted(widths)}; expected one length")
         store = paths.absolute_sqlite_uri(args.tracking_uri or paths.tracking_uri())
         with collector.paused():  # MLflow and torch import here (trainlab/collector.py)
-            model = load(uri, store)
+            model = load(uri, store, args.trust_pickle)
         rows = (
             read_csv(
                 paths.resolve_user_path(str(args.csv)), feature_names(model), input_width(model)

@@ -130,6 +130,13 @@ def main(argv: list[str] | None = None) -> None:
         "--state-dir", type=Path, default=None, help="auth config (default <TRAINLAB_HOME>/team)"
     )
     parser.add_argument(
+        "--default-permission",
+        default=None,
+        help="with --auth, what a user may do on an experiment nobody granted them: READ "
+        "(default, or $TRAINLAB_DEFAULT_PERMISSION) or NO_PERMISSIONS (private: a user sees only "
+        "the experiments granted to them)",
+    )
+    parser.add_argument(
         "--allowed-hosts",
         default=None,
         help="Host headers to accept besides localhost and private IPs, e.g. mlflow.lab.org",
@@ -152,15 +159,25 @@ def main(argv: list[str] | None = None) -> None:
     # MLflow's job runner (GenAI scoring, trace archival; nothing trainlab uses) would start 8
     # more processes beside the server's workers.
     environment = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    # The server's own S3 client (boto's documented settings): an object store that does not
+    # answer fails an artifact request in seconds; the job's client retries it (recorder/server.py).
+    environment.setdefault("AWS_RETRY_MODE", "standard")
+    environment.setdefault("AWS_MAX_ATTEMPTS", "2")
     if args.auth:
         state = (args.state_dir or paths.home() / "team").expanduser().resolve()
         try:
-            environment.update(auth.server_environment(state, store))
+            default = auth.default_permission(args.default_permission)
+            environment.update(auth.server_environment(state, store, default))
         except auth.AuthSetupError as err:
             sys.exit(f"trainlab-server: error: --auth: {err}")
     check_database(store)
     artifacts = artifacts_destination(args.artifacts or artifact_root())
-    login = f", basic-auth (admin user {auth.admin_user()!r})" if args.auth else ""
+    login = (
+        f", basic-auth (admin user {auth.admin_user()!r}, default permission "
+        f"{auth.default_permission(args.default_permission)})"
+        if args.auth
+        else ""
+    )
     print(
         f"MLflow tracking server at {url} (store {shown(store)}, artifacts {artifacts}{login}); "
         f"jobs: trainlab-train tracking=server (TRAINLAB_SERVER_URI={url}); Ctrl-C stops it",

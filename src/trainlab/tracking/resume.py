@@ -22,6 +22,7 @@ only when its step is at least the committed step, so history and weights meet.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,14 @@ def committed_checkpoint(
     return resume_point(state.run_id, artifact, continue_in(state))
 
 
+def unreadable(err: Exception) -> str:
+    if "Weights only load failed" in str(err):
+        # torch's message is a paragraph on weights_only; a file that is no checkpoint of
+        # tensors and plain values (a plain pickle, a torn copy, text) is never unpickled.
+        return "not a file of tensors and plain values, which is all a checkpoint is read as"
+    return one_line(err)[:200]
+
+
 def _unusable(path: Path, committed: int | None) -> str | None:
     """Why the checkpoint cannot continue the run (missing, unreadable and why, behind the
     commit mark), or None when it can."""
@@ -180,8 +189,10 @@ def _unusable(path: Path, committed: int | None) -> str | None:
         return "is missing"
     try:
         step = int(_load(path)["global_step"])
+    except ConfigError as err:  # a class that no checkpoint of trainlab's names
+        return f"cannot be read ({err})"
     except Exception as err:  # torn by a kill during a copy, not a checkpoint
-        return f"cannot be read ({one_line(err)})"
+        return f"cannot be read ({unreadable(err)})"
     if committed is not None and step < committed:
         return f"holds step {step}, older than the committed step {committed}"
     return None
@@ -264,7 +275,10 @@ def _no_run(target: str, run_id: str, uri: str) -> ConfigError:
 
 def _load(path: Path) -> dict:
     """A checkpoint's bookkeeping, read as data (engines/checkpoint_trust.py)."""
-    return read_metadata(path)
+    # torch warns about a pickle it is about to refuse (its protocol); the refusal is said once.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return read_metadata(path)
 
 
 def _run_id_in(path: Path, target: str) -> str:
@@ -273,7 +287,10 @@ def _run_id_in(path: Path, target: str) -> str:
     except ConfigError:
         raise
     except Exception as err:
-        raise ConfigError(f"resume={target!r}: not a readable checkpoint ({err})") from None
+        raise ConfigError(
+            f"resume={target!r}: not a checkpoint trainlab-train wrote ({unreadable(err)}); "
+            "expected a run id or a last.ckpt"
+        ) from None
     if not run_id:
         raise ConfigError(f"resume={target!r}: the checkpoint names no MLflow run to continue")
     return str(run_id)

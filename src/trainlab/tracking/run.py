@@ -86,6 +86,11 @@ class TrackedRun:
         return self.info().run_id
 
     @property
+    def opened(self) -> bool:
+        """The recorder opened the run (it has an id): refused or stopped before, it has none."""
+        return self._info is not None
+
+    @property
     def name(self) -> str:
         """The run's id once known; what to call it before (its recorder stopped too early)."""
         return self._info.run_id if self._info is not None else "(not opened yet)"
