@@ -1,14 +1,12 @@
-"""What the recorder process does with each message, chosen by the message's type (MLflow is
-imported here, in that process).
+"""What the recorder process does with each message, chosen by its type (MLflow is imported here).
 
-Runs are kept by their token. The first MLflow error of a run is kept too: later messages for it
-are skipped, and the trainer hears the error at once (the server's NOTICE, raised at its next
-hand-over) or at its next wait (info, finish, sync), so a run that cannot be recorded fails
-loudly instead of training on unrecorded. A store or artifact folder that cannot be written (a
-full disk, a read-only or removed store: mlflow_store.store_problem) is said plainly and is the
-user's to fix; the run ends FAILED with the tags `trainlab.failure=recording_failed` and
-`trainlab.error`, as far as the store still takes writes, and keeps what was durable: the rows
-held after its last checkpoint are dropped, so that a resume goes on from that checkpoint.
+Runs are kept by their token. A run's first MLflow error is kept too: later messages for it are
+skipped, and the trainer hears the error at once (the server's NOTICE, raised at its next
+hand-over) or at its next wait (info, finish, sync): a run that cannot be recorded fails loudly.
+A store or artifact folder that cannot be written (mlflow_store.store_problem) is said plainly;
+the run ends FAILED (`trainlab.failure=recording_failed`, `trainlab.error`) as far as the store
+still takes writes, keeping what was durable: the rows held after its last checkpoint are
+dropped, so that a resume goes on from that checkpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +26,13 @@ from trainlab.recorder.bulk_metrics import for_client
 from trainlab.recorder.commits import DIR_TAG as CHECKPOINT_DIR_TAG
 from trainlab.recorder.commits import find_resumable
 from trainlab.recorder.lost_files import files_kept
-from trainlab.recorder.mlflow_store import SERVER_DOWN, open_client, store_problem
+from trainlab.recorder.mlflow_store import (
+    SERVER_DOWN,
+    RunRefused,
+    open_client,
+    refusal,
+    store_problem,
+)
 from trainlab.recorder.sweep_parent import SweepParent
 from trainlab.recorder.warmup import WarmUp
 from trainlab.recorder.writer import RunWriter
@@ -62,22 +66,10 @@ from trainlab.tracking.tags import ERROR_TAG, PARENT_TAG
 # The messages whose sender may be waiting: a run whose recording failed says so to them.
 WAITED_ON = (InfoRequest, FinalReport, Artifact)
 RECORDING_FAILED = "recording_failed"  # the trainlab.failure of a run the store stopped taking
-
-
-class RunRefused(ConfigError):
-    """What the user asked of the store cannot be done (a broken store, a run still RUNNING)."""
-
-
-def refusal(err: Exception, spec: RunSpec) -> str | None:
-    """A team server's "no" to this user, said plainly (the credentials come from the
-    environment, which this process inherited from the trainer)."""
-    if getattr(err, "error_code", None) != "PERMISSION_DENIED":
-        return None
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no MLFLOW_TRACKING_USERNAME)")
-    return (
-        f"user {user!r} may not create runs in experiment {spec.experiment_name!r} "
-        "(PERMISSION_DENIED); expected EDIT on it: ask the server's admin (make team-user)"
-    )
+PROCESS_ENDED = {
+    FAILURE_TAG: "process_ended",
+    ERROR_TAG: "the training process ended without ending its run",
+}
 
 
 class Dispatcher:
@@ -163,7 +155,9 @@ class Dispatcher:
             self.failed[token] = one_line(err)
             self.refused.add(token)
         except Exception as err:
-            self.failed[token] = f"store {spec.uri}: {refusal(err, spec) or one_line(err)}"
+            self.failed[token] = (
+                f"store {spec.uri}: {refusal(err, spec.experiment_name) or one_line(err)}"
+            )
 
     HANDLERS: ClassVar[dict[type[Message], Callable[..., Any]]] = {
         Shutdown: on_shutdown,
@@ -289,12 +283,7 @@ class Dispatcher:
             if writer is not None and not writer.finished:
                 try:
                     writer.gate.end(resumable=True)  # rows after the last commit: recomputed
-                    writer.tags(
-                        {
-                            FAILURE_TAG: "process_ended",
-                            ERROR_TAG: "the training process ended without ending its run",
-                        }
-                    )
+                    writer.tags(PROCESS_ENDED)
                     writer.end(EndStatus.KILLED)
                 except Exception:
                     pass

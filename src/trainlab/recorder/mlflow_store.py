@@ -9,6 +9,7 @@ creation any number of processes write side by side.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
@@ -21,7 +22,7 @@ from pathlib import Path
 from filelock import Timeout
 from mlflow.tracking import MlflowClient
 
-from trainlab.errors import one_line
+from trainlab.errors import ConfigError, one_line
 from trainlab.tracking.store import (
     BUSY_SECONDS,
     LOCK_SECONDS,
@@ -193,3 +194,19 @@ def causes(err: BaseException) -> list[BaseException]:
         chain.append(current)
         current = current.__cause__ or current.__context__
     return chain
+
+
+class RunRefused(ConfigError):
+    """What the user asked of the store cannot be done (a broken store, a run still RUNNING)."""
+
+
+def refusal(err: Exception, experiment_name: str) -> str | None:
+    """A team server's "no" to this user, said plainly (the credentials come from the
+    environment, which this process inherited from the trainer)."""
+    if getattr(err, "error_code", None) != "PERMISSION_DENIED":
+        return None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no MLFLOW_TRACKING_USERNAME)")
+    return (
+        f"user {user!r} may not create runs in experiment {experiment_name!r} "
+        "(PERMISSION_DENIED); expected EDIT on it: ask the server's admin (make team-user)"
+    )

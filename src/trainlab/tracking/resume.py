@@ -169,7 +169,8 @@ def committed_checkpoint(
     if problem is not None:
         raise ConfigError(
             f"resume={target!r}: run {state.run_id}'s checkpoint {CHECKPOINT_ARTIFACT} {problem}, "
-            f"and the job folder's {local or LAST} {local_problem}; start a new run"
+            f"and the job folder's {local or LAST} {local_problem.replace('be read', 'be read either', 1)}; "
+            "start a new run"
         )
     return resume_point(state.run_id, artifact, continue_in(state))
 
