@@ -4,6 +4,7 @@ trainlab-predict RUN_ID 5                    one row of features (here one featu
 trainlab-predict RUN_ID --row 1,2 --row 3,4  several rows
 trainlab-predict runs:/RUN_ID/model --csv in.csv --out predictions.csv
 trainlab-predict models:/NAME@current 5      a registered model by alias (or models:/NAME/3)
+trainlab-predict RUN_ID --image cat.png      image files, for a model trained on images
 
 The model is read as data (serve/logged_model.py): a model pickled by an older trainlab loads
 only with --trust-pickle.
@@ -25,15 +26,12 @@ import numpy as np
 
 from trainlab import collector, paths
 from trainlab.process import console_script
+from trainlab.serve.predict_files import PredictError, classified, read_csv, write_csv
 from trainlab.tracking.store import sqlite_path
 
 PROG = "trainlab-predict"
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 MODEL_NAME = "model"  # what trainlab-train logs: runs:/<run_id>/model
-
-
-class PredictError(ValueError):
-    """What the user asked for cannot be done; the message is the one line they read."""
 
 
 def model_uri(model: str) -> str:
@@ -61,34 +59,6 @@ def parse_number(text: str) -> float:
     if not math.isfinite(value):
         raise PredictError(f"{text!r} is not a finite number")
     return value
-
-
-def read_csv(path: Path, feature_names: list[str], n_features: int) -> Any:
-    """The feature columns of a CSV with a header: by the model's feature names when present."""
-    import pandas as pd
-
-    if not path.is_file():
-        raise PredictError(f"--csv {path}: no such file")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise PredictError(f"--csv {path}: not a readable CSV ({one_line(err)})") from None
-    columns = [str(c) for c in frame.columns]
-    if feature_names and set(feature_names) <= set(columns):
-        frame = frame[feature_names]
-    elif len(columns) != n_features:
-        wanted = f"columns {feature_names}" if feature_names else f"{n_features} columns"
-        raise PredictError(f"--csv {path}: has columns {columns}; the model expects {wanted}")
-    try:
-        rows = frame.to_numpy(dtype=np.float64)
-    except ValueError:
-        raise PredictError(f"--csv {path}: non-numeric values; expected numbers only") from None
-    bad = np.argwhere(~np.isfinite(rows))
-    if len(bad):
-        raise PredictError(
-            f"--csv {path}: row {bad[0][0]} has an empty, NaN or inf value; expected numbers only"
-        )
-    return rows
 
 
 def one_line(err: BaseException) -> str:
@@ -152,6 +122,8 @@ def predict(model: Any, rows: np.ndarray) -> Any:
     a classifier's answer is a table: `label` and one `probability_<class>` per class."""
     spec = model.metadata.get_input_schema()
     n_features = input_width(model)
+    if rows.ndim > 2:  # images, checked against the signature when they were decoded
+        return model.predict(rows.astype(np.float32))
     if rows.shape[1] != n_features:
         raise PredictError(
             f"got {rows.shape[1]} value(s) per row; the model takes {n_features} feature(s)"
@@ -199,6 +171,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--csv", type=Path, help="a CSV file with a header: one row per line")
     parser.add_argument("--out", type=Path, help="write inputs and predictions to this CSV")
     parser.add_argument(
+        "--image", type=Path, action="append", default=[],
+        help="an image file (PNG, JPEG) for a model trained on images; repeat for several",
+    )  # fmt: skip
+    parser.add_argument(
         "--tracking-uri", default=None, help="the MLflow store (default: trainlab's store)"
     )
     add_trust_option(parser)
@@ -224,23 +200,29 @@ def main(argv: list[str] | None = None) -> None:
         typed_rows += [parse_row(r) for r in args.row]
         if any(not row for row in typed_rows):
             raise PredictError("--row '': an empty row; expected numbers like --row 1,2")
-        if not typed_rows and args.csv is None:
-            raise PredictError("no inputs: give numbers (trainlab-predict RUN 5), --row or --csv")
-        if typed_rows and args.csv is not None:
-            raise PredictError("give either numbers/--row or --csv, not both")
+        given = [bool(typed_rows), args.csv is not None, bool(args.image)]
+        if not any(given):
+            raise PredictError(
+                "no inputs: give numbers (trainlab-predict RUN 5), --row, --csv or --image"
+            )
+        if sum(given) > 1:
+            raise PredictError("give one of numbers/--row, --csv or --image, not several")
         widths = {len(row) for row in typed_rows}
         if len(widths) > 1:
             raise PredictError(f"rows of different lengths {sorted(widths)}; expected one length")
         store = paths.absolute_sqlite_uri(args.tracking_uri or paths.tracking_uri())
         with collector.paused():  # MLflow and torch import here (trainlab/collector.py)
             model = load(uri, store, args.trust_pickle)
-        rows = (
-            read_csv(
-                paths.resolve_user_path(str(args.csv)), feature_names(model), input_width(model)
-            )
-            if args.csv is not None
-            else np.asarray(typed_rows, dtype=np.float64)
-        )
+        if args.image:
+            # Pillow, Lightning and the image datamodules: only for a command that reads images.
+            from trainlab.serve.image_inputs import image_rows
+
+            rows = image_rows(model, [paths.resolve_user_path(str(f)) for f in args.image])
+        elif args.csv is not None:
+            csv = paths.resolve_user_path(str(args.csv))
+            rows = read_csv(csv, feature_names(model), input_width(model))
+        else:
+            rows = np.asarray(typed_rows, dtype=np.float64)
         if len(rows) == 0:
             raise PredictError(f"--csv {args.csv}: no rows")
         predictions = predict(model, rows)
@@ -252,39 +234,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # PredictError, and whatever MLflow or torch raise: one line
         fail(err)
     if hasattr(predictions, "columns"):
-        for line in classified(predictions):
-            print(line)
+        labels = [f"{f}  " for f in args.image] or [""] * len(predictions)
+        for label, line in zip(labels, classified(predictions), strict=True):
+            print(f"{label}{line}")
         return
     for values in predictions:
         print(" ".join(f"{v:.8g}" for v in values))
-
-
-def classified(table: Any) -> list[str]:
-    """`setosa  setosa=0.979 versicolor=0.0205 virginica=2.9e-06` per row: the label, then every
-    class's probability."""
-    columns = [c for c in table.columns if c.startswith("probability_")]
-    lines = []
-    for _, row in table.iterrows():
-        probabilities = " ".join(f"{c.removeprefix('probability_')}={row[c]:.6g}" for c in columns)
-        lines.append(f"{row['label']}  {probabilities}")
-    return lines
-
-
-def write_csv(path: Path, rows: np.ndarray, predictions: Any, model: Any, names: list) -> None:
-    import pandas as pd
-
-    inputs = feature_names(model)
-    if len(inputs) != rows.shape[1]:
-        inputs = [f"x{i}" for i in range(rows.shape[1])]
-    frame = pd.DataFrame(rows, columns=inputs)
-    if hasattr(predictions, "columns"):  # a classifier: its label and probabilities
-        frame = pd.concat([frame, predictions.reset_index(drop=True)], axis=1)
-    for i, name in enumerate(names):
-        frame[f"predicted_{name}"] = predictions[:, i]
-    try:
-        frame.to_csv(path, index=False)
-    except OSError as err:
-        raise PredictError(f"--out {path}: cannot write ({err.strerror})") from None
 
 
 def cli() -> NoReturn:
