@@ -27,7 +27,13 @@ def outage_team(tmp_path_factory) -> Iterator:
 
 
 def job_env(team, home) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # The user's environment, as the helpers' run_cli takes it: no HYDRA_FULL_ERROR that an
+    # in-process test of the same session may have left, no MLflow settings of the test's.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MLFLOW_") and k != "HYDRA_FULL_ERROR"
+    }
     return env | team.client_env("alice") | {"TRAINLAB_HOME": str(home)}
 
 

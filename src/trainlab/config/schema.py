@@ -225,6 +225,8 @@ def job_identity(settings: TrainConfig) -> dict[str, Any]:
     """What identifies a job (config/checkpoint.py's job_key hashes it): the checked config,
     without the keys added since job keys exist where they hold their default."""
     resolved = as_plain_dict(settings)
+    if "model_format" in resolved.get("tracking", {}):  # every model is logged as pt2 now: keyed
+        resolved["tracking"]["model_format"] = "pickle"  # as the old default, the same job
     for key in ADDED_SINCE_JOB_KEYS:
         *path, leaf = key.split(".")
         node, plain = settings, resolved
