@@ -194,8 +194,8 @@ def main() -> None:
     # loaded from code while it is logged); this process has no terminal of its own to draw on.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # An outage of the tracking server or of the object store behind it is said within a
-    # minute: 5 retries 1, 2, 4, 8 and 16 s apart (~31 s) still bridge a server restart, where
-    # MLflow's defaults (7 retries, factor 2, 120 s a request) kept a run waiting 4-6 minutes.
+    # minute, while a server restart is still bridged: fewer, shorter retries than MLflow's
+    # defaults (docs/performance.md and docs/troubleshooting.md give the figures).
     for name, value in OUTAGE_RETRIES.items():
         os.environ.setdefault(name, value)
     quiet_libraries()
