@@ -74,7 +74,8 @@ def test_x_test_rows():
 def test_validation_rows_are_the_seeded_permutation_s_first_without_a_test_split():
     """Runs recorded before test splits must get the same rows when rerun."""
     cfg = SyntheticDataConfig(n_samples=40, n_features=2, val_split=0.25)
-    raw = SyntheticSource(**vars(cfg)).arrays("regression")
+    fields = {k: v for k, v in vars(cfg).items() if k != "_target_"}
+    raw = SyntheticSource(**fields).arrays()
     data = load_dataset(cfg, seed=5)
     order = torch.randperm(40, generator=torch.Generator().manual_seed(5))
     assert torch.equal(data.x_val, torch.from_numpy(raw.x)[order[:10]])

@@ -16,8 +16,8 @@ class DataConfig:
     # notes' own engines, no references; the keys NOT_APPLICABLE names say nothing of its runs.
     MAKES_DATAMODULE: ClassVar[bool] = False
     NOT_APPLICABLE: ClassVar[tuple[str, ...]] = ()
-    # The source class (data/sources.py, which extends its schema with arrays()), or a
-    # LightningDataModule class built with the schema's fields and the run's seed.
+    # The LightningDataModule class the data comes from (data/sources.py's tables,
+    # data/images.py's images), built with the schema's fields and the run's seed.
     _target_: str = MISSING
     name: str = MISSING
     val_split: float = 0.0  # fraction of rows held out for val/loss

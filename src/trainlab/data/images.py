@@ -2,17 +2,9 @@
 (scikit-learn's 8x8 digits) as LightningDataModules.
 
 Both hold small data sets: every image is decoded once, in `setup`, into one float32 tensor
-(N, C, H, W) scaled to [0, 1], split by one seeded permutation (data/splits.py, as the tables
-are) and served in batches sliced from it (data/batches.py's TensorBatches: no per-sample
-collation, a stateful shuffle that a resumed run repeats). Pillow decodes; torchvision cannot be
-installed beside this machine's CPU build of torch, and a folder per class needs none of it.
-
-Validation and test loaders exist only where their split does: the hooks are bound on the
-instance when `val_split`/`test_split` > 0, as `LightningDataModule.from_datasets` does. A class
-that always defined `val_dataloader` would have to return something for a run without a
-validation split, and Lightning treats an empty loader as a misconfiguration; a hook that is not
-there is one Lightning skips (`lightning.pytorch.utilities.model_helpers.is_overridden`, which
-sees instance hooks, says whether it is there).
+(N, C, H, W) scaled to [0, 1], split and served as every built-in option's rows are
+(data/in_memory.py). Pillow decodes; torchvision cannot be installed beside this machine's CPU
+build of torch, and a folder per class needs none of it.
 """
 
 from __future__ import annotations
@@ -22,13 +14,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from trainlab.data.batches import TensorBatches
-from trainlab.data.splits import split_rows
+from trainlab.data.in_memory import InMemoryDataModule
 from trainlab.errors import ConfigError
 
 # What torchvision's ImageFolder reads; Pillow decodes each of them.
@@ -90,76 +80,14 @@ def load_image(path: Path, image_size: int | Sequence[int], channels: int) -> to
     return as_tensor(decode(path, image_size_of(image_size), channels).copy())
 
 
-class InMemoryImages(L.LightningDataModule):
-    """Images decoded once into one tensor, split by one seeded permutation, batched by slicing.
-
-    A subclass says where the images come from (`load`), its `classes`, `image_size` and
-    `channels`. The loaders slice tensors on the Trainer's device (moved there once); without a
-    Trainer, on the CPU. Under DDP each rank trains on its share of every batch, and validates
-    and tests on every row (the metrics are exact on any number of ranks).
-    """
+class InMemoryImages(InMemoryDataModule):
+    """Images decoded once into one tensor (data/in_memory.py says how they are split and
+    served). A subclass says where the images come from (`load`: float32 (N, C, H, W) in
+    [0, 1], and int64 class indices (N,)), its `classes`, `image_size` and `channels`."""
 
     image_size: tuple[int, int]
     channels: int
     classes: tuple[str, ...]
-
-    def __init__(
-        self,
-        val_split: float,
-        test_split: float,
-        batch_size: int | None,
-        shuffle: bool,
-        seed: int,
-    ) -> None:
-        super().__init__()
-        self.val_split, self.test_split = val_split, test_split
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # train, val, test rows
-        self.on_device: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
-        # Only the splits that exist have loaders (the module docstring says why).
-        if val_split > 0:
-            self.val_dataloader = self.validation_batches  # type: ignore[method-assign]
-        if test_split > 0:
-            self.test_dataloader = self.test_batches  # type: ignore[method-assign]
-
-    def load(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every image, float32 (N, C, H, W) in [0, 1], and its class index, int64 (N,)."""
-        raise NotImplementedError
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:  # decoded once, whatever the stages Lightning sets up
-            return
-        inputs, targets = self.load()
-        split = split_rows(len(inputs), self.val_split, self.test_split, self.seed)
-        for name, rows in (("train", split.train), ("val", split.val), ("test", split.test)):
-            if rows is not None:
-                self.splits[name] = (inputs[rows], targets[rows])
-        self.splits.setdefault("train", (inputs, targets))  # no split: every row, in order
-
-    def rows(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The split's inputs and targets on the Trainer's device (set up on first use)."""
-        self.setup()
-        trainer = self.trainer
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        key = (split, str(device))
-        if key not in self.on_device:
-            x, y = self.splits[split]
-            self.on_device[key] = (x.to(device), y.to(device))
-        return self.on_device[key]
-
-    def train_dataloader(self) -> TensorBatches:
-        trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        x, y = self.rows("train")
-        return TensorBatches(x, y, self.batch_size, self.shuffle, self.seed, rank, world)
-
-    def validation_batches(self) -> TensorBatches:
-        """`val_dataloader`, where there is a validation split."""
-        return TensorBatches(*self.rows("val"), self.batch_size, False, self.seed)
-
-    def test_batches(self) -> TensorBatches:
-        """`test_dataloader`, where there is a test split."""
-        return TensorBatches(*self.rows("test"), self.batch_size, False, self.seed)
 
 
 class ImageFolderDataModule(InMemoryImages):

@@ -17,10 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainlab.config.data import DataConfig, FileDataConfig
-from trainlab.paths import resolve_user_path
-
 DIGEST_CHARS = 16  # MLflow stores at most 36; its own digests have 8
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a table's rows come from, as its records name it."""
+
+    name: str  # the built-in set's name, or the file's name
+    source: str  # the file's absolute path, or the built-in set's name
+    source_type: str  # "local" (a file) or "code" (made by trainlab or shipped: seed, iris ...)
 
 
 @dataclass(frozen=True)
@@ -68,25 +74,20 @@ def digest_arrays(
 
 
 def describe(
-    cfg: DataConfig,
+    origin: Origin,
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     features: list[str],
     targets: list[str],
     classes: tuple[str, ...] = (),
 ) -> tuple[DataRecord, ...]:
     """A record per split: {"training": (x, y), "validation": (x, y), "test": (x, y)}."""
-    if isinstance(cfg, FileDataConfig):
-        path = resolve_user_path(cfg.path)
-        name, source, source_type = path.name, str(path), "local"
-    else:
-        name, source, source_type = cfg.name, cfg.name, "code"
     return tuple(
         DataRecord(
-            name=name,
+            name=origin.name,
             context=context,
             digest=digest(x, y, features, targets, classes),
-            source=source,
-            source_type=source_type,
+            source=origin.source,
+            source_type=origin.source_type,
             features=tuple(features),
             targets=tuple(targets),
             rows=len(x),

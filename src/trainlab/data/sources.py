@@ -1,57 +1,76 @@
-"""Data sources (seed, synthetic, csv, parquet, diabetes, iris, wine, breast_cancer) loaded,
-checked, split and standardized.
+"""The built-in data sources (seed, synthetic, csv, parquet, diabetes, iris, wine, breast_cancer)
+as LightningDataModules, and `load_dataset`, which builds whichever datamodule `data._target_`
+names and sets it up before the run opens.
 
-A source is the class `data._target_` names: it extends its schema (config/data.py) with
-`arrays(task)`, every raw row (data/arrays.py's RawData: features, and numbers or class labels as
-the task asks); `load_dataset` checks, splits and standardizes them the same way for every source.
+Each source is a schema (config/data.py: its fields, checked, and its `_target_`) and a class
+here: a TableDataModule (data/table_module.py) whose `arrays()` gives every raw row; checking,
+splitting, standardizing and batching are the base class's, the same for every source. The
+images (data/images.py) and a user's datamodule (`data=custom`, data/custom.py) take the same
+path: the class `_target_` names, built with the schema's fields and the run's seed.
 
 Everything is checked here, before an MLflow run exists, so bad data stops the job with one line
 and no half-made run (what needs no rows, a file and its header, is checked earlier, in
 data/checks.py). Files are read by pyarrow (data/tables.py); scikit-learn's sets ship inside it.
+The class names are the `_target_`s that runs recorded, so every recorded run still loads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import inspect
 from typing import Any
 
+import lightning as L
 import numpy as np
-import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
-from trainlab.config.data import (
-    BreastCancerDataConfig,
-    CsvDataConfig,
-    CustomDataConfig,
-    DataConfig,
-    DiabetesDataConfig,
-    IrisDataConfig,
-    ParquetDataConfig,
-    SeedDataConfig,
-    SyntheticDataConfig,
-    WineDataConfig,
-)
-from trainlab.data.arrays import RawData, checked
+from trainlab.config.data import CsvDataConfig, CustomDataConfig, DataConfig, ParquetDataConfig
+from trainlab.data.arrays import RawData
 from trainlab.data.checks import check_source
 from trainlab.data.custom import DataModuleSource, from_datamodule
 from trainlab.data.dataset import Dataset
-from trainlab.data.lineage import describe
-from trainlab.data.splits import split_rows
-from trainlab.errors import ConfigError
+from trainlab.data.lineage import Origin
+from trainlab.data.table_module import TableDataModule
+from trainlab.paths import resolve_user_path
+
+# The constructors take their schema's fields; the schema (config/data.py) holds the defaults.
 
 
-@dataclass
-class SeedSource(SeedDataConfig):
-    def arrays(self, task: str) -> RawData:
+class SeedSource(TableDataModule):
+    """Note 20 of the seed: one feature `x`, one target `y`."""
+
+    def __init__(self, *, x: list[float], y: list[float], **table: Any) -> None:
+        super().__init__(**table)
+        self.x, self.y = list(x), list(y)
+
+    def arrays(self) -> RawData:
         x = np.asarray(self.x, dtype=np.float64).reshape(-1, 1)
         y = np.asarray(self.y, dtype=np.float64).reshape(-1, 1)
         return RawData(x=x, y=y, feature_names=["x"], target_names=["y"])
 
 
-@dataclass
-class SyntheticSource(SyntheticDataConfig):
-    def arrays(self, task: str) -> RawData:
+class SyntheticSource(TableDataModule):
+    """Y = X W^T + b + noise (config/data.py's SyntheticDataConfig says the rest)."""
+
+    def __init__(
+        self,
+        *,
+        n_samples: int,
+        n_features: int,
+        n_targets: int,
+        noise: float,
+        weights: list[float] | None,
+        bias: float,
+        data_seed: int,
+        n_classes: int | None,
+        **table: Any,
+    ) -> None:
+        super().__init__(**table)
+        self.n_samples, self.n_features, self.n_targets = n_samples, n_features, n_targets
+        self.noise, self.weights, self.bias = noise, weights, bias
+        self.data_seed, self.n_classes = data_seed, n_classes
+
+    def arrays(self) -> RawData:
         # The draws in the same order for both tasks: a regression set is what it always was.
         rng = np.random.default_rng(self.data_seed)
         outputs = self.n_classes or self.n_targets
@@ -71,16 +90,40 @@ class SyntheticSource(SyntheticDataConfig):
         return RawData(x=x, y=labels, feature_names=features, target_names=["y"], classes=classes)
 
 
-@dataclass
-class CsvSource(CsvDataConfig):
-    def arrays(self, task: str) -> RawData:
-        return read_file(self, task)
+class FileSource(TableDataModule):
+    """A table in a file; `schema` is its config class, which the readers take."""
+
+    schema: type[CsvDataConfig] | type[ParquetDataConfig]
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        target: Any,
+        features: list[str] | None = None,
+        classes: list[str] | None = None,
+        **table: Any,
+    ) -> None:
+        file_keys = {k: table.pop(k) for k in ("delimiter",) if k in table}
+        super().__init__(**table)
+        self.file = self.schema(
+            path=path, target=target, features=features, classes=classes, **file_keys
+        )
+
+    def arrays(self) -> RawData:
+        return read_file(self.file, self.task)
+
+    def origin(self) -> Origin:
+        path = resolve_user_path(self.file.path)
+        return Origin(name=path.name, source=str(path), source_type="local")
 
 
-@dataclass
-class ParquetSource(ParquetDataConfig):
-    def arrays(self, task: str) -> RawData:
-        return read_file(self, task)
+class CsvSource(FileSource):
+    schema = CsvDataConfig
+
+
+class ParquetSource(FileSource):
+    schema = ParquetDataConfig
 
 
 def read_file(cfg: CsvDataConfig | ParquetDataConfig, task: str) -> RawData:
@@ -90,30 +133,34 @@ def read_file(cfg: CsvDataConfig | ParquetDataConfig, task: str) -> RawData:
     return read_table(cfg, task)
 
 
-@dataclass
-class DiabetesSource(DiabetesDataConfig):
-    def arrays(self, task: str) -> RawData:
+class DiabetesSource(TableDataModule):
+    """scikit-learn's 442 x 10 diabetes data; the target is the disease's progression."""
+
+    def arrays(self) -> RawData:
         bunch = scikit_learn_set("load_diabetes")
         y = bunch.target.reshape(-1, 1)
         features = list(bunch.feature_names)
         return RawData(x=bunch.data, y=y, feature_names=features, target_names=["progression"])
 
 
-@dataclass
-class IrisSource(IrisDataConfig):
-    def arrays(self, task: str) -> RawData:
+class IrisSource(TableDataModule):
+    """scikit-learn's iris flowers: 4 measurements, 3 species."""
+
+    def arrays(self) -> RawData:
         return labelled_set("load_iris", "species")
 
 
-@dataclass
-class WineSource(WineDataConfig):
-    def arrays(self, task: str) -> RawData:
+class WineSource(TableDataModule):
+    """scikit-learn's wines: 13 chemical measurements, 3 cultivars."""
+
+    def arrays(self) -> RawData:
         return labelled_set("load_wine", "cultivar")
 
 
-@dataclass
-class BreastCancerSource(BreastCancerDataConfig):
-    def arrays(self, task: str) -> RawData:
+class BreastCancerSource(TableDataModule):
+    """scikit-learn's breast cancer (Wisconsin diagnostic) data: 30 features, 2 classes."""
+
+    def arrays(self) -> RawData:
         return labelled_set("load_breast_cancer", "diagnosis")
 
 
@@ -137,60 +184,29 @@ def scikit_learn_set(loader: str) -> Any:
     return getattr(sklearn.datasets, loader)()
 
 
-def source(cfg: DataConfig) -> DataConfig:
-    """The source class `data._target_` names, built from the checked config."""
-    return cfg if hasattr(cfg, "arrays") else instantiate(cfg, _convert_="all")
-
-
-def built_datamodule(cfg: DataConfig, seed: int, task: str) -> Dataset:
-    """A LightningDataModule that `data._target_` names (data=images, data=digits), built with
-    the schema's fields and the run's seed, set up before the run opens (its bad input is one
-    line, and no run)."""
+def build(cfg: DataConfig, seed: int, task: str) -> L.LightningDataModule:
+    """The datamodule `data._target_` names, built with the schema's fields (those that apply),
+    the run's seed and, where its constructor takes one, the task."""
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in cfg.NOT_APPLICABLE}
-    module = instantiate(fields, seed=seed, _convert_="all")
-    module.prepare_data()
-    module.setup("fit")
-    path = getattr(cfg, "path", None)
-    return from_datamodule(module, cfg._target_, task, name=cfg.name, source=path)
+    cls = get_class(cfg._target_)
+    extra: dict[str, Any] = {"seed": seed}
+    if issubclass(cls, TableDataModule) or "task" in inspect.signature(cls).parameters:
+        extra["task"] = task
+    return instantiate(fields, **extra, _convert_="all")
 
 
 def load_dataset(cfg: DataConfig, seed: int, task: str = "regression") -> Dataset:
-    """Load, check, split (seeded) and standardize the configured data; `task` is
-    "regression" (float targets) or "classification" (int64 class indices and their names)."""
-    if cfg.MAKES_DATAMODULE and not isinstance(cfg, CustomDataConfig):
-        return built_datamodule(cfg, seed, task)
-    made = source(cfg)
-    if isinstance(made, DataModuleSource):  # its own loaders and splits
+    """Build and set up the configured datamodule; a table's rows are split (seeded) and
+    standardized; `task` is "regression" (float targets) or "classification" (int64 class
+    indices and their names)."""
+    if isinstance(cfg, CustomDataConfig):  # the user's class, with its own constructor keys
+        made: DataModuleSource = instantiate(cfg, _convert_="all")
         return made.dataset(seed, task)
     check_source(cfg, task)
-    raw = checked(made.arrays(task))
-    x = torch.from_numpy(np.require(raw.x, np.float64, ("C", "W")))
-    y = torch.from_numpy(np.require(raw.y, np.int64 if raw.classes else np.float64, ("C", "W")))
-    split = split_rows(len(x), cfg.val_split, cfg.test_split, seed)
-
-    def rows(index: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        return (None, None) if index is None else (x[index], y[index])
-
-    x_train, y_train = (x, y) if split.train is None else rows(split.train)
-    (x_val, y_val), (x_test, y_test) = rows(split.val), rows(split.test)
-    assert x_train is not None and y_train is not None
-    if cfg.batch_size is not None and cfg.batch_size > len(x_train):
-        raise ConfigError(
-            f"data.batch_size={cfg.batch_size} is larger than the {len(x_train)} training rows; "
-            "expected at most that many (or null for the full batch)"
-        )
-    named = {"training": (x_train, y_train), "validation": (x_val, y_val), "test": (x_test, y_test)}
-    splits = {c: (sx.numpy(), sy.numpy()) for c, (sx, sy) in named.items() if sx is not None}
-    data = Dataset(
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
-        feature_names=raw.feature_names,
-        target_names=raw.target_names,
-        classes=raw.classes,
-        lineage=describe(cfg, splits, raw.feature_names, raw.target_names, raw.classes),
-    )
-    return data.standardized() if cfg.standardize else data
+    module = build(cfg, seed, task)
+    module.prepare_data()
+    module.setup("fit")
+    if isinstance(module, TableDataModule):
+        return module.dataset
+    path = getattr(cfg, "path", None)
+    return from_datamodule(module, cfg._target_, task, name=cfg.name, source=path)
