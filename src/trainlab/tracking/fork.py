@@ -151,7 +151,11 @@ def best_checkpoint(
 def check_length(config: DictConfig, point: ResumePoint, what: str) -> None:
     """`max_epochs` and `max_steps` count from the source run's start, as the steps do: one
     line when the fork would train nothing (or Lightning would refuse the checkpoint)."""
-    epoch = int(read_metadata(point.checkpoint).get("epoch", 0))
+    saved = read_metadata(point.checkpoint)
+    # Epochs whose training is done: Lightning's own count (an epoch-end checkpoint's `epoch` is
+    # the epoch it ended, which a restore counts as done).
+    progress = saved.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    epoch = int(progress.get("current", {}).get("processed", saved.get("epoch", 0)))
     if config.max_epochs <= epoch:
         raise ConfigError(
             f"{what}: the checkpoint is at epoch {epoch} (step {point.step}): max_epochs="
