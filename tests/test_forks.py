@@ -12,10 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.helpers import all_runs, history, run_cli, store
 from tests.test_any_model import TEMPLATE
 from tests.test_bad_inputs import assert_nothing_running, assert_one_error_line
+from trainlab.callbacks.fork_start import carried
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAN = (
@@ -106,14 +108,16 @@ def test_a_fork_at_a_best_checkpoints_step(source):
 @pytest.mark.parametrize(
     "args,expected",
     [
-        # Step 2 was committed, but its checkpoint was replaced (only last and best-2 are kept);
-        # step 3 never was.
-        (("@2",), "never committed a checkpoint it keeps at step 2; expected one of its "),
-        (("@3",), "committed steps with a checkpoint: 4, 6"),
+        # Step 3 was never committed; step 2 was, but its checkpoint was replaced: not listed.
+        (
+            ("@3",),
+            "never committed a checkpoint it keeps at step 3; expected one of its "
+            "committed steps with a checkpoint: 4, 6",
+        ),
         (("", "model=mlp", "max_epochs=8"), "the checkpoint cannot take this model"),
         (("", "max_epochs=6"), "max_epochs=6 leaves nothing to train"),
     ],
-    ids=["replaced step", "uncommitted step", "another model", "nothing to train"],
+    ids=["uncommitted step", "another model", "nothing to train"],
 )
 def test_a_fork_that_cannot_start_is_one_line(source, args, expected):
     home, parent = source
@@ -141,3 +145,23 @@ def test_a_users_lightning_module_forks(home, client):
     assert steps(home, fork.info.run_id) == list(range(16, 24))  # 8 batches an epoch
     assert steps(home, fork.info.run_id, "val/loss") == [23]
     assert fork.data.params["model.kwargs.optimizer._target_"] == "torch.optim.Adam"
+
+
+def test_a_forks_optimizer_keeps_its_state_only_where_it_is_of_the_same_kind():
+    """What the fork's optimizer restores from the source's (callbacks/fork_start.py), with
+    torch's own optimizers: momentum kept under the new lr; Adam's moments never given to SGD."""
+    weights = [torch.nn.Parameter(torch.ones(3))]
+    source = torch.optim.SGD(weights, lr=0.1, momentum=0.9)
+    weights[0].grad = torch.ones(3)
+    source.step()
+    saved = source.state_dict()
+
+    fork = torch.optim.SGD(weights, lr=0.01, momentum=0.9)
+    fork.load_state_dict(carried(saved, fork.state_dict()))
+    assert fork.param_groups[0]["lr"] == 0.01
+    assert torch.equal(fork.state[weights[0]]["momentum_buffer"], torch.ones(3))
+
+    adam = torch.optim.Adam(weights, lr=0.001)
+    adam.load_state_dict(carried(saved, adam.state_dict()))
+    assert adam.param_groups[0]["betas"] == (0.9, 0.999) and not adam.state
+    adam.step()  # a fresh Adam steps (SGD's groups would lack its settings)
