@@ -115,7 +115,8 @@ def checkpoint_at(
         if step in slots:
             return best_checkpoint(state, step, slots[step], recorder, uri, folder, what)
     except ConfigError as err:  # the resume's line, said as the fork's
-        raise ConfigError(str(err).replace(f"resume={what!r}", what)) from None
+        line = str(err).replace(f"resume={what!r}", what)
+        raise ConfigError(line.replace("can be resumed", "can be forked")) from None
     kept = sorted({*slots, *([state.committed_step] if state.committed_step is not None else [])})
     listed = ", ".join(str(s) for s in kept) if kept else "none"
     raise ConfigError(
