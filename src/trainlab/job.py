@@ -2,10 +2,10 @@
 
 Composition and every check need no torch, so a wrong value fails within a second; the
 recorder process starts next (it imports MLflow and opens the store while this process imports
-torch and Lightning); the pipeline comes last. `resume=<id>` and `rerun=<id>` rebuild the config
-a run recorded (tracking/resume.py, tracking/rerun.py); `resume=auto`, and a cluster job that may
-be a requeue of itself, look for the job's own run first. The command line (cli.py), a sweep's
-jobs and the Python API all come through `run_one`.
+torch and Lightning); the pipeline comes last. `resume=<id>`, `rerun=<id>` and `fork=<id>`
+rebuild the config a run recorded (tracking/resume.py, tracking/rerun.py, tracking/fork.py);
+`resume=auto`, and a cluster job that may be a requeue of itself, look for the job's own run
+first. The command line (cli.py), a sweep's jobs and the Python API all come through `run_one`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,12 @@ from trainlab.errors import ConfigError
 from trainlab.job_result import JobResult
 from trainlab.paths import default_artifact_root, output_dir, task_overrides, tracking_uri
 from trainlab.sweeps.state import SweepJob
-from trainlab.tracking.client import TrackingTarget, private_recorder, warm_for
+from trainlab.tracking.client import (
+    RecorderConnection,
+    TrackingTarget,
+    private_recorder,
+    warm_for,
+)
 from trainlab.tracking.messages import EndStatus, ResumeQuery, ResumeState
 from trainlab.tracking.rerun import plan_rerun
 from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
@@ -46,14 +51,18 @@ def run_one(cfg: DictConfig, job: SweepJob | None) -> float:
 
 def run_job_result(cfg: DictConfig, job: SweepJob | None) -> JobResult:
     """One job, and what it came to (the Python API returns it)."""
-    resume_from = None
+    resume_from = fork_from = None
     if cfg.get("resume") and cfg.resume != AUTO:
         # Imported only to resume: reading a checkpoint needs torch.
         from trainlab.tracking.resume import plan_resume_of
 
         cfg, resume_from = plan_resume_of(cfg, output_dir())
-    elif OmegaConf.select(cfg, "rerun.run") is not None:
-        cfg = rerun_config(cfg, job)
+    else:
+        rerun = OmegaConf.select(cfg, "rerun.run") is not None
+        if rerun:
+            cfg = rerun_config(cfg, job)
+        if cfg.get("fork") is not None:  # a rerun of a fork forks again, from the same step
+            cfg, fork_from = fork_config(cfg, job, merge=not rerun)
     settings = check_config(cfg)
     check_source(settings.data)
     target = tracking_target(settings, job)
@@ -65,7 +74,7 @@ def run_job_result(cfg: DictConfig, job: SweepJob | None) -> JobResult:
             done = state.objective is not None and state.status == EndStatus.FINISHED.value
             return JobResult(objective=state.objective if done else float("nan"))
         resume_from = found[1] if found is not None else None
-    return import_pipeline().run(settings, target, resume_from)
+    return import_pipeline().run(settings, target, resume_from or fork_from)
 
 
 def import_pipeline() -> ModuleType:
@@ -147,11 +156,26 @@ def auto_resume(
 def rerun_config(cfg: DictConfig, job: SweepJob | None) -> DictConfig:
     """`rerun=<id>`: that run's recorded config with this command's overrides on top, read from
     the sweep's store by its recorder for a sweep's job, else from the run's own store."""
+    recorder, uri = recorder_for(cfg, job)
+    return plan_rerun(cfg, uri, task_overrides(), recorder, output_dir())
+
+
+def fork_config(
+    cfg: DictConfig, job: SweepJob | None, merge: bool
+) -> tuple[DictConfig, ResumePoint]:
+    """`fork=<id>[@<step>]`: the fork's config and the checkpoint its fit starts from, read
+    where a rerun's are (tracking/fork.py)."""
+    from trainlab.tracking.fork import plan_fork  # reading a checkpoint needs torch
+
+    recorder, uri = recorder_for(cfg, job)
+    return plan_fork(cfg, uri, task_overrides(), recorder, output_dir(), merge)
+
+
+def recorder_for(cfg: DictConfig, job: SweepJob | None) -> tuple[RecorderConnection, str]:
+    """Who reads a recorded run: the sweep's recorder for a sweep's job, else this process's."""
     if job is not None:
         target = job.target(None)
-        recorder, uri = target.recorder, target.uri
-    else:
-        uri = absolute_uri(cfg.tracking.uri or tracking_uri())
-        check_store(uri)
-        recorder = private_recorder(uri, warm_for(cfg.tracking))
-    return plan_rerun(cfg, uri, task_overrides(), recorder, output_dir())
+        return target.recorder, target.uri
+    uri = absolute_uri(cfg.tracking.uri or tracking_uri())
+    check_store(uri)
+    return private_recorder(uri, warm_for(cfg.tracking)), uri

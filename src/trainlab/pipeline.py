@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 
 from trainlab.callbacks.checkpoint_saver import ranking_metric
+from trainlab.callbacks.fork_start import check_fits
 from trainlab.config.checks import check_with_data
 from trainlab.config.runtime import DeviceConfig
 from trainlab.config.schema import TrainConfig, as_plain_dict
@@ -154,10 +155,12 @@ def check_before_open(
     resume_from: ResumePoint | None,
 ) -> str:
     """What can only be checked once the data and the references exist, before the MLflow run
-    opens: a resumed checkpoint rebuilds only classes the run's config names,
-    early_stop.ols_gap needs the least-squares reference, checkpoint.monitor a metric this run
-    records (returned: what the best checkpoints are ranked by)."""
-    if resume_from is not None:
+    opens: a resumed checkpoint rebuilds only classes the run's config names (and a fork's fits
+    its model), early_stop.ols_gap needs the least-squares reference, checkpoint.monitor a
+    metric this run records (returned: what the best checkpoints are ranked by)."""
+    if resume_from is not None and resume_from.fork is not None:  # its model takes the weights
+        check_fits(module, resume_from, as_plain_dict(settings))
+    elif resume_from is not None:
         where = f"resume={resume_from.run_id}"
         trusted_globals(resume_from.checkpoint, as_plain_dict(settings), where)
     if settings.early_stop.ols_gap is not None and rows.references.ols_loss is None:

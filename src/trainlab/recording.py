@@ -45,7 +45,13 @@ from trainlab.tracking.messages import (
 )
 from trainlab.tracking.run import TrackedRun
 from trainlab.tracking.source import git_changes, git_commit
-from trainlab.tracking.tags import DIRECTION_TAG, OBJECTIVE_TAG, RERUN_TAG
+from trainlab.tracking.tags import (
+    DIRECTION_TAG,
+    FORKED_AT_TAG,
+    FORKED_FROM_TAG,
+    OBJECTIVE_TAG,
+    RERUN_TAG,
+)
 
 # MLflow's limit on a param's value: the recorder cuts there (recorder/experiments.py).
 PARAM_VALUE_CHARS = 6000
@@ -86,11 +92,15 @@ class RunSession:
             # A single run starts training once its run exists: a store MLflow refuses, or a
             # resumed run still recorded elsewhere, stops the job here and not after the fit.
             self.run.info()
-        if resume_from is not None:  # the run has its config and first metrics already
+        if resume_from is not None and resume_from.fork is None:  # it has its config already
             print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")
             self.run.set_tags({"trainlab.resumed_at_step": resume_from.step})
         else:
             self.run.start(self._run_start(first_metrics))
+        if resume_from is not None and resume_from.fork is not None:
+            source, line = resume_from.run_id, resume_from.fork.dashboard
+            print(f"Forking run {source} at step {resume_from.step} into a new run")
+            print(f"The source run's {line[0].lower()}{line[1:]}", flush=True)  # its dashboard
         return self.run
 
     def _run_start(self, first_metrics: dict[str, float]) -> RunStart:
@@ -133,7 +143,7 @@ class RunSession:
             run_name=target.run_name,
             tags={**tags, **target.tags},
             artifact_root=target.artifact_root,
-            resume_run_id=resume_from.run_id if resume_from else None,
+            resume_run_id=resume_from.run_id if resume_from and not resume_from.fork else None,
             sweep_token=target.sweep_token,
             system_metrics_seconds=(
                 tracking.system_metrics_every_seconds if tracking.system_metrics else None
@@ -200,7 +210,8 @@ class RunSession:
             run.finish(report, Reply.HANDLED)
             report_interrupt(err, run, self.resume_from)
         else:
-            end_after(err, run, report, self.resume_from.checkpoint if self.resume_from else None)
+            resumed = self.resume_from if self.resume_from and not self.resume_from.fork else None
+            end_after(err, run, report, resumed.checkpoint if resumed else None)
 
 
 @contextmanager
@@ -246,6 +257,9 @@ def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
         tags["trainlab.git.dirty"] = str(changes[0]).lower()
     if settings.rerun.run is not None:
         tags[RERUN_TAG] = settings.rerun.run
+    if settings.fork is not None:  # recorded as <run id>@<step> (tracking/fork.py)
+        source, _, step = settings.fork.partition("@")
+        tags.update({FORKED_FROM_TAG: source, FORKED_AT_TAG: step})
     if settings.sweep.objective is not None:  # what a sweep's parent ranks this run by
         tags[OBJECTIVE_TAG] = settings.sweep.objective
         tags[DIRECTION_TAG] = settings.sweep.direction

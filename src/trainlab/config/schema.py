@@ -117,16 +117,15 @@ class TrainConfig:
     # latest unfinished run (same config, same sweep job) from its last committed checkpoint, or
     # start fresh. null: `auto` for a requeued cluster job (SLURM, submitit), else a new run.
     resume: str | None = None
+    # `<run id>` or `<run id>@<step>`: a new run that starts from that run's committed
+    # checkpoint with this config (tracking/fork.py); recorded as `<run id>@<step>`.
+    fork: str | None = None
 
     def __post_init__(self) -> None:
         require(0 <= self.seed < 2**32, "seed", self.seed, "an integer from 0 to 2**32 - 1")
         require(self.max_epochs > 0, "max_epochs", self.max_epochs, "an integer > 0")
-        require(
-            self.max_steps == -1 or self.max_steps > 0,
-            "max_steps",
-            self.max_steps,
-            "-1 (no limit) or an integer > 0",
-        )
+        steps = self.max_steps
+        require(steps == -1 or steps > 0, "max_steps", steps, "-1 (no limit) or an integer > 0")
         if self.print_every is not None:
             require(self.print_every >= 0, "print_every", self.print_every, ">= 0 (0: silent)")
         require(
@@ -218,6 +217,7 @@ ADDED_SINCE_JOB_KEYS = (
     "sweep.replicates",
     "sweep.objective",
     "sweep.direction",
+    "fork",
 )
 
 

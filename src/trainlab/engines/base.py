@@ -55,6 +55,19 @@ class RunHandle(Protocol):
 
 
 @dataclass(frozen=True)
+class ForkSource:
+    """The run a fork starts from (`fork=<run id>[@<step>]`, tracking/fork.py)."""
+
+    run_id: str
+    dashboard: str  # where a person sees it (its dashboard line)
+    # Its recorded config: the classes its checkpoint may rebuild (engines/checkpoint_trust.py).
+    config: dict[str, Any] = field(default_factory=dict)
+    # The optimizer, scheduler and model configs are its own: their state goes on as it was
+    # (else new settings and a fresh schedule: callbacks/fork_start.py).
+    same_optimizer: bool = True
+
+
+@dataclass(frozen=True)
 class ResumePoint:
     """Where a resumed fit starts: the run's checkpoint and the step it holds."""
 
@@ -67,6 +80,8 @@ class ResumePoint:
     # The folder the run kept its checkpoints in, when it is still there: a requeued job goes on
     # writing there (its own Hydra folder is a new, timestamped one).
     checkpoint_dir: Path | None = None
+    # A fork: a new run starting from another run's checkpoint (`run_id` names that run).
+    fork: ForkSource | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
 from trainlab.callbacks.checkpoints import CommitCheckpoints
+from trainlab.callbacks.fork_start import ForkStart, described, trusted_config
 from trainlab.callbacks.from_config import build_callbacks
 from trainlab.callbacks.logger import EpochEnds, RecorderLogger
 from trainlab.callbacks.rows import ROW_METRICS, StepRows
@@ -89,6 +90,8 @@ class LightningEngine(EngineConfig):
             callbacks.append(EpochLoss())
         if context.run is not None:
             callbacks.append(EpochEnds())
+        if resume is not None and resume.fork is not None:  # a new run from another's checkpoint
+            callbacks.append(ForkStart(resume))
         trainer = build_trainer(context, callbacks)
         data_module = context.data.datamodule or lightning_data(
             context.data,
@@ -99,9 +102,8 @@ class LightningEngine(EngineConfig):
         )
         checkpoint = resume.checkpoint if resume is not None else None
         # Its objects (a module's hyper-parameters) rebuilt only where the run's config names them.
-        with trusted_loading(
-            checkpoint, as_plain_dict(settings), f"resume={resume and resume.run_id}"
-        ):
+        trusted = trusted_config(as_plain_dict(settings), resume)
+        with trusted_loading(checkpoint, trusted, described(resume)):
             trainer.fit(
                 context.module, datamodule=data_module, ckpt_path=checkpoint and str(checkpoint)
             )

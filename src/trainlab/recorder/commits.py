@@ -67,6 +67,7 @@ from trainlab.tracking.tags import objective_value
 STEP_TAG = "trainlab.checkpoint.step"  # the commit mark: rows of steps < it are all in
 COMMITTING_TAG = "trainlab.checkpoint.committing"  # > STEP_TAG: a commit was cut short
 DIR_TAG = "trainlab.checkpoint.dir"
+BEST_TAG_PREFIX = "trainlab.checkpoint.best-"  # + the slot: "step <n>, <metric>=<value>"
 FINISHED, FAILED = EndStatus.FINISHED.value, EndStatus.FAILED.value  # as the store says them
 
 
@@ -197,4 +198,17 @@ def _state(run: Run) -> ResumeState:
         committed_step=int(step) if step is not None else None,
         checkpoint_dir=tags.get(DIR_TAG),
         objective=objective,
+        experiment_id=run.info.experiment_id,
+        best=best_slots(tags),
     )
+
+
+def best_slots(tags: dict[str, str]) -> tuple[tuple[int, str], ...]:
+    """(step, artifact) of each best-k slot, as its tag `trainlab.checkpoint.best-<i>` says
+    (`step 40, val/loss=0.5`): the committed steps a fork may start from beside the last."""
+    found = []
+    for key, value in tags.items():
+        slot, held = key.removeprefix(BEST_TAG_PREFIX), value.split(",", 1)[0].split()
+        if key.startswith(BEST_TAG_PREFIX) and slot.isdigit() and held[1:2] and held[1].isdigit():
+            found.append((int(held[1]), f"{ARTIFACT_DIR}/best-{slot}.ckpt"))
+    return tuple(sorted(found))

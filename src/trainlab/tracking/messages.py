@@ -223,6 +223,8 @@ class ResumeState:
     committed_step: int | None  # None: a run recorded before commits (its last.ckpt is the end)
     checkpoint_dir: str | None  # where its trainer kept last.ckpt (may be gone or elsewhere)
     objective: float | None = None  # a FINISHED run's final val (else train) loss
+    experiment_id: str = ""
+    best: tuple[tuple[int, str], ...] = ()  # (step, artifact) of the best-k slots it committed
 
 
 @dataclass(frozen=True)

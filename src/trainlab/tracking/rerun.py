@@ -29,17 +29,35 @@ def plan_rerun(
 ) -> DictConfig:
     """The recorded config of run `cfg.rerun.run` with the command line's overrides on top."""
     run_id = str(cfg.rerun.run)
-    overrides = [o for o in overrides if not override_key(o).startswith(("rerun", "hydra."))]
+    keys = overridden_keys(overrides, f"rerun={run_id}", "rerun")
+    merged = with_overrides(
+        fetch_config(recorder, uri, run_id, folder, f"rerun={run_id}"), cfg, keys
+    )
+    with open_dict(merged):
+        merged.rerun = cfg.rerun
+    return merged
+
+
+def overridden_keys(overrides: list[str], what: str, kind: str) -> list[str]:
+    """The keys this command changes in a recorded config (`kind`'s own key left out); one line
+    for an override that would not keep it (a preset, a key removed)."""
+    overrides = [o for o in overrides if not override_key(o).startswith((kind, "hydra."))]
     keys = [override_key(o) for o in overrides]
     for override, key in zip(overrides, keys, strict=True):
         if override.startswith("~") or key == "experiment":
             raise ConfigError(
-                f"rerun={run_id}: {override!r} cannot be combined with a rerun (it keeps the "
-                "recorded config); expected overrides like optimizer.lr=0.1 or optimizer=adam"
+                f"{what}: {override!r} cannot be combined with a {kind} (it keeps the recorded "
+                "config); expected overrides like optimizer.lr=0.1 or optimizer=adam"
             )
-    merged = config_from_record(fetch_config(recorder, uri, run_id, folder))
+    return keys
+
+
+def with_overrides(recorded: dict, cfg: DictConfig, keys: list[str]) -> DictConfig:
+    """A run's recorded config with this command's values of `keys` on top: a rerun's config,
+    and a fork's (tracking/fork.py)."""
+    merged = config_from_record(recorded)
     with open_dict(merged):
-        merged.resume = None  # the original may have been resumed; the rerun starts afresh
+        merged.resume = None  # the original may have been resumed; the new run starts afresh
         for key in keys:
             if key in RECORDED_GROUPS:
                 merged[key] = cfg[key]  # today's option of that group, with its overrides
@@ -47,13 +65,14 @@ def plan_rerun(
                     merged.x_test = OmegaConf.select(cfg, "x_test")  # it follows the data
             else:
                 OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
-        merged.rerun = cfg.rerun
-        # Where the run was read from decides where the rerun goes, not where the original went.
+        # Where the run was read from decides where the new one goes, not where the original went.
         merged.tracking.uri = OmegaConf.select(cfg, "tracking.uri")
     return merged
 
 
-def fetch_config(recorder: RecorderConnection, uri: str, run_id: str, folder: Path) -> dict:
+def fetch_config(
+    recorder: RecorderConnection, uri: str, run_id: str, folder: Path, what: str
+) -> dict:
     """The run's recorded config, downloaded by the recorder process."""
     database = sqlite_path(uri)
     missing = database is not None and not database.exists()  # no new empty store for this
@@ -67,11 +86,11 @@ def fetch_config(recorder: RecorderConnection, uri: str, run_id: str, folder: Pa
     except RecorderError as err:
         if "RESOURCE_DOES_NOT_EXIST" in str(err) or "not found" in str(err).lower() or missing:
             raise ConfigError(
-                f"rerun={run_id}: no run {run_id!r} in the store {uri}; expected a run id "
+                f"{what}: no run {run_id!r} in the store {uri}; expected a run id "
                 "printed by trainlab-train (or tracking.uri= pointing at its store)"
             ) from None
         raise ConfigError(
-            f"rerun={run_id}: run {run_id} has no artifact {CONFIG_ARTIFACT}; only runs that "
-            f"trainlab-train recorded can be re-run ({err})"
+            f"{what}: run {run_id} has no artifact {CONFIG_ARTIFACT}; only runs that "
+            f"trainlab-train recorded can be re-run or forked ({err})"
         ) from None
     return yaml.safe_load(Path(files[CONFIG_ARTIFACT]).read_text())
