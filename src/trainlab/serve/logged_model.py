@@ -11,7 +11,10 @@ as YAML, and only two forms load:
   pickled model and checks, before torch reads the archive, that every record of it is JSON,
   text or tensors that torch's `weights_only` unpickler admits;
 - trainlab's classifier (recorder/served_classifier.py): its `network` artifact read the same way
-  and its `classes.json`; the model's code file is never run.
+  and its `classes.json`; the model's code file is never run;
+- a model torch.export could not export, logged as its weights and the run's model config
+  (models/weights.py, the pyfunc `loader_module` MLmodel names): rebuilt by trainlab's own module
+  from the classes that config may name, its tensors read with `torch.load(weights_only=True)`.
 
 Anything else (a model logged pickled by an older trainlab, a model with code) loads only with
 `trust_pickle` (`--trust-pickle`), through MLflow's own loader, as before.
@@ -29,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from trainlab.models import weights
 
 PICKLE_SWITCH = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"  # MLflow's documented switch
 TRUST_OPTION = "--trust-pickle"
@@ -101,6 +106,16 @@ def load_logged_model(uri: str, trust_pickle: bool = False) -> LoadedModel:
 
             with pickle_switch(True):
                 return LoadedModel(description, pyfunc=mlflow.pyfunc.load_model(str(local)))
+        data = weights_data(local, description)
+        if data is not None:
+            try:
+                network, classes = weights.load_weights(data)
+            except weights.UnsafeWeights as err:
+                raise UntrustedModel(
+                    f"{uri}: {err}; expected the weights and config trainlab logged (train it "
+                    "again)"
+                ) from None
+            return LoadedModel(description, network=network, classes=classes)
         with pickle_switch(False):
             if "pytorch" in description.flavors:
                 return LoadedModel(description, network=pt2_network(uri, local))
@@ -117,6 +132,13 @@ def pickled_or_code(local: Path, description: Any) -> str | None:
     flavors = description.flavors
     if "pytorch" in flavors:
         return pt2_problem(local, flavors["pytorch"])
+    pyfunc = flavors.get("python_function", {})
+    if pyfunc.get("loader_module") == weights.__name__:
+        if pyfunc.get("code") or pyfunc.get("model_code_path"):
+            return "it carries code of its own (a code/ folder)"
+        if weights_data(local, description) is None:
+            return "its weights are not a folder inside the model"
+        return None
     artifacts = classifier_artifacts(local, description)
     if not artifacts:
         return "not a model trainlab logged (neither a pytorch model nor trainlab's classifier)"
@@ -143,6 +165,15 @@ def pt2_problem(folder: Path, flavor: dict[str, Any]) -> str | None:
     if (data / "model.pth").exists() or not (data / "model.pt2").is_file():
         return "it is pickled (model.pth), not torch.export's pt2 program"
     return None
+
+
+def weights_data(local: Path, description: Any) -> Path | None:
+    """The data folder of a model logged as weights and config (models/weights.py), or None."""
+    pyfunc = description.flavors.get("python_function", {})
+    if pyfunc.get("loader_module") != weights.__name__ or not pyfunc.get("data"):
+        return None
+    data = (local / str(pyfunc["data"])).resolve()
+    return data if data.is_relative_to(local.resolve()) and data.is_dir() else None
 
 
 def classifier_artifacts(local: Path, description: Any) -> dict[str, str]:
