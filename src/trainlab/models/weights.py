@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,10 @@ from trainlab.user_classes import quiet_logger
 
 WEIGHTS, SPEC = "weights.pt", "model.json"
 FORMAT = "trainlab-weights/1"
+REFUSAL = "WeightsUnpickler error:"  # where torch's weights_only loader says what it refused
 STANDARDIZED, PROBABILITIES = "standardized", "probabilities"
 # Callables of trainlab's own that build a model from the config (model=custom's builder).
 BUILDERS = ("trainlab.models.custom.custom_model",)
-HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 
 
 class UnsafeWeights(ValueError):
@@ -104,7 +105,7 @@ def check_targets(config: Any, top: bool = False) -> None:
                 "torch.nn.Module (or trainlab model) the run was trained with"
             )
     for key, value in config.items():
-        if key not in HYDRA_KEYS:
+        if key != "_target_":  # `_args_` and every argument, however deep
             check_targets(value)
 
 
@@ -132,12 +133,16 @@ def buildable(target: Any, partial: bool, top: bool) -> bool:
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """weights.pt through torch's weights_only unpickler: tensors and plain containers only."""
     try:
-        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a pickle protocol it did not write
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     except Exception as err:
-        first = next((x for x in str(err).splitlines() if x.strip()), type(err).__name__)
+        # torch's message is a page; what follows REFUSAL names what it refused.
+        text = str(err).split(REFUSAL)[-1]
+        said = next((x.strip() for x in text.splitlines() if x.strip()), type(err).__name__)
         raise UnsafeWeights(
             f"its {WEIGHTS} is not plain tensors (torch's weights_only loader refused it: "
-            f"{first.strip()[:160]}), so nothing of it was run"
+            f"{said.split('. ')[0][:160]}), so nothing of it was run"
         ) from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
