@@ -33,7 +33,7 @@ from torch import nn
 
 from trainlab.errors import one_line
 from trainlab.models.linear import ClassProbabilities, StandardizedModel
-from trainlab.user_classes import quiet_logger
+from trainlab.user_classes import quiet_logger, root_cause
 
 WEIGHTS, SPEC = "weights.pt", "model.json"
 FORMAT = "trainlab-weights/1"
@@ -159,7 +159,9 @@ def build(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
     try:
         module = instantiate(spec["model"], _convert_="all", **shapes)
     except Exception as err:
-        raise UnsafeWeights(f"its model does not build from {SPEC} ({one_line(err)})") from None
+        # Hydra's wrapper names its call; the cause says what was wrong (a class not importable).
+        said = one_line(root_cause(err))
+        raise UnsafeWeights(f"its model does not build from {SPEC} ({said})") from None
     if not isinstance(module, nn.Module):
         raise UnsafeWeights(f"its {SPEC} builds a {type(module).__name__}, not a torch module")
     layers = spec["served_as"]
