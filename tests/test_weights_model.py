@@ -210,3 +210,73 @@ def test_mlflow_models_serve_answers_what_the_run_predicted(trained, monkeypatch
     seed = runs["regression"]
     answer = served(home, store(home), f"runs:/{seed}/model", [[5.0]])
     assert answer == [[pytest.approx(after(home, seed)["pred/after"], rel=1e-6)]]
+
+
+# lightning-hydra-template's way: a LightningModule handed its network and two partials.
+TEMPLATE_MODEL = {
+    "_target_": "trainlab.models.custom.custom_model",
+    "target": "tests.user_field.DigitsLitModule",
+    "kwargs": {
+        "net": {
+            "_target_": "torch.nn.Sequential",
+            "_args_": [
+                {"_target_": "torch.nn.Flatten"},
+                {
+                    "_target_": "tests.user_field.ValueBranching",
+                    "in_features": 64,
+                    "out_features": 3,
+                },
+            ],
+        },
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 0.01},
+        "scheduler": {
+            "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+            "_partial_": True,
+            "mode": "min",
+        },
+    },
+}
+
+
+def test_a_lightning_module_with_partials_comes_back_with_its_weights_and_dtype(tmp_path):
+    """No training: a module built from the config, its weights saved and read back into a new
+    one built from the same config (float64 stays float64)."""
+    import torch
+    from hydra.utils import instantiate
+
+    from trainlab.models.linear import ClassProbabilities
+    from trainlab.models.weights import load_weights, save_weights, served_as
+
+    trained = ClassProbabilities(instantiate(TEMPLATE_MODEL, _convert_="all")).double().eval()
+    rebuild = {"model": TEMPLATE_MODEL, "shapes": {}, "served_as": served_as(trained)[0]}
+    save_weights(tmp_path / "weights", trained, rebuild, list(IRIS))
+    rebuilt, classes = load_weights(tmp_path / "weights")
+    assert classes == list(IRIS) and rebuild["served_as"] == ["probabilities"]
+    rows = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(rows), trained(rows))
+    assert next(rebuilt.parameters()).dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"_target_": "os.system", "command": "true"},  # a function, not trainlab's builder
+        {**TEMPLATE_MODEL, "kwargs": {"net": {"_target_": "os.system", "_partial_": True}}},
+        {  # deep inside positional arguments
+            "_target_": "torch.nn.Sequential",
+            "_args_": [{"_target_": "subprocess.Popen", "args": ["true"]}],
+        },
+        {"_target_": "torch.optim.Adam", "params": []},  # a class, but no module and no partial
+    ],
+)
+def test_a_config_naming_anything_but_model_classes_is_refused_before_anything_is_built(
+    tmp_path, model
+):
+    from trainlab.models.weights import FORMAT, SPEC, UnsafeWeights, read_spec
+
+    tmp_path.joinpath(SPEC).write_text(
+        json.dumps({"format": FORMAT, "model": model, "shapes": {}, "served_as": [], "classes": []})
+    )
+    with pytest.raises(UnsafeWeights, match="which is not a model class"):
+        read_spec(tmp_path)
