@@ -175,8 +175,24 @@ def config_names_a_builder(folder: Path, marker: Path) -> None:
     spec_file.write_text(json.dumps(spec))
 
 
+def config_says_other_arguments(folder: Path, marker: Path) -> None:
+    """model.json rewritten to build the same class with other arguments: it would build and
+    take the weights, but it is not what the run recorded."""
+    spec_file = folder / "data" / "weights" / "model.json"
+    spec = json.loads(spec_file.read_text())
+    spec["model"]["kwargs"]["clip"] = 0.5
+    spec_file.write_text(json.dumps(spec))
+
+
 @pytest.mark.parametrize(
-    "attack", [planted_weights, torch_saved_object, config_names_a_function, config_names_a_builder]
+    "attack",
+    [
+        planted_weights,
+        torch_saved_object,
+        config_names_a_function,
+        config_names_a_builder,
+        config_says_other_arguments,
+    ],
 )
 def test_planted_weights_or_config_never_run(trained, artifacts, tmp_path, monkeypatch, attack):
     home, runs = trained
@@ -193,6 +209,9 @@ def test_planted_weights_or_config_never_run(trained, artifacts, tmp_path, monke
         assert done.returncode == 2, done.stdout + done.stderr
         assert done.stderr.count("\n") == 1, done.stderr
         assert "error: " in done.stderr and "train it again" in done.stderr, done.stderr
+    if attack is config_says_other_arguments:
+        assert "model.kwargs.clip=0.5 where its run" in done.stderr, done.stderr
+        return  # a model's folder alone has no run to check it by: only trainlab's loaders do
     # MLflow's own loader reaches the same checks through the loader_module.
     monkeypatch.syspath_prepend(str(ROOT))
     with pytest.raises(ValueError, match=r"weights\.pt|model\.json"):
