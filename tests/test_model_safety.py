@@ -206,9 +206,12 @@ class Branchy(nn.Module):
 '''
 
 
-def test_a_model_that_does_not_export_is_said_in_one_line_and_the_run_finishes(
+def test_a_model_that_neither_exports_nor_rebuilds_is_said_in_one_line_and_the_run_finishes(
     train_in_process, client, tmp_path, monkeypatch
 ):
+    """Its class is on the trainer's sys.path only: the recorder cannot build it again from the
+    run's config to check its weights (models/weights.py), so nothing is logged; one line says
+    both reasons. (A class the recorder can import: tests/test_weights_model.py.)"""
     (tmp_path / "branchy.py").write_text(BRANCHY)
     monkeypatch.syspath_prepend(str(tmp_path))
     status, out, err = train_in_process(
@@ -218,5 +221,6 @@ def test_a_model_that_does_not_export_is_said_in_one_line_and_the_run_finishes(
     assert status == 0, err
     lines = [x for x in (out + err).splitlines() if "model not logged" in x]
     assert len(lines) == 1 and "torch.export cannot export it" in lines[0], out + err
+    assert "model.target='branchy.Branchy' cannot be imported" in lines[0], lines[0]
     (run,) = all_runs(client)
     assert run.info.status == "FINISHED" and not run.outputs.model_outputs

@@ -287,3 +287,18 @@ class Stacked(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+class ValueBranching(nn.Module):
+    """A linear model whose forward branches in Python on its inputs' values (`.item()`): torch.
+    export cannot trace it (trainlab logs it as weights and config: models/weights.py)."""
+
+    def __init__(self, in_features: int, out_features: int, clip: float = 1e6) -> None:
+        super().__init__()
+        self.lin = nn.Linear(in_features, out_features)
+        self.clip = clip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.abs().max().item() > self.clip:
+            x = x.clamp(-self.clip, self.clip)
+        return self.lin(x)

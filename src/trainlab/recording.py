@@ -29,7 +29,7 @@ from trainlab.engines.base import ResumePoint
 from trainlab.engines.distributed import choose_strategy
 from trainlab.errors import one_line
 from trainlab.paths import task_overrides
-from trainlab.run_payloads import evaluation, model_payload, plot_data
+from trainlab.run_payloads import evaluation, model_payload, plot_data, rebuild_spec
 from trainlab.signals import Interrupted
 from trainlab.tracking.client import TrackingTarget
 from trainlab.tracking.environment import COMMAND_TAG, ENV_TAG, command_line, environment_tags
@@ -159,7 +159,10 @@ class RunSession:
         if self.run is None:
             return None
         tracking = self.settings.tracking
-        model = model_payload(self.data, ending.module, tracking) if tracking.log_model else None
+        model = None
+        if tracking.log_model and self.data is not None:
+            rebuild = rebuild_spec(self.settings, self.data)
+            model = model_payload(self.data, ending.module, tracking, rebuild)
         if tracking.log_model and model is None:
             print(
                 "trainlab-train: note: no model logged: its forward does not take one tensor of "

@@ -9,16 +9,21 @@ LightningModule of the user's is served whole (its forward is its model).
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import numpy as np
 import torch
 from torch import nn
 
 from trainlab.config.runtime import TrackingConfig
+from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.data.custom import test_rows
 from trainlab.data.dataset import Dataset
+from trainlab.models.build import shape_arguments, taken_by
 from trainlab.models.linear import ClassProbabilities, StandardizedModel
 from trainlab.models.portable import to_bytes
+from trainlab.models.weights import served_as
 from trainlab.tracking.payloads import Evaluation, ModelPayload, PlotData
 
 EVALUATION_BATCH = 4096  # held-out rows scored this many at a time (images are large)
@@ -100,14 +105,25 @@ def servable_model(network: nn.Module, data: Dataset) -> StandardizedModel:
     return StandardizedModel(network, mean.clone(), std.clone()).eval()
 
 
+def rebuild_spec(settings: TrainConfig, data: Dataset) -> dict[str, Any]:
+    """What builds the trained network again from the run's config (models/weights.py, for a
+    model torch.export cannot export): its `model` group, as config/resolved.yaml records it,
+    and the shape arguments the data gave its constructor (models/build.py)."""
+    shapes = taken_by(settings.model, shape_arguments(settings, data))
+    return {"model": as_plain_dict(settings)["model"], "shapes": shapes}
+
+
 def model_payload(
-    data: Dataset | None, module: L.LightningModule, tracking: TrackingConfig
+    data: Dataset | None,
+    module: L.LightningModule,
+    tracking: TrackingConfig,
+    rebuild: dict[str, Any] | None = None,
 ) -> ModelPayload | None:
     """The model as it is served, or None where its input is not one tensor (a module of the
     user's whose forward does not take its batches' inputs alone)."""
     assert data is not None
     if not data.is_table:
-        return tensor_model_payload(data, module, tracking)
+        return tensor_model_payload(data, module, tracking, rebuild)
     assert data.x_train is not None
     model = servable_model(network_of(module), data)
     # A few raw training rows; at least two, so that torch.export keeps the batch size free.
@@ -118,11 +134,14 @@ def model_payload(
             output = model(rows).numpy()
     except Exception:  # a user's module whose forward does not take the inputs alone
         return None
-    return payload(model, rows, output, data, tracking)
+    return payload(model, rows, output, data, tracking, rebuild=rebuild)
 
 
 def tensor_model_payload(
-    data: Dataset, module: L.LightningModule, tracking: TrackingConfig
+    data: Dataset,
+    module: L.LightningModule,
+    tracking: TrackingConfig,
+    rebuild: dict[str, Any] | None = None,
 ) -> ModelPayload | None:
     """Inputs of any rank (images, sequences, token ids): the network as it is (a classifier's
     answers as probabilities where its outputs are one score per class), its example the
@@ -142,7 +161,8 @@ def tensor_model_payload(
         return None
     if not isinstance(output, torch.Tensor):
         return None
-    return payload(network, rows, output.numpy(), data, tracking, data.classes if scored else ())
+    classes = data.classes if scored else ()
+    return payload(network, rows, output.numpy(), data, tracking, classes, rebuild)
 
 
 def payload(
@@ -152,6 +172,7 @@ def payload(
     data: Dataset,
     tracking: TrackingConfig,
     classes: tuple[str, ...] | None = None,
+    rebuild: dict[str, Any] | None = None,
 ) -> ModelPayload:
     return ModelPayload(
         # As bytes with its classes: the recorder process may not import a user's package.
@@ -164,6 +185,9 @@ def payload(
         alias=tracking.alias,
         format=tracking.model_format,
         classes=data.classes if classes is None else classes,
+        # What the served module wraps around the network the config builds: known here, where
+        # trainlab's classes are the imported ones (the recorder's are unpickled copies).
+        rebuild=None if rebuild is None else {**rebuild, "served_as": served_as(model)[0]},
     )
 
 

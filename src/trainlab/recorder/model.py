@@ -10,8 +10,10 @@ trainlab-evaluate load it only that way: serve/logged_model.py). A classifier is
 from code" (recorder/served_classifier.py) around its network saved the same way. Exporting
 imports torch's dynamo first (over a second for the first model of a process): the warm-up
 rehearses it while the run trains (recorder/warmup.py). A model that does not export (data-
-dependent control flow, inputs torch.export cannot take) is not logged: the run says why in one
-line and keeps its checkpoint (the weights, loaded with weights_only).
+dependent control flow, inputs torch.export cannot take) is logged as its weights and the run's
+model config (models/weights.py: a pyfunc whose loader_module is trainlab's, tensors read with
+weights_only), once rebuilt here from them it answers the example rows as the trained one did;
+where it does not, the run says why in one line and keeps its checkpoint.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from trainlab.tracking.payloads import ModelPayload
 
 MODEL_NAME = "model"  # runs:/<run_id>/model
 PT2 = "pt2"  # MLflow's serialization_format for torch.export's program
+# A model torch.export cannot export: its weights and config, loaded by trainlab's own module.
+LOADER, WEIGHTS_DATA = "trainlab.models.weights", "weights"
+KEPT = "; its weights are in the run's checkpoint, if it has one"
 # A classifier is logged as MLflow's model from code: this file travels inside the model.
 SERVED_CLASSIFIER = Path(__file__).with_name("served_classifier.py")
 
@@ -143,10 +148,37 @@ def exporting() -> Iterator[None]:
     except Exception as err:
         first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise NotExported(
-            f"torch.export cannot export it ({type(err).__name__}: {first.strip()[:200]}); "
-            "trainlab logs models only as torch.export's program, which runs no code when "
-            "loaded (docs/serving.md); its weights are in the run's checkpoint, if it has one"
+            f"torch.export cannot export it ({type(err).__name__}: {first.strip()[:200]})"
         ) from None
+
+
+def log_weights(network: Any, model: ModelPayload, common: dict[str, Any], why: str) -> Any:
+    """The model as its weights and the config that rebuilds it (models/weights.py), logged
+    only once rebuilt from those files it answers the example rows as the trained one did."""
+    # Imported only for such a model: hydra's instantiate and trainlab's model classes.
+    from trainlab.models.weights import UnsafeWeights, load_weights, save_weights
+
+    with tempfile.TemporaryDirectory(prefix="trainlab-weights-") as folder:
+        data = Path(folder) / WEIGHTS_DATA
+        try:
+            if model.rebuild is None:
+                raise UnsafeWeights("the trainer sent no config to rebuild it from")
+            save_weights(data, network, model.rebuild, list(model.classes))
+            rebuilt, _ = load_weights(data)
+            import torch
+
+            with torch.no_grad():
+                output = rebuilt(torch.as_tensor(model.example)).double().numpy()
+        except UnsafeWeights as err:
+            raise NotExported(f"{why}, and as weights {err}{KEPT}") from None
+        if output.shape != model.output.shape or not np.allclose(
+            output, model.output, rtol=1e-5, atol=1e-6
+        ):
+            raise NotExported(
+                f"{why}, and rebuilt from its weights and the run's model config it answers "
+                f"differently (its constructor does more than the config says?){KEPT}"
+            )
+        return mlflow.pyfunc.log_model(loader_module=LOADER, data_path=str(data), **common)
 
 
 def log_trained_model(
@@ -199,15 +231,18 @@ def log_trained_model(
         # the recorder already holds.
         "model_id": logged.model_id,
     }
-    with exporting():
-        if model.classes:
-            with tempfile.TemporaryDirectory(prefix="trainlab-classifier-") as folder:
-                artifacts = classifier_artifacts(network, model, Path(folder))
-                info = mlflow.pyfunc.log_model(
-                    python_model=str(SERVED_CLASSIFIER), artifacts=artifacts, **common
-                )
-        else:
-            info = mlflow.pytorch.log_model(network, serialization_format=PT2, **common)
+    try:
+        with exporting():
+            if model.classes:
+                with tempfile.TemporaryDirectory(prefix="trainlab-classifier-") as folder:
+                    artifacts = classifier_artifacts(network, model, Path(folder))
+                    info = mlflow.pyfunc.log_model(
+                        python_model=str(SERVED_CLASSIFIER), artifacts=artifacts, **common
+                    )
+            else:
+                info = mlflow.pytorch.log_model(network, serialization_format=PT2, **common)
+    except NotExported as refused:
+        info = log_weights(network, model, common, str(refused))
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     linked = [
         Metric(key, float(value), clock_ms, step, model_id=logged.model_id)

@@ -11,7 +11,12 @@ as YAML, and only two forms load:
   pickled model and checks, before torch reads the archive, that every record of it is JSON,
   text or tensors that torch's `weights_only` unpickler admits;
 - trainlab's classifier (recorder/served_classifier.py): its `network` artifact read the same way
-  and its `classes.json`; the model's code file is never run.
+  and its `classes.json`; the model's code file is never run;
+- a model torch.export could not export, logged as its weights and the run's model config
+  (models/weights.py, the pyfunc `loader_module` MLmodel names): rebuilt by trainlab's own module
+  from the classes that config may name, its tensors read with `torch.load(weights_only=True)`;
+  its model.json must also say what the model's run recorded as its `model.*` params (MLflow
+  keeps a param's first value), so a config rewritten after the run cannot change what is built.
 
 Anything else (a model logged pickled by an older trainlab, a model with code) loads only with
 `trust_pickle` (`--trust-pickle`), through MLflow's own loader, as before.
@@ -29,6 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from trainlab.config.flat import flatten
+from trainlab.models import weights
+from trainlab.recorder.experiments import MAX_PARAM_VALUE_CHARS
 
 PICKLE_SWITCH = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"  # MLflow's documented switch
 TRUST_OPTION = "--trust-pickle"
@@ -101,6 +110,19 @@ def load_logged_model(uri: str, trust_pickle: bool = False) -> LoadedModel:
 
             with pickle_switch(True):
                 return LoadedModel(description, pyfunc=mlflow.pyfunc.load_model(str(local)))
+        data = weights_data(local, description)
+        if data is not None:
+            try:
+                spec = weights.read_spec(data)
+                as_recorded(description, spec["model"])
+                network = weights.build(spec, weights.read_weights(data))
+                classes = [str(c) for c in spec["classes"]]
+            except weights.UnsafeWeights as err:
+                raise UntrustedModel(
+                    f"{uri}: {err}; expected the weights and config trainlab logged (train it "
+                    "again)"
+                ) from None
+            return LoadedModel(description, network=network, classes=classes)
         with pickle_switch(False):
             if "pytorch" in description.flavors:
                 return LoadedModel(description, network=pt2_network(uri, local))
@@ -117,6 +139,13 @@ def pickled_or_code(local: Path, description: Any) -> str | None:
     flavors = description.flavors
     if "pytorch" in flavors:
         return pt2_problem(local, flavors["pytorch"])
+    pyfunc = flavors.get("python_function", {})
+    if pyfunc.get("loader_module") == weights.__name__:
+        if pyfunc.get("code") or pyfunc.get("model_code_path"):
+            return "it carries code of its own (a code/ folder)"
+        if weights_data(local, description) is None:
+            return "its weights are not a folder inside the model"
+        return None
     artifacts = classifier_artifacts(local, description)
     if not artifacts:
         return "not a model trainlab logged (neither a pytorch model nor trainlab's classifier)"
@@ -143,6 +172,36 @@ def pt2_problem(folder: Path, flavor: dict[str, Any]) -> str | None:
     if (data / "model.pth").exists() or not (data / "model.pt2").is_file():
         return "it is pickled (model.pth), not torch.export's pt2 program"
     return None
+
+
+def as_recorded(description: Any, model: dict[str, Any]) -> None:
+    """The model config in model.json is the one its run recorded as params (the run's
+    config/resolved.yaml, unlike its params, can be rewritten)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()  # the caller's store (serve/predict.py sets it)
+    if not description.model_id:
+        raise weights.UnsafeWeights("its MLmodel names no logged model, so no run to check it by")
+    run_id = client.get_logged_model(description.model_id).source_run_id
+    params = client.get_run(run_id).data.params if run_id else {}
+    recorded = {k: v for k, v in params.items() if k.startswith("model.")}
+    given = {k: str(v)[:MAX_PARAM_VALUE_CHARS] for k, v in flatten(model, "model").items()}
+    if given != recorded:
+        key = min(k for k in set(given) | set(recorded) if given.get(k) != recorded.get(k))
+        raise weights.UnsafeWeights(
+            f"its {weights.SPEC} says {key}={given.get(key, '(nothing)')} where its run "
+            f"{run_id} recorded {recorded.get(key, '(nothing)')}, so it is not the config the "
+            "model was trained with"
+        )
+
+
+def weights_data(local: Path, description: Any) -> Path | None:
+    """The data folder of a model logged as weights and config (models/weights.py), or None."""
+    pyfunc = description.flavors.get("python_function", {})
+    if pyfunc.get("loader_module") != weights.__name__ or not pyfunc.get("data"):
+        return None
+    data = (local / str(pyfunc["data"])).resolve()
+    return data if data.is_relative_to(local.resolve()) and data.is_dir() else None
 
 
 def classifier_artifacts(local: Path, description: Any) -> dict[str, str]:

@@ -5,7 +5,7 @@ a CPU module (pickled with the message); no MLflow here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only in annotations: the checks before torch need no numpy either
     import numpy as np
@@ -36,6 +36,9 @@ class ModelPayload:
     alias: str = "current"
     format: str = "pickle"  # or "pt2" (tracking.model_format)
     classes: tuple[str, ...] = ()  # a classifier: its output is one probability per class
+    # What rebuilds the network from the run's config where torch.export cannot export it:
+    # {"model": the config's model group, "shapes": its constructor's shape arguments}.
+    rebuild: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
