@@ -27,7 +27,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class
 from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
 from trainlab.callbacks.checkpoints import CommitCheckpoints
@@ -167,11 +167,15 @@ def build_trainer(context: FitContext, callbacks: list[L.Callback]) -> L.Trainer
     if context.run is not None:
         rows = any(isinstance(c, StepRows) for c in callbacks)
         logger = RecorderLogger(context.run, ROW_METRICS if rows else ())
-    make = instantiate(settings.trainer, _partial_=True, _convert_="all")
+    # The trainer schema holds scalars only: its class is called with its keys. Hydra's
+    # instantiate would first make the dataclass an OmegaConf config, which costs as much as
+    # building the Trainer itself.
+    make = get_class(settings.trainer._target_)
+    knobs = {k: v for k, v in dataclasses.asdict(settings.trainer).items() if k != "_target_"}
     # Without a logger there is nothing to log to: spare Lightning its per-step bookkeeping.
     quiet = {} if logger else {"log_every_n_steps": 0}
     return make(
-        **quiet,
+        **(knobs | quiet),
         accelerator=context.accelerator,
         devices=settings.device.devices,
         num_nodes=settings.device.num_nodes,

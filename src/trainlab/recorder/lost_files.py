@@ -10,9 +10,9 @@ handed over) ends a run that would have FINISHED as FAILED instead, said in one 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import PurePosixPath
-
-from mlflow.tracking import MlflowClient
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from trainlab.recorder.writer import REQUIREMENTS, RunWriter, log_files
 from trainlab.tracking.environment import installed_packages
@@ -31,7 +31,7 @@ def files_kept(
         return report
     first = start_files(start, {REQUIREMENTS: ""}) if start is not None else []
     try:
-        gone = missing(writer.client, writer.run_id, first + handed)
+        gone = missing(writer, first + handed)
     except Exception:  # a store that cannot be read is said by the writes that follow
         return report
     if not gone:
@@ -46,8 +46,7 @@ def files_kept(
             {k: v for k, v in texts.items() if k in restored},
         )
     lost = [p for p in gone if p not in first]
-    folder = writer.client.get_run(writer.run_id).info.artifact_uri
-    line = lost_line(folder, restored, lost)
+    line = lost_line(writer.artifact_uri, restored, lost)
     writer.warnings.append(line)
     if not lost:
         return report
@@ -60,13 +59,27 @@ def start_files(start: RunStart, texts: dict[str, str]) -> list[str]:
     return sorted({*start.files, *start.texts, *texts})
 
 
-def missing(client: MlflowClient, run_id: str, paths: list[str]) -> list[str]:
-    """Those of `paths` the run's artifacts no longer hold (one listing per folder)."""
+def missing(writer: RunWriter, paths: list[str]) -> list[str]:
+    """Those of `paths` the run's artifacts no longer hold: looked for on disk where the
+    artifact folder is on this machine, else one listing per folder through MLflow (whose
+    listing of a run also searches the run's logged models, the larger part of a short run's
+    end)."""
+    folder = local_folder(writer.artifact_uri)
+    if folder is not None:
+        return [p for p in paths if not (folder / p).is_file()]
     present: set[str] = set()
-    for folder in sorted({str(PurePosixPath(p).parent) for p in paths}):
-        listed = client.list_artifacts(run_id, None if folder == "." else folder)
+    for parent in sorted({str(PurePosixPath(p).parent) for p in paths}):
+        listed = writer.client.list_artifacts(writer.run_id, None if parent == "." else parent)
         present.update(entry.path for entry in listed)
     return [p for p in paths if p not in present]
+
+
+def local_folder(uri: str) -> Path | None:
+    """The folder a local artifact URI (a path, or file://) names; None for any other store."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(url2pathname(parsed.path))
+    return Path(uri) if parsed.scheme == "" else None
 
 
 def lost_line(folder: str, restored: list[str], lost: list[str]) -> str:
