@@ -98,8 +98,8 @@ class TrainerConfig:
 
 @dataclass
 class EngineConfig:
-    """The loop that trains: `_target_` names the engine class, which extends its schema with
-    fit(context) -> FitResult (engines/base.py)."""
+    """The loop that trains: `_target_` names the engine class (an engines/base.py `Engine`),
+    built with these keys, whose fit(context) -> FitResult trains."""
 
     _target_: str = "trainlab.engines.lightning.LightningEngine"
     name: str = "lightning"  # how runs are tagged (trainlab.engine) and named in messages

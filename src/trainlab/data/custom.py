@@ -18,14 +18,12 @@ A classifier's class names come from the datamodule's `classes` (a sequence of n
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from trainlab.config.data import CustomDataConfig
 from trainlab.data.dataset import Dataset
 from trainlab.data.lineage import DataRecord, digest_arrays
 from trainlab.data.samples import as_pair, kind_of, row_count, shapes_of, tensors_in
@@ -36,11 +34,15 @@ KINDS = "a lightning.LightningDataModule subclass"
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-@dataclass
-class DataModuleSource(CustomDataConfig):
+class DataModuleSource:
+    """`data=custom`'s `_target_`: builds the user's datamodule class (`data.target`) with
+    `data.kwargs`, seeded first; `dataset` sets it up and takes its first batches."""
+
+    def __init__(self, target: str, kwargs: dict[str, Any], name: str = "custom") -> None:
+        self.target, self.kwargs, self.name = target, dict(kwargs), name
+
     def dataset(self, seed: int, task: str) -> Dataset:
         """The user's datamodule, set up, with its first batches as the run's sample."""
-        assert self.target is not None  # the schema requires it
         cls = import_class("data.target", self.target, L.LightningDataModule, KINDS)
         # Seeded before the user's code runs: a random split in setup() is the same every run.
         L.seed_everything(seed, verbose=False)

@@ -200,8 +200,8 @@ def load_dataset(cfg: DataConfig, seed: int, task: str = "regression") -> Datase
     standardized; `task` is "regression" (float targets) or "classification" (int64 class
     indices and their names)."""
     if isinstance(cfg, CustomDataConfig):  # the user's class, with its own constructor keys
-        made: DataModuleSource = instantiate(cfg, _convert_="all")
-        return made.dataset(seed, task)
+        assert cfg.target is not None  # the schema requires it
+        return DataModuleSource(cfg.target, cfg.kwargs, cfg.name).dataset(seed, task)
     check_source(cfg, task)
     module = build(cfg, seed, task)
     module.prepare_data()

@@ -114,9 +114,13 @@ class FitResult:
     logged: dict[str, float] = field(default_factory=dict)
 
 
-class Engine(Protocol):
-    """What `engine._target_` builds."""
+class Engine:
+    """What `engine._target_` names: a training loop, built with the engine schema's keys
+    (config/runtime.py), that trains with `fit(context)`. The schema is the data (the run reads
+    it from its settings); the class is the behaviour."""
 
-    name: str
+    def __init__(self, name: str = "", progress_bar: bool | None = None) -> None:
+        self.name, self.progress_bar = name, progress_bar
 
-    def fit(self, context: FitContext) -> FitResult: ...
+    def fit(self, context: FitContext) -> FitResult:
+        raise NotImplementedError

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -36,12 +35,11 @@ from trainlab.callbacks.from_config import build_callbacks
 from trainlab.callbacks.logger import EpochEnds, RecorderLogger
 from trainlab.callbacks.rows import ROW_METRICS, StepRows
 from trainlab.callbacks.step_loss import EPOCH_LOSS, EpochLoss
-from trainlab.config.runtime import EngineConfig
 from trainlab.config.schema import as_plain_dict
 from trainlab.data.batches import lightning_data
 from trainlab.data.custom import implements
 from trainlab.engines import distributed
-from trainlab.engines.base import FitContext, FitResult
+from trainlab.engines.base import Engine, FitContext, FitResult
 from trainlab.engines.checkpoint_trust import trusted_loading
 from trainlab.errors import RecorderStopped, one_line
 from trainlab.models.module import TrainlabModule
@@ -49,8 +47,9 @@ from trainlab.models.module import TrainlabModule
 MAX_ROLLBACKS = 5  # a recorder that stops more often than this in one fit ends the run
 
 
-@dataclass
-class LightningEngine(EngineConfig):
+class LightningEngine(Engine):
+    """`engine=lightning`: the Trainer's loop (the module docstring says how)."""
+
     def fit(self, context: FitContext) -> FitResult:
         """The fit, rolled back and trained on when the run's recorder stops (see above)."""
         run, first = context.run, context.resume_from

@@ -12,17 +12,15 @@ Independent implementations of one computation, they check each other and the Li
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from trainlab.config.runtime import AutogradEngineConfig, NumpyEngineConfig
 from trainlab.config.schema import TrainConfig
 from trainlab.config.training import HuberLossConfig, L1LossConfig, LossConfig, MSELossConfig
-from trainlab.engines.base import FitContext, FitResult
+from trainlab.engines.base import Engine, FitContext, FitResult
 from trainlab.engines.console import ConsoleReporter, format_weights
 from trainlab.engines.trajectory import row_keys
 from trainlab.models.module import RegressionModule
@@ -246,13 +244,15 @@ def fit_autograd(context: FitContext) -> FitResult:
     return FitResult(steps)
 
 
-@dataclass
-class NumpyEngine(NumpyEngineConfig):
+class NumpyEngine(Engine):
+    """`engine=numpy`: note 17's loop."""
+
     def fit(self, context: FitContext) -> FitResult:
         return fit_numpy(context)
 
 
-@dataclass
-class AutogradEngine(AutogradEngineConfig):
+class AutogradEngine(Engine):
+    """`engine=autograd`: note 18's loop."""
+
     def fit(self, context: FitContext) -> FitResult:
         return fit_autograd(context)
