@@ -26,8 +26,12 @@ train: $(STAMP)  ## the seed pipeline (note 20), tracked in the embedded store; 
 sweep: $(STAMP)  ## a learning-rate sweep of the seed pipeline: one MLflow parent run, 5 children; ARGS="hydra/launcher=joblib"
 	$(BIN)/trainlab-train -m experiment=lr_sweep $(ARGS)
 
-test: $(STAMP)  ## the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Test files run side by side in this many processes (pytest-xdist); a file's tests stay in one
+# process, so its module fixtures (a team service, a server) start once. 0: all in this process.
+TEST_WORKERS ?= 2
+
+test: $(STAMP)  ## the whole test suite, TEST_WORKERS files at a time
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: $(STAMP)  ## the quick loop: every test not marked slow (no end-to-end subprocesses)

@@ -68,19 +68,24 @@ def test_a_dead_job_process_leaves_the_sweep_going_and_the_same_command_continue
 
 
 def test_the_same_sweep_twice_at_once_the_second_refuses_in_one_line(home):
-    sweep = ("-m", "hydra/launcher=parallel", "optimizer.lr=0.01,0.02", *LONG, *LEAN)
+    # Jobs far longer than the second command's start: it must meet the first one running
+    # however loaded the machine is; the first is stopped once the second has answered.
+    endless = ("max_epochs=1000000", "checkpoint.every_n_steps=50", "print_every=0")
+    sweep = ("-m", "hydra/launcher=parallel", "optimizer.lr=0.01,0.02", *endless, *LEAN)
     first = start_cli(home, *sweep)
     client = store(home)
     until("the first command's jobs training", lambda: caught_training(client, 0, 1))
     second = run_cli(*sweep, home=home)
-    assert second.returncode == 2
+    assert first.poll() is None, "the first command ended before the second one answered"
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=120)
+    assert second.returncode == 2, second.stdout + second.stderr
     (line,) = second.stderr.strip().splitlines()
     assert line.startswith("trainlab-train: error: the same sweep runs already (process ")
-    out, err = first.communicate(timeout=300)
-    assert first.returncode == 0, out + err
+    assert first.returncode == 130, out + err
     parents, children = children_of(client)
-    assert len(parents) == 1  # one sweep, trained once
-    assert [c.info.status for c in children] == ["FINISHED", "FINISHED"]
+    assert len(parents) == 1  # one sweep: the second made no parent and no child
+    assert len(children) == 2 and all(c.info.status == "KILLED" for c in children)
 
 
 def test_a_continued_trial_reports_from_its_committed_step(home):
