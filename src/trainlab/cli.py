@@ -5,8 +5,8 @@ trainlab-train experiment=seed_pipeline optimizer=adam optimizer.lr=0.05
 Only what a command line needs lives here: the traceback switch (the user's HYDRA_FULL_ERROR),
 exit statuses (2 for an error, 128 + N for a signal), `rerun=<id>` shorthand, absolute paths in
 the environment of the processes a run starts, and the exit itself: `os._exit` once everything
-the command owes is durable, since unloading torch, Lightning and friends costs Python 1.5-2 s of
-shutdown that nobody waits for.
+the command owes is durable, since Python's own shutdown, unloading torch, Lightning and
+friends, is time that nobody waits for (process.py).
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 Importing torch, Lightning, MLflow and matplotlib makes a few hundred thousand objects that live
 as long as the process; every full collection walks all of them again, and the imports
-themselves trigger full collections, each longer than the last. Measured on this machine: the
-trainer made 7 of them while starting (0.68 s of its first 4 s, the last 0.2 s alone), and one in
-the recorder's plots cost 0.22 s at the end of a run.
+themselves trigger full collections, each longer than the last: together a noticeable part of the
+trainer's start, and one during the recorder's plots delays a run's end (docs/performance.md).
 
 `paused()` holds the collector while the libraries import and then freezes what exists
 (`gc.freeze`: those objects are still freed when their reference count drops, but no full

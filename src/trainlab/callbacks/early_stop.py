@@ -7,8 +7,8 @@ least-squares optimum plus the gap (the optimum is something only trainlab knows
 
 - `EpochTrainLoss`: the epoch's mean train/loss in `trainer.callback_metrics`, where
   EarlyStopping reads it, summed from each step's loss (an addition a step; on a GPU a device
-  addition, read once per epoch). `self.log("train/loss", on_epoch=True)` would do the same at
-  ~0.4 ms a step.
+  addition, read once per epoch). `self.log("train/loss", on_epoch=True)` would do the same through
+  Lightning's result collection at every step, many times the cost of an addition.
 - `EarlyStop`, Lightning's callback which also keeps the weights of the best epoch and puts them
   back when the fit ends (before the final metrics and the logged model; the last checkpoint
   keeps the last weights, to resume from), and says why and where it stopped: the tags
@@ -104,7 +104,7 @@ class EpochTrainLoss(L.Callback):
             return
         rows = len(batch[0]) if isinstance(batch, list | tuple) else 1
         if self._on_cpu is None:
-            self._on_cpu = loss.device.type == "cpu"  # asked once: a device object costs ~1 us
+            self._on_cpu = loss.device.type == "cpu"  # asked once: each ask makes a device object
         if self._on_cpu:
             self._sum += loss.item() * rows
         else:  # stays on the device until the epoch ends

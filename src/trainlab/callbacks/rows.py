@@ -65,7 +65,7 @@ class StepRows(L.Callback):
         self.params = list(pl_module.parameters())
         self.loss.start(trainer)
         # Read as the optimizer steps: an epoch's scheduler step comes before the epoch's last
-        # on_train_batch_end, which would see the next epoch's rate (a torch hook: ~1 us a step).
+        # on_train_batch_end, which would see the next epoch's rate (a torch hook: one call a step).
         if trainer.optimizers and self.lr_hook is None:
             self.lr_hook = trainer.optimizers[0].register_step_pre_hook(self._read_lr)
 

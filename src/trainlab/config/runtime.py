@@ -136,7 +136,7 @@ class TrackingConfig:
     uri: str | None = None  # None: MLFLOW_TRACKING_URI, else sqlite:///<home>/mlflow.db
     trajectory_limit: int = 64  # models with more parameters log norms, not every weight
     # How often the trainer hands buffered rows to the recorder (a pickled array through a
-    # socket, ~0.1 ms), so that the store is written while the run trains.
+    # socket, cheap enough to do often), so that the store is written while the run trains.
     flush_every_seconds: float = 0.25
     plots: bool = True  # loss, fit, residual and weight plots as artifacts under plots/
     log_model: bool = True  # the trained model (with its standardization) as an MLflow model

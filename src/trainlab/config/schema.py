@@ -189,7 +189,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
 def as_plain_dict(settings: TrainConfig) -> dict[str, Any]:
     """The checked config as plain nested dicts and lists: what config/resolved.yaml, the params
     and the job key are made of. The same as OmegaConf.to_container(OmegaConf.structured(...))
-    for these dataclasses (tested), at a hundredth of its ~10 ms."""
+    for these dataclasses (tested), at a small fraction of its cost."""
     return _plain(dataclasses.asdict(settings))
 
 

@@ -1,6 +1,6 @@
 """What a data source gives: every row of the data set in raw units, before the split, and the
-checks every source's rows pass (numpy only, no torch: trainlab-evaluate and the D1 benchmark use
-it without the trainer)."""
+checks every source's rows pass (numpy only, no torch: trainlab-evaluate and bench row D1 in
+docs/performance.md use it without the trainer)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Mini-batches sliced from in-memory tensors, and the LightningDataModule that serves them.
 
-Why not DataLoader(TensorDataset(X, Y)): it collates sample by sample, and a 1M x 64 epoch runs
-15x slower than slicing the tensors in batches.
+Why not DataLoader(TensorDataset(X, Y)): it collates sample by sample, which makes an epoch
+many times slower than slicing the tensors in batches.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Cells that need pyarrow's compute functions: text turned into numbers (and the first cell that
 is not one), labels and their classes, the blank rows of a CSV.
 
-Imported only when a file has such cells (data/tables.py): pyarrow.compute costs 40 ms to import.
+Imported only when a file has such cells (data/tables.py): pyarrow.compute is a slow import.
 No Python value is turned into an Arrow one on the way (`pc.equal(column, "")`, `pa.scalar(x)`):
-pyarrow imports pandas the first time it converts one, 0.2 s of a process that never needs it;
+pyarrow imports pandas the first time it converts one, in a process that never needs pandas;
 nulls come from `pa.nulls`, numbers leave through their buffers.
 """
 

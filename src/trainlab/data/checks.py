@@ -145,8 +145,8 @@ def delimiter_hint(delimiter: str, header: list[str]) -> str:
 def parquet_header(cfg: FileDataConfig, path: Path) -> tuple[list[str], list[str]]:
     """The Parquet file's column names, and the columns pandas keeps its index in
     (`__index_level_0__`), which are never features."""
-    # Imported only for Parquet files: pyarrow costs 0.15 s, and every other command's checks
-    # must answer within a second.
+    # Imported only for Parquet files: pyarrow is a slow import, and every other command's
+    # checks must answer within a second (bench row F1).
     import pyarrow as pa
     import pyarrow.parquet as pq
 

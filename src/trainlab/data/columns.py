@@ -1,9 +1,10 @@
 """Numeric Arrow columns (from a CSV or Parquet file) as the float64 matrix the trainer uses.
 
 Only buffers and numpy here, no pyarrow.compute: a file of plain numbers, read typed, needs no
-compute function, and importing pyarrow.compute costs 40 ms of D1's process (data/cells.py has
-what does). No Python value is turned into an Arrow one either (`pa.scalar(x)`, `to_numpy`):
-pyarrow imports pandas the first time it converts one, 0.2 s of a process that never needs it.
+compute function, and importing pyarrow.compute is a noticeable part of a file's load (bench
+row D1, docs/performance.md; data/cells.py has what does). No Python value is turned into an
+Arrow one either (`pa.scalar(x)`, `to_numpy`): pyarrow imports pandas the first time it converts
+one, in a process that never needs pandas.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def fresh_matrix(rows: int, width: int) -> np.ndarray:
     """An uninitialized float64 matrix; a large one in anonymous memory mapped for it.
 
     Not np.empty for a large one: numpy asks the kernel for transparent huge pages, and where the
-    kernel compacts memory to find them on first touch (THP defrag=madvise), filling 150 MB
-    stalls: 0.3-0.6 s, against 0.1-0.2 s in ordinary pages (1M x 19 on a 2-core VM)."""
+    kernel compacts memory to find them on first touch (THP defrag=madvise), filling a large
+    matrix stalls several times longer than in ordinary pages."""
     if rows * width * 8 < MAPPED_BYTES:
         return np.empty((rows, width))
     memory = mmap.mmap(-1, rows * width * 8)  # the array keeps it alive, and frees it with it
@@ -59,8 +60,8 @@ def fresh_matrix(rows: int, width: int) -> np.ndarray:
 
 def as_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A numeric column's values: a view of its buffer, or a copy with NaN where a float is
-    missing (pyarrow's own `to_numpy(zero_copy_only=False)` also costs ~0.1 ms a call without
-    nulls: 0.3 s for 1M x 20 in 1 MB blocks)."""
+    missing (pyarrow's own `to_numpy(zero_copy_only=False)` also pays a fixed cost per call
+    without nulls, which adds up over a file's many blocks)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     dtype = np.dtype(NUMPY_TYPES[column.type])

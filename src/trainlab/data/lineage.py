@@ -4,10 +4,11 @@ came from, their columns and counts. The recorder logs each as an MLflow dataset
 file a new one.
 
 The digest is SHA-1 over the rows as float64 (raw units, before standardization; class indices as
-numbers), their shapes, column names and, for labels, the class names in order: a fingerprint, not a security checksum, and SHA-1 is the fastest of hashlib's here
-(0.27 s for 1M x 64 float64 against 0.41 s for SHA-256). MLflow's own numpy digest hashes only the
-first 10,000 values, so a change further down a file would not show. Computed in the trainer (the
-rows are there; sending them to the recorder would cost more), numpy only.
+numbers), their shapes, column names and, for labels, the class names in order: a fingerprint,
+not a security checksum, and SHA-1 is the fastest of hashlib's on such rows. MLflow's own numpy
+digest hashes only the first 10,000 values, so a change further down a file would not show.
+Computed in the trainer (the rows are there; sending them to the recorder would cost more), numpy
+only.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ class ParquetSource(FileSource):
 
 
 def read_file(cfg: CsvDataConfig | ParquetDataConfig, task: str) -> RawData:
-    # Imported only by runs that read a file: pyarrow costs 0.15 s of every other run's start.
+    # Imported only by runs that read a file: pyarrow would slow every other run's start.
     from trainlab.data.tables import read_table
 
     return read_table(cfg, task)
@@ -178,7 +178,7 @@ def labelled_set(loader: str, target: str) -> RawData:
 
 def scikit_learn_set(loader: str) -> Any:
     """scikit-learn's Bunch of a shipped data set (data, target, feature_names ...)."""
-    # Only these runs pay for importing scikit-learn (1.5 s); its data ships inside it.
+    # Only these runs pay for importing scikit-learn (a slow import); its data ships inside it.
     import sklearn.datasets
 
     return getattr(sklearn.datasets, loader)()

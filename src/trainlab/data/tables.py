@@ -2,11 +2,11 @@
 raw rows a source gives (data/arrays.py): float64 features and targets, or int64 class indices
 and their names for a label column.
 
-No torch here, so that this module can be timed alone (benchmark D1: a 1,000,000 x 20 CSV within
-1.3x of `pyarrow.csv.read_csv`) and read new rows for trainlab-evaluate. A CSV is read with its
-feature (and regression target) columns typed float64, which spares pyarrow's type inference; a
-cell that is not a number makes that read fail, and only then is the file read again as text to
-name the column and row.
+No torch here, so that this module can be timed alone (bench row D1 in docs/performance.md: a
+CSV's load against `pyarrow.csv.read_csv` of it) and read new rows for trainlab-evaluate. A CSV
+is read with its feature (and regression target) columns typed float64, which spares pyarrow's
+type inference; a cell that is not a number makes that read fail, and only then is the file read
+again as text to name the column and row.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def read_table(cfg: FileDataConfig, task: str) -> RawData:
 
 def cells() -> ModuleType:
     """trainlab.data.cells, imported on first need (text cells, labels, blank rows): it imports
-    pyarrow.compute, 40 ms that a file of plain numbers read typed never needs."""
+    pyarrow.compute, an import that a file of plain numbers read typed never needs."""
     from trainlab.data import cells
 
     return cells
@@ -115,7 +115,7 @@ def without_blanks(table: pa.Table) -> pa.Table:
 
 
 def read_parquet(cfg: FileDataConfig, columns: FileColumns) -> pa.Table:
-    # Imported only for Parquet files: 10 ms more of every CSV's load (benchmark D1).
+    # Imported only for Parquet files: it would add to every CSV's load (bench row D1).
     import pyarrow.parquet as pq
 
     try:

@@ -9,7 +9,7 @@ Logger as `train/accuracy`, `train/f1` (macro), `train/roc_auc` (macro, one clas
 rest) and `val/...`, at the epoch's last step; under DDP torchmetrics gathers them over the ranks
 in `compute`. Logged once per epoch rather than at every step (Lightning's idiom of logging the
 Metric objects at each step): `self.log` walks its values and Lightning's result collection at
-every call, which on a small network costs a fifth of the step.
+every call, which on a small network is a large part of the step.
 """
 
 from __future__ import annotations

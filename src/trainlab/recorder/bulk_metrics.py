@@ -1,13 +1,12 @@
 """The recorder's metric rows written at the store's floor: one SQLAlchemy Core insert per batch
-into MLflow's own `metrics` table and one upsert of `latest_metrics`, where `log_batch` costs
-five times more.
+into MLflow's own `metrics` table and one upsert of `latest_metrics`, at a fraction of what
+`log_batch` costs.
 
-Why: MLflow's SQL store spends 70-100 us of CPU per value in `log_batch`, at any batch size: it
-builds, validates and flushes one ORM `SqlMetric` object per value. A tracked MLP step records
-8 values, so where training keeps every core busy a tracked epoch cost about twice an untracked
-one. The same rows as one Core executemany (as MLflow itself writes tables in bulk, its
-`_upsert_batch`) cost a fifth of that, most of it SQLite's own (benchmark V1 beside
-V1-log_batch, docs/performance.md).
+Why: MLflow's SQL store's `log_batch` builds, validates and flushes one ORM `SqlMetric` object
+per value, at any batch size, and a tracked MLP step records 8 values: where training keeps every
+core busy, that CPU per value is what a tracked epoch costs beyond an untracked one. The same rows
+as one Core executemany (as MLflow itself writes tables in bulk, its `_upsert_batch`) cost a
+fraction of that, most of it SQLite's own (bench rows V1 and V1-log_batch, docs/performance.md).
 
 What it writes is what `log_batch` writes (tests/test_bulk_metrics.py compares both, row for
 row, on SQLite and PostgreSQL):

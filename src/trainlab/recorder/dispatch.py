@@ -88,7 +88,7 @@ class Dispatcher:
         if store_uri is not None:
             with contextlib.suppress(Exception):  # reported to the first run that uses it
                 self.client(store_uri)
-        # What every run's start needs, read while the trainer still imports torch (0.1 s).
+        # What every run's start needs, read while the trainer still imports torch.
         installed_packages()
         with contextlib.suppress(ImportError):  # psutil missing: each run says so
             system_metrics.prime()

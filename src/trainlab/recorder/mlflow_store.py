@@ -50,7 +50,7 @@ def open_client(uri: str) -> MlflowClient:
 
     A SQLite store is opened the first time under its lock (MlflowClient opens its store when it
     is made): MLflow creates the tables when the file has none and checks the schema version
-    otherwise (~50 ms for an existing store)."""
+    otherwise."""
     database = sqlite_path(uri)
     if database is None:
         return MlflowClient(tracking_uri=uri)

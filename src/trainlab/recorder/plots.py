@@ -34,8 +34,8 @@ def new_axes() -> tuple[Figure, Axes]:
     """A figure with fixed margins and fixed places for the title and the axis labels.
 
     Placing them automatically makes matplotlib measure every tick label of the figure before
-    it draws: a layout engine ("tight") cost ~60 ms a figure here, the automatic title and label
-    positions another half of the remaining drawing time; these positions fit what we draw."""
+    it draws: a layout engine ("tight") and the automatic title and label positions are most of a
+    figure's drawing time; these positions fit what we draw."""
     with rc_context({"axes.titley": 1.01}):  # a title position given: no measuring for it
         figure = Figure(figsize=SIZE)
         figure.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.92)

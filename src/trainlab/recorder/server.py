@@ -199,7 +199,7 @@ def main() -> None:
     for name, value in OUTAGE_RETRIES.items():
         os.environ.setdefault(name, value)
     quiet_libraries()
-    # Imported only now: the socket is listening before the 2 s of importing MLflow.
+    # Imported only now: the socket is listening before MLflow's slow import.
     from trainlab.recorder.dispatch import Dispatcher
 
     code = 0

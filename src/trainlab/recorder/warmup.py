@@ -3,8 +3,8 @@
 Two phases, in a thread of their own so that messages are handled meanwhile:
 
 1. Imports, while the trainer still imports torch: a run's end then waits on drawing and
-   writing, not on importing (matplotlib 0.5 s, torch 1.5 s, torch's dynamo for the model's
-   export: recorder/model.py's `prepare_export`). Then the garbage collector, held
+   writing, not on importing (matplotlib, torch, torch's dynamo for the model's export:
+   recorder/model.py's `prepare_export`). Then the garbage collector, held
    since the recorder started, resumes with what was imported frozen (trainlab/collector.py).
 2. A rehearsal, once the first run is open (not before: a trainer waiting for its run to exist
    would wait for it): one small figure drawn, and one tiny model saved with MLflow into a

@@ -2,7 +2,7 @@
 what the trainer hands over, and end it with its plots, model and status.
 
 The history the plots are drawn from is kept here as the rows arrive (plots.History), so the
-plots never read the run's metrics back from the store (13 s for a 50,000-step run before). A
+plots never read the run's metrics back from the store (a read that grows with the run). A
 recorder that takes a run over from one that stopped (`RunSpec.takeover`) reads it back once:
 what the store holds is both where the plots start and what it does not write again.
 """
@@ -240,7 +240,7 @@ class RunWriter:
 
     def score(self, report: FinalReport, clock_ms: int) -> dict[str, float]:
         """The held-out rows' test/* metrics (and plots/test/*, with the run's plots)."""
-        # Only runs with test rows pay for importing scikit-learn's metrics (~0.5 s).
+        # Only runs with test rows pay for importing scikit-learn's metrics (a slow import).
         from trainlab.recorder import evaluation
 
         assert report.evaluation is not None
@@ -272,7 +272,7 @@ def log_files(
 ) -> None:
     """The run's first files (its config documents as YAML, the environment as text) in one
     folder and one `log_artifacts`: MLflow looks the run's artifact location up once per call,
-    ~5 ms of a short job's recorder time per file. A document is dumped the way
+    a noticeable part of a short job's recorder time per file. A document is dumped the way
     `MlflowClient.log_dict` dumps a `.yaml` file."""
     # libyaml's emitter (plain data only: the documents are dicts, lists and scalars) writes
     # what the pure-Python one writes, at a fraction of its time.

@@ -122,8 +122,8 @@ def auth_config(state_dir: Path, database_uri: str, default: str = DEFAULT_PERMI
         f"database_uri = {database_uri}\n"
         f"admin_username = {admin_user()}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        # Each request's password check is a PBKDF2 hash: ~0.5 s of CPU here, on every request
-        # (a 30-epoch run took 30 s). A worker remembers a checked password for a minute; a
+        # Each request's password check is a PBKDF2 hash, slow by design, on every request (a
+        # tracked run makes many). A worker remembers a checked password for a minute; a
         # changed or deleted password reaches the other workers within that minute.
         f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n",
     )

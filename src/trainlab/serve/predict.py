@@ -87,7 +87,7 @@ def tracking_store(uri: str) -> Iterator[None]:
 def load(uri: str, tracking_uri: str, trust_pickle: bool = False) -> Any:
     """The model, loaded as data (serve/logged_model.py); a missing run, model or store is one
     PredictError."""
-    # Imported here, not at the top: these load MLflow (1 s), and argument errors answer without.
+    # Imported here, not at the top: these load MLflow (slow), and argument errors answer without.
     from mlflow.exceptions import MlflowException
 
     from trainlab.recorder.mlflow_store import open_client

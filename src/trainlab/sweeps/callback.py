@@ -82,7 +82,7 @@ class SweepCallback(Callback):
             child_defaults(config)
             check_jobs(config)
             if is_search(config):
-                # Optuna (~0.3 s) only for a search: the plan's checks and its study's tables.
+                # Optuna's import only for a search: the plan's checks and its study's tables.
                 from trainlab.sweeps.plan import check_search
 
                 check_search(config)

@@ -14,9 +14,9 @@ the last (fastest-varying) key, so that a configuration's replicates are neighbo
 
 A sweep's children record no plots and no model unless the command line asks for them
 (CHILD_DEFAULTS): in a sweep of short jobs the recorder spent most of its time drawing four plots
-and saving a model for every child (0.55 s a job against 0.12 s with metrics only, `make bench`
-P4), while the parent's summary draws every child's curve and final loss, and every metric of
-every child stays in the store.
+and saving a model for every child (bench row P4, docs/performance.md), while the parent's
+summary draws every child's curve and final loss, and every metric of every child stays in the
+store.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The Optuna study of a sweep: where it lives, its pruner and sampler, and a trial as a job
-sees it. Imported only by Optuna sweeps and their trials (Optuna and SQLAlchemy: ~0.3 s).
+sees it. Imported only by Optuna sweeps and their trials (Optuna and SQLAlchemy: slow imports).
 
 The study is an RDB storage the trials reach from their own processes: `optuna.db` beside the
 embedded MLflow store (its own file: MLflow and Optuna each keep an `alembic_version` table, so
@@ -36,8 +36,8 @@ from trainlab.sweeps.trials import TrialJob
 from trainlab.tracking.store import is_server, sqlite_path
 
 STUDY_DB_ENV = "TRAINLAB_STUDY_DB_URI"
-# How long a trial waits for another writer of a SQLite study (8 trials reporting at once each
-# hold it for ~2 ms); past it, the database is reported as locked.
+# How long a trial waits for another writer of a SQLite study (each report holds it briefly,
+# even with many trials reporting at once); past it, the database is reported as locked.
 SQLITE_BUSY_SECONDS = 5.0
 # How old the copy of the completed trials a trial's median or percentile pruner reads may be.
 COMPLETED_FRESH_SECONDS = 1.0
@@ -92,7 +92,7 @@ def shown(url: str) -> str:
 
 class _WalConnection(sqlite3.Connection):
     """A SQLite study in write-ahead-log mode, synced at checkpoints rather than at every commit:
-    a trial's report costs ~8 ms instead of ~40 ms on this project's disk (measured), and a
+    a trial's report costs a fraction of a synced commit's time, and a
     machine that loses power loses at most the last reports, never the database."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -103,8 +103,8 @@ class _WalConnection(sqlite3.Connection):
 
 def open_storage(url: str, checked: bool = False) -> optuna.storages.RDBStorage:
     """The study's storage (tables created on first use), or one line on why it cannot be used.
-    `checked`: the sweeper has made and checked its tables already (a trial's job: 3 ms to open
-    instead of 30)."""
+    `checked`: the sweeper has made and checked its tables already (a trial's job then skips
+    checking them again, most of what opening costs)."""
     kwargs: dict[str, Any] = {}
     database = sqlite_path(url)
     if database is not None:
@@ -214,8 +214,8 @@ class TrialHandle:
     def completed_trials(self) -> optuna.Study:
         """The median and percentile pruners read only the study's completed trials: a copy of
         them in this process, read again once it is COMPLETED_FRESH_SECONDS old. Reading them
-        (and this trial's growing history with them) at every report cost ~4.5 ms on SQLite, a
-        quarter of an epoch of a small model; the pruner itself decides, as in the study. A
+        (and this trial's growing history with them) at every report cost a sizeable part of a
+        small model's epoch on SQLite; the pruner itself decides, as in the study. A
         trial that completed in the last second elsewhere counts from the next report on."""
         now = time.monotonic()
         if self.completed is None or now - self.copied >= COMPLETED_FRESH_SECONDS:

@@ -13,7 +13,7 @@ trial is a result, not a failure), and the study learns it was pruned. The other
 at their next report point once their trial is pruned. At the fit's end a trial records what it
 measured (`fit/seconds`, `model/parameters`) in its run and in the study, for objectives.
 
-Every report is written through to the study (one RDB write, ~1 ms on SQLite), so trials in
+Every report is written through to the study (one RDB write), so trials in
 other processes and on other nodes see it; a median or percentile pruner is asked only at the
 points where it could stop the trial, on a copy of the completed trials read again once a second
 (sweeps/study.py, TrialHandle).
@@ -49,7 +49,7 @@ class TrialReports(L.Callback):
         trial_job = current_trial()
         if trial_job is None:
             return None
-        # Optuna and SQLAlchemy (~0.3 s to import) only for a trial that reports.
+        # Optuna and SQLAlchemy (slow imports) only for a trial that reports.
         from trainlab.sweeps.study import TrialHandle
 
         reports = cls(TrialHandle(trial_job), trial_job, fit.run)

@@ -1,11 +1,11 @@
 """The trainer's side of tracking: a connection to a recorder process (the run it records is
 tracking/run.py's TrackedRun; what they say to each other is tracking/messages.py).
 
-Why a separate process: MLflow's SQLite store costs ~3.5 ms per `log_batch` and holds Python's GIL
-while it writes (a writer thread was measured and did not help), and importing MLflow's SQL store
-costs ~2 s. The recorder process (trainlab/recorder/) imports MLflow and opens the store while the
-trainer imports torch and Lightning, and writes while the trainer trains; the training loop only
-hands rows over (a pickled array through a Unix socket, every `flush_every_seconds`).
+Why a separate process: MLflow's SQLite store holds Python's GIL while it writes each `log_batch`
+(a writer thread did not help), and importing MLflow's SQL store is slow. The recorder process
+(trainlab/recorder/) imports MLflow and opens the store while the trainer imports torch and
+Lightning, and writes while the trainer trains; the training loop only hands rows over (a pickled
+array through a Unix socket, every `flush_every_seconds`).
 
 Nothing is lost: every message is handled in order; `finish` waits until the run's metrics,
 artifacts, plots, model and status are in the store; a run whose recording fails is told at its

@@ -1,9 +1,9 @@
 """Which environment a run came from: library versions, the host, the command line, the installed
 packages. No MLflow, no torch here (the trainer adds torch's CUDA build itself).
 
-Versions come from the installed distributions' metadata (`importlib.metadata`, ~1 ms for all):
-the same answer whether or not this process has imported the library. The full package list takes
-~0.1 s to read, so the recorder process reads it (once per process, while the trainer imports
+Versions come from the installed distributions' metadata (`importlib.metadata`, quick):
+the same answer whether or not this process has imported the library. The full package list is
+slower to read, so the recorder process reads it (once per process, while the trainer imports
 torch); it runs the trainer's own interpreter, so it sees the same packages.
 """
 

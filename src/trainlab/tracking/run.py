@@ -166,9 +166,8 @@ class TrackedRun:
     def fit_ended(self) -> None:
         """Where the job waits for the store (a single run), its fit returns once its last
         checkpoint is durable: a recorder that stops until then is replaced while the fit can
-        still roll back. A sweep's job (QUEUED) goes on to the next while its recorder writes
-        (~50 ms a job of 100 epochs): its ending is only queued too, and the sweep's end waits
-        for the store."""
+        still roll back. A sweep's job (QUEUED) goes on to the next while its recorder writes:
+        its ending is only queued too, and the sweep's end waits for the store."""
         if self.wait is Reply.HANDLED:
             self.sync()
 

@@ -7,11 +7,10 @@ file in a folder that cannot be written, a SQLite store left half-migrated. A SQ
 relative to the current folder is made absolute, as data paths are.
 
 Why a lock: MLflow creates a new SQLite store's tables with a chain of alembic migrations, and
-processes that do it at the same moment fail and leave the file half-migrated (6 of 6 processes
-that opened a new store within one second, measured). Whoever creates, upgrades or repairs an
-embedded store holds `<store>.lock` (recorder/mlflow_store.py); a store that looks unfinished is
-judged only under that lock, so a store another process is creating right now is waited for,
-not reported.
+processes that do it at the same moment fail and leave the file half-migrated. Whoever creates,
+upgrades or repairs an embedded store holds `<store>.lock` (recorder/mlflow_store.py); a store
+that looks unfinished is judged only under that lock, so a store another process is creating
+right now is waited for, not reported.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ STORE_SCHEMES = ("sqlite", "http", "https", "file", "postgresql", "mysql", "mssq
 SQLITE = "sqlite:///"
 
 
-LOCK_SECONDS = 600  # creating a store takes ~1 s; a holder stuck longer than this is reported
+LOCK_SECONDS = 600  # far longer than creating a store takes; a holder stuck past it is reported
 BUSY_SECONDS = 30.0  # SQLite's wait for another writer (MLflow's own sessions wait 20 s)
 TMP_PREFIX = "_alembic_tmp_"  # what alembic's SQLite migrations leave when they are cut short
 
