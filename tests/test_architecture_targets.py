@@ -56,8 +56,11 @@ KNOWN_CLIMBS = {
 # again by resume, rerun, fork, predict and compare, so they must keep resolving, although no
 # current config names them.
 LEGACY_TARGETS = {
-    # Runs recorded before the package layers (trainlab/module.py re-exports it).
+    # Runs recorded before the package layers: their config/resolved.yaml names the model
+    # there, and a model they logged as a pickle (`--trust-pickle`) its LightningModule
+    # (trainlab/module.py re-exports both).
     "trainlab.module.LinearRegression": "trainlab.models.linear.LinearRegression",
+    "trainlab.module.RegressionModule": "trainlab.models.module.RegressionModule",
 }
 
 # A trainlab class (or a builder on one) named as text: a component that starts upper-case.
