@@ -22,7 +22,7 @@ import yaml
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
-from tests.test_architecture import LAYERS, PACKAGE, is_module, layer
+from tests.test_architecture import LAYERS, MODULES, PACKAGE, is_module, layer
 from trainlab.config.schema import SCHEMAS, TrainConfig
 
 REPO = Path(__file__).parent.parent
@@ -129,20 +129,19 @@ def strings_of_config_modules() -> dict[str, set[str]]:
         strings = named.setdefault(path.name, set())
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "_target_":
-                if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                    strings.add(node.value.value)
+                strings.add(getattr(node.value, "value", None))
             elif isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values, strict=True):
-                    if getattr(key, "value", None) == "_target_" and isinstance(
-                        value, ast.Constant
-                    ):
-                        strings.add(value.value)
+                    if getattr(key, "value", None) == "_target_":
+                        strings.add(getattr(value, "value", None))
             elif isinstance(node, ast.Constant) and CLASS_PATH.match(str(node.value)):
                 strings.add(node.value)
+        strings.discard(None)  # `_target_ = MISSING`, or None: a scheduler that is off
     return named
 
 
 TARGETS = sorted(schema_targets() | yaml_targets())
+CONFIG_STRINGS = strings_of_config_modules()
 OWN = [(group, target) for group, target in TARGETS if target.startswith("trainlab.")]
 
 
@@ -189,16 +188,12 @@ def test_the_legacy_names_are_what_their_runs_meant():
         assert old not in {t for _, t in TARGETS}, f"a current config names {old}; expected {new}"
 
 
-@pytest.mark.parametrize("module", sorted(strings_of_config_modules()))
+@pytest.mark.parametrize("module", sorted(CONFIG_STRINGS))
 def test_every_class_path_of_a_schema_is_judged(module):
-    """A class path written in config/*.py that is no group's default would escape the layer
-    check above: each must be one the schemas' defaults hold."""
+    """A class path written in config/*.py that is no group's default would escape the checks
+    above: each must be one the schemas' defaults hold."""
     judged = {t for _, t in TARGETS}
-    unjudged = sorted(
-        s
-        for s in strings_of_config_modules()[module]
-        if s.startswith("trainlab.") and s not in judged
-    )
+    unjudged = sorted(s for s in CONFIG_STRINGS[module] if s not in judged)
     assert not unjudged, f"config/{module} names {unjudged} outside any group's defaults"
 
 
@@ -206,3 +201,8 @@ def test_every_builder_is_in_a_layer():
     for group, builder in INSTANTIATED_BY.items():
         assert is_module(builder), f"INSTANTIATED_BY[{group!r}] = {builder}: no such module"
         assert any(builder == p or builder.startswith(p + ".") for p in LAYERS), builder
+        if group == "hydra":  # Hydra instantiates its own callbacks and launcher
+            continue
+        source = MODULES[builder].read_text()
+        makes = ("instantiate(", "get_class(", "get_method(", "get_object(")
+        assert any(call in source for call in makes), f"{builder} instantiates no {group}"
