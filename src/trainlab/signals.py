@@ -27,6 +27,14 @@ from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 PREEMPTION = signal.SIGUSR2  # submitit's default (SUBMITIT_PREEMPT_SIGNAL)
+# Signals that came before this process's run handled them (a parallel sweep's job that was
+# still starting when the sweep stopped): its handlers take them as received.
+_pending: list[int] = []
+
+
+def ask_to_stop(signum: int) -> None:
+    """A stop asked of this process before `handle_interrupts` took the signals over."""
+    _pending.append(signum)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -89,6 +97,8 @@ def handle_interrupts() -> Iterator[Interrupts]:
     previous = {signum: signal.getsignal(signum) for signum in HANDLED}
     interrupts.install()
     try:
+        if _pending:  # before the run opens: it stops here, with nothing made
+            interrupts.handle(_pending.pop(), None)
         yield interrupts
     except Interrupted as err:
         handler = previous.get(err.signum)

@@ -108,6 +108,8 @@ class ForkLauncher(Launcher):
         except BaseException:  # Ctrl-C, SIGTERM: the running jobs stop at a step, no new one
             slots.stop()
             raise
+        finally:
+            slots.close()
         return [returned[number] for number in sorted(returned)]
 
 

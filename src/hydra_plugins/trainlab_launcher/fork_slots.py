@@ -30,6 +30,8 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
+from trainlab.signals import ask_to_stop
+
 log = logging.getLogger(__name__)
 
 ORPHAN_CHECK_SECONDS = 0.5
@@ -73,6 +75,23 @@ class Slots:
         self.devices = list(devices) if devices is not None else None
         self.running: dict[Connection, _Running] = {}
         self.context = multiprocessing.get_context("fork")
+        # Ctrl-C in the launching process raises KeyboardInterrupt wherever it is; raised inside
+        # a finalizer (a garbage-collected object's __del__), Python prints and drops it, and the
+        # sweep would go on. The signal is also kept here, and the wait for jobs checks it.
+        self.stop_asked: int | None = None
+        self.previous_handler: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous_handler = signal.signal(signal.SIGINT, self._interrupted)
+
+    def _interrupted(self, signum: int, frame: Any) -> None:
+        self.stop_asked = signum
+        raise KeyboardInterrupt
+
+    def close(self) -> None:
+        """The launching process's Ctrl-C handler as it was before these slots."""
+        if self.previous_handler is not None:
+            signal.signal(signal.SIGINT, self.previous_handler)
+            self.previous_handler = None
 
     @property
     def free(self) -> int:
@@ -98,7 +117,9 @@ class Slots:
         """The next job to end (its number and return), waiting for it."""
         assert self.running, "no job runs"
         while True:
-            for reader in wait(list(self.running)):
+            if self.stop_asked is not None:  # a Ctrl-C whose KeyboardInterrupt was dropped
+                raise KeyboardInterrupt
+            for reader in wait(list(self.running), timeout=ORPHAN_CHECK_SECONDS):
                 return self._collect(reader)
 
     def _collect(self, reader: Connection) -> tuple[int, JobReturn]:
@@ -173,6 +194,8 @@ def _job_process(
 
 def _stop_asked(signum: int, frame: Any) -> None:
     _worker["stopping"] = True
+    if _worker["running"]:  # the job's run takes it as received once it handles signals
+        ask_to_stop(signum)
 
 
 def _watch_launcher(launcher_pid: int) -> None:

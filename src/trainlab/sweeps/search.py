@@ -203,6 +203,8 @@ class Search:
         except BaseException:  # Ctrl-C, SIGTERM: the running jobs stop at a step, no new one
             slots.stop()
             raise
+        finally:
+            slots.close()
 
     def tell(self, study: optuna.Study, number: int, returns: list[JobReturn]) -> None:
         died = [how for ret in returns if (how := getattr(ret, "worker_died", ""))]
