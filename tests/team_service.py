@@ -192,6 +192,7 @@ def team_service(folder: Path, default_permission: str | None = None) -> Iterato
             finally:
                 team.stop()
         finally:
+            objects.stop()  # the one its pid file names: a test may have started it again
             if process is not None:
                 process.terminate()
                 try:

@@ -73,12 +73,16 @@ def test_the_same_sweep_twice_at_once_the_second_refuses_in_one_line(home):
     endless = ("max_epochs=1000000", "checkpoint.every_n_steps=50", "print_every=0")
     sweep = ("-m", "hydra/launcher=parallel", "optimizer.lr=0.01,0.02", *endless, *LEAN)
     first = start_cli(home, *sweep)
-    client = store(home)
-    until("the first command's jobs training", lambda: caught_training(client, 0, 1))
-    second = run_cli(*sweep, home=home)
-    assert first.poll() is None, "the first command ended before the second one answered"
-    first.send_signal(signal.SIGINT)
-    out, err = first.communicate(timeout=120)
+    try:
+        client = store(home)
+        until("the first command's jobs training", lambda: caught_training(client, 0, 1))
+        second = run_cli(*sweep, home=home)
+        assert first.poll() is None, "the first command ended before the second one answered"
+        first.send_signal(signal.SIGINT)
+        out, err = first.communicate(timeout=120)
+    finally:  # never leave its endless jobs behind (they stop once their launcher is gone)
+        if first.poll() is None:
+            first.kill()
     assert second.returncode == 2, second.stdout + second.stderr
     (line,) = second.stderr.strip().splitlines()
     assert line.startswith("trainlab-train: error: the same sweep runs already (process ")
