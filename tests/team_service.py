@@ -192,7 +192,6 @@ def team_service(folder: Path, default_permission: str | None = None) -> Iterato
             finally:
                 team.stop()
         finally:
-            objects.stop()  # the one its pid file names: a test may have started it again
             if process is not None:
                 process.terminate()
                 try:
@@ -200,3 +199,4 @@ def team_service(folder: Path, default_permission: str | None = None) -> Iterato
                 except subprocess.TimeoutExpired:  # its data is thrown away anyway
                     process.kill()
                     process.wait()
+            objects.stop()  # the one its pid file names: a test may have started it again

@@ -160,10 +160,23 @@ def stop_process_group(pid: int, timeout: float = 30) -> bool:
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        if _ended(pid):
             return True
         time.sleep(0.2)
     os.killpg(pid, signal.SIGKILL)
     return True
+
+
+def _ended(pid: int) -> bool:
+    """Whether the group's leader is gone. A child of this process that ended stays a zombie
+    (and answers signal 0) until it is reaped: it is reaped here."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:  # started by another process (`make team-stop`)
+        pass
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
