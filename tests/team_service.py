@@ -199,4 +199,6 @@ def team_service(folder: Path, default_permission: str | None = None) -> Iterato
                 except subprocess.TimeoutExpired:  # its data is thrown away anyway
                     process.kill()
                     process.wait()
-            objects.stop()  # the one its pid file names: a test may have started it again
+            # The one its pid file names (a test may have started it again); its data is thrown
+            # away, so its graceful stop is not waited for.
+            objects.stop(timeout=2)

@@ -142,14 +142,15 @@ class ObjectStore:
                     raise RuntimeError(f"SeaweedFS did not start ({err}): {log}") from None
                 time.sleep(0.5)
 
-    def stop(self) -> bool:
-        """Stop the SeaweedFS this folder's pid file names; False when none was running."""
+    def stop(self, timeout: float = 30) -> bool:
+        """Stop the SeaweedFS this folder's pid file names (SIGKILL after `timeout` seconds of
+        its graceful stop); False when none was running."""
         try:
             pid = int(self.pid_file.read_text())
         except (OSError, ValueError):
             return False
         self.pid_file.unlink(missing_ok=True)
-        return stop_process_group(pid)
+        return stop_process_group(pid, timeout)
 
 
 def stop_process_group(pid: int, timeout: float = 30) -> bool:
