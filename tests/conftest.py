@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from tests.helpers import model_folder
 from trainlab import cli
 from trainlab.config.schema import register_configs
 from trainlab.paths import CONFIG_DIR
@@ -105,3 +106,23 @@ def team(tmp_path_factory) -> Iterator:
         )
         service.add_user("reader", ("READ", "team_runs"))
         yield service
+
+
+@pytest.fixture
+def artifacts(trained, tmp_path) -> Iterator:
+    """plant(kind) -> the model folder of the requesting module's `trained` run of that kind,
+    put back as it was after the test."""
+    home, runs = trained
+    saved: list[tuple[Path, Path]] = []
+
+    def plant(kind: str) -> Path:
+        folder = model_folder(home, runs[kind])
+        backup = tmp_path / f"backup-{kind}"
+        shutil.copytree(folder, backup)
+        saved.append((folder, backup))
+        return folder
+
+    yield plant
+    for folder, backup in saved:
+        shutil.rmtree(folder)
+        shutil.copytree(backup, folder)

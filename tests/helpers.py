@@ -91,3 +91,10 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def model_folder(home: Path, run_id: str) -> Path:
+    """The folder of the model a run logged, in its home's artifact store."""
+    (output,) = store(home).get_run(run_id).outputs.model_outputs
+    (found,) = home.glob(f"mlartifacts/*/models/{output.model_id}/artifacts")
+    return found

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import BIN, all_runs, store
+from tests.helpers import BIN, all_runs, model_folder, store
 
 PREDICT, EVALUATE = str(BIN / "trainlab-predict"), str(BIN / "trainlab-evaluate")
 
@@ -50,31 +50,6 @@ def trained(tmp_path_factory) -> Iterator[tuple[Path, dict[str, str]]]:
         known = {r.info.run_id for r in all_runs(store(home))} - set(runs.values())
         (runs[kind],) = known
     yield home, runs
-
-
-def model_folder(home: Path, run_id: str) -> Path:
-    (output,) = store(home).get_run(run_id).outputs.model_outputs
-    (found,) = home.glob(f"mlartifacts/*/models/{output.model_id}/artifacts")
-    return found
-
-
-@pytest.fixture
-def artifacts(trained, tmp_path) -> Iterator:
-    """plant(kind) -> the run's model folder, put back as it was after the test."""
-    home, runs = trained
-    saved: list[tuple[Path, Path]] = []
-
-    def plant(kind: str) -> Path:
-        folder = model_folder(home, runs[kind])
-        backup = tmp_path / f"backup-{kind}"
-        shutil.copytree(folder, backup)
-        saved.append((folder, backup))
-        return folder
-
-    yield plant
-    for folder, backup in saved:
-        shutil.rmtree(folder)
-        shutil.copytree(backup, folder)
 
 
 def command(home: Path, *args: str) -> subprocess.CompletedProcess:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from tests.helpers import BIN, all_runs, store
+from tests.helpers import BIN, all_runs, model_folder, store
 
 PREDICT, EVALUATE = str(BIN / "trainlab-predict"), str(BIN / "trainlab-evaluate")
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,31 +68,6 @@ def trained(tmp_path_factory) -> Iterator[tuple[Path, dict[str, str]]]:
         assert "model not logged" not in done.stdout + done.stderr
         (runs[kind],) = {r.info.run_id for r in all_runs(store(home))} - set(runs.values())
     yield home, runs
-
-
-def model_folder(home: Path, run_id: str) -> Path:
-    (output,) = store(home).get_run(run_id).outputs.model_outputs
-    (found,) = home.glob(f"mlartifacts/*/models/{output.model_id}/artifacts")
-    return found
-
-
-@pytest.fixture
-def artifacts(trained, tmp_path) -> Iterator:
-    """plant(kind) -> the run's model folder, put back as it was after the test."""
-    home, runs = trained
-    saved: list[tuple[Path, Path]] = []
-
-    def plant(kind: str) -> Path:
-        folder = model_folder(home, runs[kind])
-        backup = tmp_path / f"backup-{kind}"
-        shutil.copytree(folder, backup)
-        saved.append((folder, backup))
-        return folder
-
-    yield plant
-    for folder, backup in saved:
-        shutil.rmtree(folder)
-        shutil.copytree(backup, folder)
 
 
 def after(home: Path, run_id: str) -> dict[str, float]:
