@@ -37,6 +37,17 @@ def job_env(team, home) -> dict[str, str]:
     return env | team.client_env("alice") | {"TRAINLAB_HOME": str(home)}
 
 
+def start_job(team, home, *overrides: str) -> tuple[subprocess.Popen, MlflowClient]:
+    """alice's training job on the team's server, and a client of hers (set in os.environ:
+    the test's finally takes it out)."""
+    command = [TRAIN, "tracking=server", "experiment_name=team_outage", "print_every=0",
+               "tracking.plots=false", *overrides]  # fmt: skip
+    job = subprocess.Popen(command, cwd=home, env=job_env(team, home), text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    os.environ.update(team.client_env("alice"))
+    return job, MlflowClient(team.url)
+
+
 @pytest.mark.slow
 def test_an_object_store_outage_is_one_line_in_a_minute_and_resume_finds_the_checkpoint(
     outage_team, tmp_path
@@ -44,12 +55,7 @@ def test_an_object_store_outage_is_one_line_in_a_minute_and_resume_finds_the_che
     team, home = outage_team, tmp_path
     env = job_env(team, home)
     # Only the final checkpoint (the issue's case): no commit reached the store before.
-    command = [TRAIN, "tracking=server", "experiment_name=team_outage", "max_epochs=12000",
-               "print_every=0", "checkpoint.every_seconds=null", "tracking.plots=false"]  # fmt: skip
-    job = subprocess.Popen(command, cwd=home, env=env, text=True, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)  # fmt: skip
-    client = MlflowClient(team.url)
-    os.environ.update(team.client_env("alice"))
+    job, client = start_job(team, home, "max_epochs=12000", "checkpoint.every_seconds=null")
     try:
         deadline = time.monotonic() + 180
         while True:  # the run trains: stop the object store under it, before its checkpoint
@@ -87,13 +93,7 @@ def test_an_object_store_outage_is_one_line_in_a_minute_and_resume_finds_the_che
 @pytest.mark.slow
 def test_a_tracking_server_outage_is_one_line_naming_the_server(outage_team, tmp_path):
     team, home = outage_team, tmp_path
-    env = job_env(team, home)
-    command = [TRAIN, "tracking=server", "experiment_name=team_outage", "max_epochs=200000",
-               "print_every=0", "tracking.plots=false", "tracking.flush_every_seconds=0.1"]  # fmt: skip
-    job = subprocess.Popen(command, cwd=home, env=env, text=True, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)  # fmt: skip
-    client = MlflowClient(team.url)
-    os.environ.update(team.client_env("alice"))
+    job, client = start_job(team, home, "max_epochs=200000", "tracking.flush_every_seconds=0.1")
     try:
         deadline = time.monotonic() + 180
         known = {r.info.run_id for r in client.search_runs(
