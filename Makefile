@@ -42,10 +42,10 @@ compare: $(STAMP)  ## numpy, autograd and lightning engines on the seed data, on
 	$(BIN)/trainlab-train -m experiment=compare_engines $(ARGS)
 
 ui: $(STAMP)  ## the MLflow dashboard over the embedded store, on 127.0.0.1:$(UI_PORT)
-	$(BIN)/python -m trainlab.serve.dashboard --port $(UI_PORT)
+	$(BIN)/python -m trainlab.commands.dashboard --port $(UI_PORT)
 
 server: $(STAMP)  ## the team tracking server (PostgreSQL: TRAINLAB_SERVER_DB_URI) on 127.0.0.1:$(SERVER_PORT)
-	$(BIN)/python -m trainlab.serve.server --port $(SERVER_PORT)
+	$(BIN)/python -m trainlab.team.tracking_server --port $(SERVER_PORT)
 
 STUDY_PORT ?= 8080
 STUDY_DB ?= sqlite:///$(TRAINLAB_HOME)/optuna.db
@@ -82,13 +82,13 @@ bench-quick: $(STAMP)  ## a smaller, faster version of `make bench`
 S3_PORT ?= 8333
 team: $(STAMP)  ## the whole team service: PostgreSQL + SeaweedFS (S3) + MLflow with basic-auth on 127.0.0.1:$(SERVER_PORT)
 	@scripts/ci-postgres.sh
-	$(BIN)/python -m trainlab.serve.team start --port $(SERVER_PORT) --s3-port $(S3_PORT)
+	$(BIN)/python -m trainlab.team.service start --port $(SERVER_PORT) --s3-port $(S3_PORT)
 
 team-status: $(STAMP)  ## which parts of the team service answer (exit 3 when one does not)
-	@$(BIN)/python -m trainlab.serve.team status --port $(SERVER_PORT) --s3-port $(S3_PORT)
+	@$(BIN)/python -m trainlab.team.service status --port $(SERVER_PORT) --s3-port $(S3_PORT)
 
 team-stop: $(STAMP)  ## stop the team's MLflow server and object store (PostgreSQL stays)
-	@$(BIN)/python -m trainlab.serve.team stop --s3-port $(S3_PORT)
+	@$(BIN)/python -m trainlab.team.service stop --s3-port $(S3_PORT)
 
 # make team-user NAME=alice PERMISSION=EDIT EXPERIMENT=team_sweep [PASSWORD_FILE=~/alice.pw]
 NAME ?=
@@ -97,5 +97,5 @@ EXPERIMENT ?=
 PASSWORD_FILE ?= $(TRAINLAB_HOME)/team/users/$(NAME).password
 team-user: $(STAMP)  ## add user NAME (password from PASSWORD_FILE, made if missing) and grant PERMISSION on EXPERIMENT
 	@test -n "$(NAME)" || { echo "make team-user: error: NAME=<user> is missing" >&2; exit 2; }
-	$(BIN)/python -m trainlab.serve.users --server http://127.0.0.1:$(SERVER_PORT) add $(NAME) --password-file $(PASSWORD_FILE)
-	@if [ -n "$(EXPERIMENT)" ]; then $(BIN)/python -m trainlab.serve.users --server http://127.0.0.1:$(SERVER_PORT) grant $(NAME) $(PERMISSION) $(EXPERIMENT); fi
+	$(BIN)/python -m trainlab.team.users --server http://127.0.0.1:$(SERVER_PORT) add $(NAME) --password-file $(PASSWORD_FILE)
+	@if [ -n "$(EXPERIMENT)" ]; then $(BIN)/python -m trainlab.team.users --server http://127.0.0.1:$(SERVER_PORT) grant $(NAME) $(PERMISSION) $(EXPERIMENT); fi

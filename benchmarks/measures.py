@@ -31,7 +31,7 @@ from trainlab.logs import quiet_libraries
 from trainlab.models.build import build_module
 from trainlab.paths import CONFIG_DIR, output_dir
 from trainlab.signals import Interrupts
-from trainlab.tracking.client import TrackingTarget, private_recorder
+from trainlab.tracking.connection import TrackingTarget, private_recorder
 from trainlab.tracking.messages import Reply, Sync
 
 # What a run records beyond its metrics: checkpoint, plots and the logged model; measured both ways.

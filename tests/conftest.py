@@ -84,7 +84,7 @@ def train_in_process(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest
 
 @pytest.fixture(scope="session")
 def dashboard(tmp_path_factory) -> Iterator[tuple[Path, str, str]]:
-    """One real dashboard (`python -m trainlab.serve.dashboard`, as `make ui` runs it) for the
+    """One real dashboard (`python -m trainlab.commands.dashboard`, as `make ui` runs it) for the
     session: (its TRAINLAB_HOME, its URL, what it printed)."""
     from tests.dashboard_server import running_dashboard
 

@@ -1,4 +1,4 @@
-"""The dashboard as `make ui` starts it (`python -m trainlab.serve.dashboard`), on a free port, over a
+"""The dashboard as `make ui` starts it (`python -m trainlab.commands.dashboard`), on a free port, over a
 temporary TRAINLAB_HOME; shared by the dashboard and browser tests."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trainlab.serve.mlflow_server import is_serving
+from trainlab.commands.mlflow_server import is_serving
 
 
 def free_port() -> int:
@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 def ui_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "trainlab.serve.dashboard", "--port", str(port)]
+    return [sys.executable, "-m", "trainlab.commands.dashboard", "--port", str(port)]
 
 
 def ui_env(home: Path) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The team service for the tests, in the configuration `make team` runs: a fresh PostgreSQL
-database, a real SeaweedFS (S3) on free ports, and `python -m trainlab.serve.server --auth` with
-artifacts proxied into the bucket; users made with the real `trainlab.serve.users` command.
+database, a real SeaweedFS (S3) on free ports, and `python -m trainlab.team.tracking_server --auth` with
+artifacts proxied into the bucket; users made with the real `trainlab.team.users` command.
 
 PostgreSQL comes from scripts/ci-postgres.sh (`.ci/run` calls it); where it does not answer the
 tests are skipped, except in CI (CI=true), where that is a failure. SeaweedFS comes from the
@@ -29,25 +29,25 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tests.helpers import free_port
-from trainlab.serve import server, users
-from trainlab.serve.auth import write_secret_file
-from trainlab.serve.mlflow_server import is_serving
-from trainlab.serve.objectstore import GRPC_OFFSET, ObjectStore, Ports
+from trainlab.commands.mlflow_server import is_serving
+from trainlab.team import tracking_server, users
+from trainlab.team.auth import write_secret_file
+from trainlab.team.object_store import GRPC_OFFSET, ObjectStore, Ports
 
-SERVER = (sys.executable, "-m", "trainlab.serve.server")
+SERVER = (sys.executable, "-m", "trainlab.team.tracking_server")
 ARTIFACTS = "s3://mlflow/artifacts"
 
 
 @contextmanager
 def fresh_database() -> Iterator[str]:
     """A new PostgreSQL database, dropped afterwards; skip (fail in CI) without PostgreSQL."""
-    admin_uri = os.environ.get("TRAINLAB_TEST_PG_URI", server.DEFAULT_DB_URI)
+    admin_uri = os.environ.get("TRAINLAB_TEST_PG_URI", tracking_server.DEFAULT_DB_URI)
     admin = create_engine(admin_uri, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as err:
-        reason = f"PostgreSQL not reachable at {server.shown(admin_uri)} ({type(err).__name__}); run scripts/ci-postgres.sh"
+        reason = f"PostgreSQL not reachable at {tracking_server.shown(admin_uri)} ({type(err).__name__}); run scripts/ci-postgres.sh"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
@@ -145,7 +145,7 @@ class TeamService:
         return env
 
     def users(self, *args: str) -> str:
-        """`trainlab.serve.users ARGS` (what `make team-user` runs) as the admin, in this
+        """`trainlab.team.users ARGS` (what `make team-user` runs) as the admin, in this
         process (a subprocess would import MLflow again for each call); what it printed."""
         saved = dict(os.environ)
         for key in [k for k in os.environ if k.startswith("MLFLOW_")]:

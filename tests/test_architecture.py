@@ -26,20 +26,24 @@ LAYERS = {
     "trainlab.signals": 0,
     "trainlab.collector": 0,
     "trainlab.process": 0,
-    "trainlab.checkpoint_files": 0,
+    "trainlab.console": 0,  # what a run prints: the seed's lines, predictions, the progress bar
+    "trainlab.checkpoints": 0,  # checkpoint files on disk, and a checkpoint loaded as data
     "trainlab.config": 1,
     "trainlab.data": 2,
     "trainlab.models": 3,
+    "trainlab.measures": 3,  # what a step's row holds, and the references it is measured against
     "trainlab.module": 3,  # where runs recorded before the layers name their model
     "trainlab.engines": 4,
     "trainlab.callbacks": 4,  # the Lightning engine's callbacks (they take its FitContext)
     "trainlab.tracking": 5,  # the trainer's side of tracking, and the messages
+    "trainlab.resume": 5,  # resume, rerun and fork planned (the trainer's side)
     "trainlab.recorder": 6,  # the recorder process's side: MLflow
-    "trainlab.recording": 7,
-    "trainlab.run_payloads": 7,  # what a finished run hands its recorder
+    "trainlab.run_life": 7,  # a run opened, finished and always ended
+    "trainlab.run_handover": 7,  # what a finished run hands its recorder
     "trainlab.outcome": 7,  # what a run predicts and prints around its fit
     "trainlab.sweeps": 7,
-    "trainlab.serve": 7,
+    "trainlab.commands": 7,  # the user commands: predict, evaluate, compare, store, dashboard
+    "trainlab.team": 7,  # the team service: tracking server, logins, users, object store
     "trainlab.pipeline": 8,
     "trainlab.job_result": 7,  # what a job comes to
     "trainlab.job": 9,
@@ -48,9 +52,9 @@ LAYERS = {
     "trainlab": 11,  # the package's front door: the API, imported on first use
 }
 # The recorder runs in a process of its own and is the only package that imports MLflow on the
-# training path; serve/'s commands (predict, compare, dashboard, store) open stores of their own.
+# training path; the user commands (commands/) and the team service (team/) open stores of their own.
 RECORDER = "trainlab.recorder"
-RECORDER_SIDE = (RECORDER, "trainlab.serve")
+RECORDER_SIDE = (RECORDER, "trainlab.commands", "trainlab.team")
 
 
 def module_name(path: Path) -> str:
@@ -111,15 +115,15 @@ def test_the_trainer_side_never_imports_the_recorder_side(name):
     """tracking/ and everything else of the training path talk to the recorder only through
     tracking/messages.py; they import neither trainlab.recorder nor MLflow."""
     climbing = [i for i in trainlab_imports(MODULES[name]) if within(i, RECORDER)]
-    assert not climbing, f"{name} imports {climbing}: only recorder/ and serve/ may"
+    assert not climbing, f"{name} imports {climbing}: only recorder/, commands/ and team/ may"
     mlflow = [i for i in imported_modules(MODULES[name]) if within(i, "mlflow")]
-    assert not mlflow, f"{name} imports {mlflow}: only recorder/ and serve/ may"
+    assert not mlflow, f"{name} imports {mlflow}: only recorder/, commands/ and team/ may"
 
 
 def test_the_boundary_is_known():
     """The trainer's side of tracking is checked, and the recorder is a package of its own."""
     assert "trainlab.tracking.messages" in TRAINER_SIDE
-    assert "trainlab.tracking.client" in TRAINER_SIDE
+    assert "trainlab.tracking.connection" in TRAINER_SIDE
     assert "trainlab.recorder.server" in MODULES and "trainlab.recorder.server" not in TRAINER_SIDE
 
 

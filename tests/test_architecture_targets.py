@@ -60,7 +60,7 @@ LEGACY_TARGETS = {
     # there, and a model they logged as a pickle (`--trust-pickle`) its LightningModule
     # (trainlab/module.py re-exports both).
     "trainlab.module.LinearRegression": "trainlab.models.linear.LinearRegression",
-    "trainlab.module.RegressionModule": "trainlab.models.module.RegressionModule",
+    "trainlab.module.RegressionModule": "trainlab.models.lightning_module.RegressionModule",
 }
 
 # A trainlab class (or a builder on one) named as text: a component that starts upper-case.

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from tests.helpers import TRAIN, all_runs, run_cli
 from trainlab.errors import ConfigError
 from trainlab.recorder.experiments import safe_folder_name
-from trainlab.tracking.store import check_store
+from trainlab.tracking.store_checks import check_store
 
 FILES = {
     "empty.csv": "",

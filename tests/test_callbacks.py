@@ -17,7 +17,7 @@ from trainlab.callbacks.logger import RecorderLogger
 from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.data.batches import TensorBatches
 from trainlab.signals import Interrupts
-from trainlab.tracking.client import start_recorder
+from trainlab.tracking.connection import start_recorder
 from trainlab.tracking.messages import EndStatus, FinalReport, RunSpec
 from trainlab.tracking.run import TrackedRun
 

@@ -64,7 +64,7 @@ SETTINGS = {
     ("recorder/mlflow_store.py", "wait 20 s for another writer"): (
         "MLflow's own SQLite busy_timeout, a setting of MLflow's"
     ),
-    ("tracking/store.py", "MLflow's own sessions wait 20 s"): (
+    ("tracking/store_checks.py", "MLflow's own sessions wait 20 s"): (
         "MLflow's own SQLite busy_timeout, a setting of MLflow's"
     ),
 }
@@ -173,5 +173,5 @@ def test_the_scan_passes_values_and_sizes(source: str) -> None:
 
 def test_an_excused_phrase_excuses_only_itself() -> None:
     excused = "BUSY = 30.0  # (MLflow's own sessions wait 20 s)\n"
-    assert not findings(excused, "tracking/store.py")
-    assert findings(excused.replace(")", "; opening one took ~1 s)"), "tracking/store.py")
+    assert not findings(excused, "tracking/store_checks.py")
+    assert findings(excused.replace(")", "; opening one took ~1 s)"), "tracking/store_checks.py")

@@ -10,8 +10,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import history
-from trainlab.callbacks.checkpoint_saver import CheckpointSaver
-from trainlab.checkpoint_files import link_best
+from trainlab.callbacks.checkpoint_writer import CheckpointSaver
+from trainlab.checkpoints.files import link_best
 from trainlab.config.checkpoint import CheckpointConfig, job_key
 from trainlab.data.batches import TensorBatches
 from trainlab.recorder.commits import COMMITTING_TAG, STEP_TAG

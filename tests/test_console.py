@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainlab.engines.console import ConsoleReporter
+from trainlab.console import ConsoleReporter
 
 
 def test_progress_bar_on_a_terminal_instead_of_thousands_of_lines(capsys):

@@ -1,4 +1,4 @@
-"""`make ui` (python -m trainlab.serve.dashboard): a real `mlflow server` over the embedded store."""
+"""`make ui` (python -m trainlab.commands.dashboard): a real `mlflow server` over the embedded store."""
 
 from __future__ import annotations
 

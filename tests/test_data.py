@@ -21,7 +21,7 @@ from trainlab.config.data import (
     WineDataConfig,
 )
 from trainlab.data.batches import TensorBatches
-from trainlab.data.checks import check_source
+from trainlab.data.file_checks import check_source
 from trainlab.data.sources import SyntheticSource, load_dataset
 from trainlab.errors import ConfigError
 

@@ -18,7 +18,7 @@ import torch
 
 from tests.helpers import all_runs, run_composed
 from trainlab.config.data import CsvDataConfig, ParquetDataConfig
-from trainlab.data.checks import check_source
+from trainlab.data.file_checks import check_source
 from trainlab.data.sources import load_dataset
 from trainlab.errors import ConfigError
 

@@ -11,8 +11,8 @@ import pytest
 
 from tests.helpers import all_runs, run_cli, run_composed
 from trainlab.data.dataset import Dataset
-from trainlab.engines.reference import least_squares_loss
 from trainlab.errors import ConfigError
+from trainlab.measures.references import least_squares_loss
 
 ENGINES = ("numpy", "autograd", "lightning")
 # Note 17 and note 20's setup from w = 0 (and b = 0): the agreement check of the issue.

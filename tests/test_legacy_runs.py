@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import history, store
-from trainlab.serve import compare, predict
+from trainlab.commands import compare, predict
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy-store"
 RECORDED_HOME = "/tmp/fixture/home"  # where the fixture was written (its paths are absolute)

@@ -13,10 +13,10 @@ from PIL import Image
 
 from tests.helpers import all_runs, run_composed
 from trainlab import pipeline
+from trainlab.commands.predict import tracking_store
 from trainlab.config.checks import check_config
 from trainlab.errors import ConfigError
 from trainlab.recorder.plots import History, fit_figure, loss_figure
-from trainlab.serve.predict import tracking_store
 from trainlab.tracking.messages import Rows
 from trainlab.tracking.payloads import PlotData
 

@@ -18,9 +18,9 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import all_runs, free_port, run_composed
+from trainlab.commands.predict import main
 from trainlab.config.schema import register_configs
 from trainlab.paths import CONFIG_DIR
-from trainlab.serve.predict import main
 
 PREDICT = str(Path(sys.executable).with_name("trainlab-predict"))
 

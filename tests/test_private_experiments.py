@@ -1,4 +1,4 @@
-"""Permissions that hide: `trainlab.serve.users` offers exactly the permissions the server grants
+"""Permissions that hide: `trainlab.team.users` offers exactly the permissions the server grants
 (DENY included), and a team service started with no default access (`--default-permission
 NO_PERMISSIONS`) keeps one user's experiment invisible and unreadable to another: not listed, not
 found by name, its runs, params and artifacts refused. A real MLflow server with basic-auth on a
@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.server.auth.permissions import RESOURCE_GRANTABLE_PERMISSIONS
 from mlflow.tracking import MlflowClient
 
-from trainlab.serve import auth
+from trainlab.team import auth
 
 
 def test_users_offers_exactly_the_permissions_the_server_grants():

@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 
 from tests.helpers import all_runs, history
 from trainlab.data.dataset import Dataset
-from trainlab.engines.reference import (
+from trainlab.measures.references import (
     least_squares_loss,
     logistic_optimum,
     ridge_optimum,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import TRAIN, all_runs, history, run_cli
-from trainlab.serve.compare import main as compare_main
+from trainlab.commands.compare import main as compare_main
 
 LEAN = ("print_every=0", "tracking.plots=false", "tracking.log_model=false")
 COMPARE = str(Path(sys.executable).with_name("trainlab-compare"))

@@ -1,5 +1,5 @@
 """The team tracking server as `make team` runs it (tests/team_service.py: PostgreSQL, SeaweedFS,
-`python -m trainlab.serve.server --auth`), its checks, and a bounded load through it.
+`python -m trainlab.team.tracking_server --auth`), its checks, and a bounded load through it.
 
 PostgreSQL comes from scripts/ci-postgres.sh (`.ci/run` calls it). Where it does not answer the
 tests are skipped, except in CI (CI=true), where that is a failure.
@@ -21,11 +21,11 @@ from sqlalchemy import create_engine, text
 from benchmarks.team_load import STEPS, run_load
 from tests.dashboard_server import free_port
 from tests.helpers import all_runs, store
-from trainlab.serve import server
+from trainlab.team import tracking_server
 
 pytestmark = pytest.mark.slow
 
-SERVER = (sys.executable, "-m", "trainlab.serve.server")
+SERVER = (sys.executable, "-m", "trainlab.team.tracking_server")
 PER_STEP_KEYS = ("train/loss", "weight/0_0", "bias/0")
 
 
@@ -50,7 +50,7 @@ def test_server_on_loopback_with_host_checks(team):
     command = team.command()
     assert command[command.index("--port") - 1] == "--auth"
     assert "--host" not in command  # the default: 127.0.0.1
-    assert server.is_loopback("127.0.0.1") and not server.is_loopback("0.0.0.0")
+    assert tracking_server.is_loopback("127.0.0.1") and not tracking_server.is_loopback("0.0.0.0")
 
 
 def test_server_refuses_a_database_that_does_not_answer(tmp_path):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.helpers import all_runs, history, start_cli, store, until
-from trainlab.serve import store as store_command
+from trainlab.commands import store as store_command
 from trainlab.tracking import liveness
 from trainlab.tracking.liveness import staleness
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import all_runs, history, run_cli, store
-from trainlab.serve import dashboard, predict
-from trainlab.serve import store as store_command
-from trainlab.tracking.store import sqlite_problem
+from trainlab.commands import dashboard, predict
+from trainlab.commands import store as store_command
+from trainlab.tracking.store_checks import sqlite_problem
 
 EPOCHS = 300
 LEAN = ("print_every=0", f"max_epochs={EPOCHS}", "tracking.plots=false", "tracking.log_model=false")

@@ -1,5 +1,5 @@
 """The team service for real: MLflow's basic-auth app on PostgreSQL, artifacts proxied into a
-real S3-compatible object store (SeaweedFS), users made with `trainlab.serve.users`, jobs that
+real S3-compatible object store (SeaweedFS), users made with `trainlab.team.users`, jobs that
 sign in with MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (tests/team_service.py).
 """
 
@@ -21,11 +21,11 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import PREDICT, TRAIN, free_port, history, run_cli
 from tests.team_service import bindable, fresh_database
-from trainlab.serve.objectstore import GRPC_OFFSET
+from trainlab.team.object_store import GRPC_OFFSET
 
 pytestmark = pytest.mark.slow
 
-SERVER = (sys.executable, "-m", "trainlab.serve.server")
+SERVER = (sys.executable, "-m", "trainlab.team.tracking_server")
 
 
 def as_user(team, user: str, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
@@ -217,7 +217,7 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team, home, monke
 
 
 def test_make_team_starts_reports_and_stops_the_whole_service(tmp_path):
-    """`make team` / `team-status` / `team-stop` (trainlab.serve.team), over a fresh database."""
+    """`make team` / `team-status` / `team-stop` (trainlab.team.service), over a fresh database."""
     s3 = next(p for p in iter(lambda: random.randint(20000, 45000), None)
               if all(bindable(q) and bindable(q + GRPC_OFFSET) for q in range(p, p + 4)))  # fmt: skip
     port = free_port()
@@ -226,7 +226,7 @@ def test_make_team_starts_reports_and_stops_the_whole_service(tmp_path):
         env |= {"TRAINLAB_HOME": str(tmp_path), "TRAINLAB_SERVER_DB_URI": database}
 
         def team(action: str) -> subprocess.CompletedProcess:
-            command = [sys.executable, "-m", "trainlab.serve.team", action, "--port", str(port),
+            command = [sys.executable, "-m", "trainlab.team.service", action, "--port", str(port),
                        "--s3-port", str(s3), "--workers", "1"]  # fmt: skip
             return subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
 

@@ -16,7 +16,7 @@ import torch
 
 from tests.helpers import history
 from trainlab.config.flat import flatten
-from trainlab.tracking.client import RecorderError, start_recorder
+from trainlab.tracking.connection import RecorderError, start_recorder
 from trainlab.tracking.messages import EndStatus, FinalReport, Message, RunSpec
 from trainlab.tracking.run import TrackedRun
 
@@ -74,7 +74,7 @@ def test_a_recorder_that_dies_is_reported(home, client):
 TRAINER = textwrap.dedent(
     """
     import os, sys
-    from trainlab.tracking.client import start_recorder
+    from trainlab.tracking.connection import start_recorder
     from trainlab.tracking.run import TrackedRun
     from trainlab.tracking.messages import RunSpec
     recorder = start_recorder(sys.argv[1])

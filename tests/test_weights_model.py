@@ -174,7 +174,7 @@ def test_planted_weights_or_config_never_run(trained, artifacts, tmp_path, monke
     attack(artifacts("regression"), marker)
     rows = tmp_path / "rows.csv"
     rows.write_text("x,y\n1,2\n")
-    # Both commands load through serve/logged_model.py: evaluate once, for the attack.
+    # Both commands load through commands/logged_model.py: evaluate once, for the attack.
     commands = [[PREDICT, runs["regression"], "5"]]
     if attack is planted_weights:
         commands.append([EVALUATE, runs["regression"], "--data", str(rows)])
@@ -207,7 +207,7 @@ def test_mlflow_models_serve_answers_what_the_run_predicted(trained, monkeypatch
 
 # lightning-hydra-template's way: a LightningModule handed its network and two partials.
 TEMPLATE_MODEL = {
-    "_target_": "trainlab.models.custom.custom_model",
+    "_target_": "trainlab.models.user_model.custom_model",
     "target": "tests.user_field.DigitsLitModule",
     "kwargs": {
         "net": {

@@ -27,7 +27,7 @@ from trainlab.paths import CONFIG_DIR, home, in_multirun, unwritable_reason
 from trainlab.process import exit_now
 from trainlab.sweeps.callback import end_unfinished_sweep, run_job, sweep_problem
 from trainlab.sweeps.state import current_job
-from trainlab.tracking.store import absolute_uri
+from trainlab.tracking.store_checks import absolute_uri
 
 PROG = "trainlab-train"
 register_configs()

@@ -3,9 +3,9 @@
 Composition and every check need no torch, so a wrong value fails within a second; the
 recorder process starts next (it imports MLflow and opens the store while this process imports
 torch and Lightning); the pipeline comes last. `resume=<id>`, `rerun=<id>` and `fork=<id>`
-rebuild the config a run recorded (tracking/resume.py, tracking/rerun.py, tracking/fork.py);
+rebuild the config a run recorded (resume/resume_run.py, resume/rerun.py, resume/fork.py);
 `resume=auto`, and a cluster job that may be a requeue of itself, look for the job's own run
-first. The command line (cli.py), a sweep's jobs and the Python API all come through `run_one`.
+first (resume/auto.py). The command line (cli.py), a sweep's jobs and the Python API all come through `run_one`.
 """
 
 from __future__ import annotations
@@ -22,26 +22,24 @@ from trainlab import collector
 from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG, cluster_job_id, job_key
 from trainlab.config.checks import check_config
 from trainlab.config.schema import TrainConfig, job_identity
-from trainlab.data.checks import check_source
+from trainlab.data.file_checks import check_source
 from trainlab.engines.ranks import is_tracking_process
-from trainlab.errors import ConfigError
 from trainlab.job_result import JobResult
 from trainlab.paths import default_artifact_root, output_dir, task_overrides, tracking_uri
+from trainlab.resume.auto import AUTO, auto_resume, wants_auto_resume
+from trainlab.resume.rerun import plan_rerun
 from trainlab.sweeps.state import SweepJob
-from trainlab.tracking.client import (
+from trainlab.tracking.connection import (
     RecorderConnection,
     TrackingTarget,
     private_recorder,
     warm_for,
 )
-from trainlab.tracking.messages import EndStatus, ResumeQuery, ResumeState
-from trainlab.tracking.rerun import plan_rerun
-from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
+from trainlab.tracking.messages import EndStatus
+from trainlab.tracking.store_checks import absolute_uri, check_store, sqlite_path
 
 if TYPE_CHECKING:
     from trainlab.engines.base import ResumePoint
-
-AUTO = "auto"  # resume=auto
 
 
 def run_one(cfg: DictConfig, job: SweepJob | None) -> float:
@@ -54,7 +52,7 @@ def run_job_result(cfg: DictConfig, job: SweepJob | None) -> JobResult:
     resume_from = fork_from = None
     if cfg.get("resume") and cfg.resume != AUTO:
         # Imported only to resume: reading a checkpoint needs torch.
-        from trainlab.tracking.resume import plan_resume_of
+        from trainlab.resume.resume_run import plan_resume_of
 
         cfg, resume_from = plan_resume_of(cfg, output_dir())
     else:
@@ -66,8 +64,12 @@ def run_job_result(cfg: DictConfig, job: SweepJob | None) -> JobResult:
     settings = check_config(cfg)
     check_source(settings.data)
     target = tracking_target(settings, job)
-    if resume_from is None and wants_auto_resume(settings, job):
-        found = auto_resume(settings, job)
+    continued_sweep = job is not None and job.sweep.resumed
+    enabled = settings.tracking.enabled
+    if resume_from is None and wants_auto_resume(settings.resume, enabled, continued_sweep):
+        found = auto_resume(
+            job_target(settings, job), settings.resume, continued_sweep, output_dir()
+        )
         if found is not None and found[1] is None:  # a requeue (or a continued sweep's job)
             state = found[0]
             print(f"Run {state.run_id} of this job already ended {state.status}; not trained again")
@@ -118,41 +120,6 @@ def job_target(settings: TrainConfig, job: SweepJob | None) -> TrackingTarget:
     )
 
 
-def wants_auto_resume(settings: TrainConfig, job: SweepJob | None) -> bool:
-    """`resume=auto`, a cluster job (SLURM, submitit) that may be a requeue of itself, or a job
-    of a continued sweep (its run may have ended, or been killed with a checkpoint)."""
-    if settings.resume == AUTO and not settings.tracking.enabled:
-        raise ConfigError(
-            "resume=auto finds the job's run in MLflow; expected tracking enabled (an untracked "
-            "run writes no checkpoint: there is no run to continue)"
-        )
-    implicit = settings.resume is None and (
-        cluster_job_id() is not None or (job is not None and job.sweep.resumed)
-    )
-    return settings.resume == AUTO or (implicit and settings.tracking.enabled)
-
-
-def auto_resume(
-    settings: TrainConfig, job: SweepJob | None
-) -> tuple[ResumeState, ResumePoint | None] | None:
-    """This job's run to continue (every DDP rank asks; rank 0 opens it), or None."""
-    from trainlab.tracking.resume import find_run  # reading a checkpoint needs torch
-
-    target = job_target(settings, job)
-    cluster_job = target.tags.get(CLUSTER_JOB_TAG) if settings.resume is None else None
-    query = ResumeQuery(
-        uri=target.uri,
-        experiment_name=target.experiment_name,
-        job_key=target.tags[JOB_KEY_TAG],
-        cluster_job=cluster_job,
-        ended_too=job is not None and job.sweep.resumed,
-    )
-    found = find_run(target.recorder, query, output_dir())
-    if found is None and settings.resume == AUTO:
-        print("resume=auto: no unfinished run of this job with a checkpoint; a new run")
-    return found
-
-
 def rerun_config(cfg: DictConfig, job: SweepJob | None) -> DictConfig:
     """`rerun=<id>`: that run's recorded config with this command's overrides on top, read from
     the sweep's store by its recorder for a sweep's job, else from the run's own store."""
@@ -164,8 +131,8 @@ def fork_config(
     cfg: DictConfig, job: SweepJob | None, merge: bool
 ) -> tuple[DictConfig, ResumePoint]:
     """`fork=<id>[@<step>]`: the fork's config and the checkpoint its fit starts from, read
-    where a rerun's are (tracking/fork.py)."""
-    from trainlab.tracking.fork import plan_fork  # reading a checkpoint needs torch
+    where a rerun's are (resume/fork.py)."""
+    from trainlab.resume.fork import plan_fork  # reading a checkpoint needs torch
 
     recorder, uri = recorder_for(cfg, job)
     return plan_fork(cfg, uri, task_overrides(), recorder, output_dir(), merge)

@@ -4,7 +4,7 @@ Hydra's `job_logging` (conf/hydra/job_logging/trainlab.yaml) sends INFO to the j
 only warnings to the console; this module silences what libraries print outside logging (their
 harmless warnings) and pins the loggers that Lightning and MLflow configure themselves. The
 recorder process (MLflow, SQLAlchemy: their errors come with 40-60 lines of traceback) writes its
-standard error into the job's log file (`job_log_file`, tracking/client.py).
+standard error into the job's log file (`job_log_file`, tracking/connection.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ HARMLESS_WARNINGS = (
     # do run under srun, and trainlab picks the DDP strategy itself (engines/distributed.py).
     ".*The `srun` command is available on your system but is not used.*",
     # lightning-hydra-template's pattern (a network in save_hyperparameters): its checkpoint
-    # holds the network twice, which trainlab loads as data (engines/checkpoint_trust.py).
+    # holds the network twice, which trainlab loads as data (checkpoints/trust.py).
     ".*is an instance of `nn.Module` and is already saved during checkpointing.*",
 )
 

@@ -2,7 +2,7 @@
 config/resolved.yaml says `_target_: trainlab.module.LinearRegression`. Kept so that they still
 resume, re-run and predict; new code imports from trainlab.models."""
 
+from trainlab.models.lightning_module import RegressionModule
 from trainlab.models.linear import LinearRegression
-from trainlab.models.module import RegressionModule
 
 __all__ = ["LinearRegression", "RegressionModule"]

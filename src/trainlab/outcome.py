@@ -18,15 +18,15 @@ from trainlab.callbacks.step_loss import EPOCH_LOSS
 from trainlab.config.checks import parse_x_test
 from trainlab.config.runtime import SweepConfig
 from trainlab.config.schema import TrainConfig
+from trainlab.console import format_prediction
 from trainlab.data.custom import batches, implements
 from trainlab.data.dataset import Dataset
 from trainlab.data.samples import shapes_of
-from trainlab.engines.console import format_prediction
-from trainlab.engines.reference import References
 from trainlab.errors import ConfigError
-from trainlab.models.module import TrainlabModule
+from trainlab.measures.references import References
+from trainlab.models.lightning_module import TrainlabModule
 from trainlab.tracking.messages import RunInfo
-from trainlab.tracking.store import dashboard_line
+from trainlab.tracking.store_checks import dashboard_line
 
 
 def prediction_rows(settings: TrainConfig, data: Dataset) -> torch.Tensor | None:

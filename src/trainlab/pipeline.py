@@ -14,8 +14,9 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 
-from trainlab.callbacks.checkpoint_saver import ranking_metric
+from trainlab.callbacks.checkpoint_writer import ranking_metric
 from trainlab.callbacks.fork_start import check_fits
+from trainlab.checkpoints.trust import trusted_globals
 from trainlab.config.checks import check_with_data
 from trainlab.config.runtime import DeviceConfig
 from trainlab.config.schema import TrainConfig, as_plain_dict
@@ -23,15 +24,14 @@ from trainlab.config.training import task_of
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
 from trainlab.engines.base import FitContext, ResumePoint
-from trainlab.engines.checkpoint_trust import trusted_globals
 from trainlab.engines.ranks import is_tracking_process
-from trainlab.engines.reference import References, references
-from trainlab.engines.trajectory import RowSpec, row_keys
 from trainlab.errors import ConfigError
 from trainlab.job_result import JobResult
 from trainlab.logs import quiet_libraries
+from trainlab.measures.references import References, references
+from trainlab.measures.trajectory import RowSpec, row_keys
 from trainlab.models.build import build_module, is_linear_model, loss_of, output_size
-from trainlab.models.module import TrainlabModule
+from trainlab.models.lightning_module import TrainlabModule
 from trainlab.outcome import (
     final_losses,
     first_metrics,
@@ -43,9 +43,9 @@ from trainlab.outcome import (
     print_outcome,
 )
 from trainlab.paths import output_dir
-from trainlab.recording import Ending, run_session
+from trainlab.run_life import Ending, run_session
 from trainlab.signals import handle_interrupts
-from trainlab.tracking.client import TrackingTarget
+from trainlab.tracking.connection import TrackingTarget
 
 
 def run(

@@ -1,5 +1,5 @@
 """A class of the user's, named by a dotted path in the config and built with its keyword
-arguments: `model=custom model.target=...` (models/custom.py) and `data=custom data.target=...`
+arguments: `model=custom model.target=...` (models/user_model.py) and `data=custom data.target=...`
 (data/custom.py) share these one-line errors, so both say the same thing the same way.
 
 Layer 0: the base class the user's must extend (nn.Module, LightningDataModule) is the caller's,

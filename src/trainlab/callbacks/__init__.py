@@ -4,11 +4,11 @@ Listed by name in the config's `callbacks` (config/schema.py: trainlab_callbacks
 user adds; each `for_run` builds one for a run from its settings, or none when the run needs none.
 """
 
-from trainlab.callbacks.checkpoints import CommitCheckpoints
-from trainlab.callbacks.console import ConsoleProgress
+from trainlab.callbacks.commit_checkpoints import CommitCheckpoints
 from trainlab.callbacks.early_stop import EarlyStop, EpochTrainLoss, early_stopping
 from trainlab.callbacks.guard import DivergedError, DivergenceGuard
 from trainlab.callbacks.logger import RecorderLogger
+from trainlab.callbacks.progress import ConsoleProgress
 from trainlab.callbacks.rows import StepRows
 
 __all__ = [

@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from trainlab.callbacks.step_loss import StepLoss
 from trainlab.engines.base import RunHandle
-from trainlab.engines.trajectory import LOSS_KEY
+from trainlab.measures.trajectory import LOSS_KEY
 from trainlab.signals import Interrupts
 
 if TYPE_CHECKING:

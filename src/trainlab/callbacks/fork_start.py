@@ -1,4 +1,4 @@
-"""A fork's start (`fork=<run id>[@<step>]`, tracking/fork.py): the source run's checkpoint,
+"""A fork's start (`fork=<run id>[@<step>]`, resume/fork.py): the source run's checkpoint,
 restored by Lightning as a resume restores it (`trainer.fit(ckpt_path=...)`: weights, loops, so
 the global step goes on from the checkpoint's), less what a new run with new settings must not
 inherit. Through Lightning's public hooks, on the checkpoint Lightning is about to restore:
@@ -30,8 +30,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from trainlab.checkpoints.trust import trusted_loading
 from trainlab.engines.base import ResumePoint
-from trainlab.engines.checkpoint_trust import trusted_loading
 from trainlab.errors import ConfigError
 
 SCHEDULE_KEYS = ("initial_lr",)  # what a scheduler adds to a param group: not the optimizer's

@@ -6,7 +6,7 @@ when they apply `ols/gap` and `train/grad_norm`; after each validation epoch `va
 module logged as `val/loss`). Step = the step's index (Lightning's global step before it).
 
 Rows are handed to the run (tracking/run.py) and go to the recorder process in batches: the loop
-never waits on the store. What a step costs is in engines/trajectory.py.
+never waits on the store. What a step costs is in measures/trajectory.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 
 from trainlab.callbacks.step_loss import StepLoss
 from trainlab.engines.base import RunHandle
-from trainlab.engines.reference import OLS_GAP, OPTIMUM_GAP
-from trainlab.engines.trajectory import (
+from trainlab.measures.references import OLS_GAP, OPTIMUM_GAP
+from trainlab.measures.trajectory import (
     GRAD_NORM_KEY,
     LOSS_KEY,
     LR_KEY,

@@ -64,7 +64,7 @@ class MLPConfig(ModelConfig):
 class CustomModelConfig(ModelConfig):
     """A class of yours: `model=custom model.target=mypkg.Net +model.kwargs.width=32`."""
 
-    _target_: str = "trainlab.models.custom.custom_model"
+    _target_: str = "trainlab.models.user_model.custom_model"
     target: str = MISSING  # package.module.Class, importable from the Python path
     kwargs: dict[str, Any] = field(default_factory=dict)  # the constructor's other arguments
 

@@ -118,7 +118,7 @@ class TrainConfig:
     # start fresh. null: `auto` for a requeued cluster job (SLURM, submitit), else a new run.
     resume: str | None = None
     # `<run id>` or `<run id>@<step>`: a new run that starts from that run's committed
-    # checkpoint with this config (tracking/fork.py); recorded as `<run id>@<step>`.
+    # checkpoint with this config (resume/fork.py); recorded as `<run id>@<step>`.
     fork: str | None = None
 
     def __post_init__(self) -> None:

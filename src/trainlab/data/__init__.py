@@ -1,1 +1,1 @@
-"""Data: sources (seed, synthetic, csv, diabetes) -> a split, standardized Dataset -> batches."""
+"""Data: every option a LightningDataModule (tables, images, a user's own) -> splits -> batches."""

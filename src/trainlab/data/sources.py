@@ -10,7 +10,7 @@ path: the class `_target_` names, built with the schema's fields and the run's s
 
 Everything is checked here, before an MLflow run exists, so bad data stops the job with one line
 and no half-made run (what needs no rows, a file and its header, is checked earlier, in
-data/checks.py). Files are read by pyarrow (data/tables.py); scikit-learn's sets ship inside it.
+data/file_checks.py). Files are read by pyarrow (data/tables.py); scikit-learn's sets ship inside it.
 The class names are the `_target_`s that runs recorded, so every recorded run still loads.
 """
 
@@ -26,9 +26,9 @@ from hydra.utils import get_class, instantiate
 
 from trainlab.config.data import CsvDataConfig, CustomDataConfig, DataConfig, ParquetDataConfig
 from trainlab.data.arrays import RawData
-from trainlab.data.checks import check_source
 from trainlab.data.custom import DataModuleSource, from_datamodule
 from trainlab.data.dataset import Dataset
+from trainlab.data.file_checks import check_source
 from trainlab.data.lineage import Origin
 from trainlab.data.table_module import TableDataModule
 from trainlab.paths import resolve_user_path

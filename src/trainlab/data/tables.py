@@ -18,8 +18,8 @@ import pyarrow.csv as pa_csv
 
 from trainlab.config.data import CsvDataConfig, FileDataConfig
 from trainlab.data.arrays import RawData, check_task
-from trainlab.data.checks import FileColumns, file_columns
 from trainlab.data.columns import float_matrix
+from trainlab.data.file_checks import FileColumns, file_columns
 from trainlab.errors import ConfigError
 
 

@@ -18,8 +18,8 @@ import torch
 
 from trainlab.config.schema import TrainConfig
 from trainlab.data.dataset import Dataset
-from trainlab.engines.reference import References
-from trainlab.engines.trajectory import RowSpec
+from trainlab.measures.references import References
+from trainlab.measures.trajectory import RowSpec
 from trainlab.signals import Interrupts
 
 
@@ -56,11 +56,11 @@ class RunHandle(Protocol):
 
 @dataclass(frozen=True)
 class ForkSource:
-    """The run a fork starts from (`fork=<run id>[@<step>]`, tracking/fork.py)."""
+    """The run a fork starts from (`fork=<run id>[@<step>]`, resume/fork.py)."""
 
     run_id: str
     dashboard: str  # where a person sees it (its dashboard line)
-    # Its recorded config: the classes its checkpoint may rebuild (engines/checkpoint_trust.py).
+    # Its recorded config: the classes its checkpoint may rebuild (checkpoints/trust.py).
     config: dict[str, Any] = field(default_factory=dict)
     # The optimizer, scheduler and model configs are its own: their state goes on as it was
     # (else new settings and a fresh schedule: callbacks/fork_start.py).

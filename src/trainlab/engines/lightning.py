@@ -1,6 +1,6 @@
 """The Lightning engine (note 20): the Trainer runs the loop, callbacks watch it.
 
-The LightningModule holds the math (models/module.py, or a module of the user's); the Trainer,
+The LightningModule holds the math (models/lightning_module.py, or a module of the user's); the Trainer,
 instantiated from the `trainer` schema, holds forward, backward, step and zero_grad; the
 callbacks of the `callbacks` config hold what cuts across (rows, console, divergence guard, early
 stopping, checkpoints and signals: trainlab.callbacks) beside any the user adds; the run's
@@ -29,20 +29,20 @@ import torch
 from hydra.utils import get_class
 from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
-from trainlab.callbacks.checkpoints import CommitCheckpoints
+from trainlab.callbacks.commit_checkpoints import CommitCheckpoints
 from trainlab.callbacks.fork_start import ForkStart, described, trusted_config
 from trainlab.callbacks.from_config import build_callbacks
 from trainlab.callbacks.logger import EpochEnds, RecorderLogger
 from trainlab.callbacks.rows import ROW_METRICS, StepRows
 from trainlab.callbacks.step_loss import EPOCH_LOSS, EpochLoss
+from trainlab.checkpoints.trust import trusted_loading
 from trainlab.config.schema import as_plain_dict
 from trainlab.data.batches import lightning_data
 from trainlab.data.custom import implements
 from trainlab.engines import distributed
 from trainlab.engines.base import Engine, FitContext, FitResult
-from trainlab.engines.checkpoint_trust import trusted_loading
 from trainlab.errors import RecorderStopped, one_line
-from trainlab.models.module import TrainlabModule
+from trainlab.models.lightning_module import TrainlabModule
 
 MAX_ROLLBACKS = 5  # a recorder that stops more often than this in one fit ends the run
 

@@ -20,10 +20,10 @@ from torch import nn
 
 from trainlab.config.schema import TrainConfig
 from trainlab.config.training import HuberLossConfig, L1LossConfig, LossConfig, MSELossConfig
+from trainlab.console import ConsoleReporter, format_weights
 from trainlab.engines.base import Engine, FitContext, FitResult
-from trainlab.engines.console import ConsoleReporter, format_weights
-from trainlab.engines.trajectory import row_keys
-from trainlab.models.module import RegressionModule
+from trainlab.measures.trajectory import row_keys
+from trainlab.models.lightning_module import RegressionModule
 
 NumpyLoss = Callable[[np.ndarray, np.ndarray], tuple[np.floating, np.ndarray]]
 GradientHook = Callable[[list[Any]], None]

@@ -17,9 +17,9 @@ from trainlab.data.custom import check_pairs
 from trainlab.data.dataset import Dataset
 from trainlab.errors import ConfigError
 from trainlab.models.classifier import ClassificationModule, ValidatedClassificationModule
-from trainlab.models.custom import is_lightning_module
+from trainlab.models.lightning_module import RegressionModule, ValidatedRegressionModule
 from trainlab.models.linear import LinearRegression
-from trainlab.models.module import RegressionModule, ValidatedRegressionModule
+from trainlab.models.user_model import is_lightning_module
 from trainlab.user_classes import quiet_logger
 
 

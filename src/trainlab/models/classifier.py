@@ -21,7 +21,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
-from trainlab.models.module import TrainlabModule
+from trainlab.models.lightning_module import TrainlabModule
 
 
 def epoch_metrics(classes: int, prefix: str) -> MetricCollection:

@@ -11,7 +11,7 @@ the standardization; a classifier's class probabilities) and a classifier's clas
 This module is the model's pyfunc `loader_module` (MLflow's documented custom-loader form:
 `_load_pyfunc(data_path)`), so `mlflow.pyfunc.load_model` and `mlflow models serve` load it from
 the installed trainlab, never from code inside the artifact; trainlab-predict and
-trainlab-evaluate call `load_weights` themselves (serve/logged_model.py). A model.json is as
+trainlab-evaluate call `load_weights` themselves (commands/logged_model.py). A model.json is as
 writable as the weights, so what it may name is checked before anything is built: every
 `_target_` must be an nn.Module class (an optimizer or scheduler class where `_partial_` only
 binds its arguments: a LightningModule's constructor takes them), or trainlab's builder of a
@@ -40,7 +40,7 @@ FORMAT = "trainlab-weights/1"
 REFUSAL = "WeightsUnpickler error:"  # where torch's weights_only loader says what it refused
 STANDARDIZED, PROBABILITIES = "standardized", "probabilities"
 # Callables of trainlab's own that build a model from the config (model=custom's builder).
-BUILDERS = ("trainlab.models.custom.custom_model",)
+BUILDERS = ("trainlab.models.user_model.custom_model",)
 
 
 class UnsafeWeights(ValueError):
@@ -61,7 +61,7 @@ def save_weights(
     folder: Path, module: nn.Module, rebuild: dict[str, Any], classes: list[str]
 ) -> None:
     """`weights.pt` and `model.json` of the served `module`, into `folder` (created); `rebuild`
-    is what the trainer said of it (run_payloads.py): model, shapes, served_as."""
+    is what the trainer said of it (run_handover.py): model, shapes, served_as."""
     folder.mkdir(parents=True)
     state = {k: v.detach().cpu().clone().contiguous() for k, v in module.state_dict().items()}
     torch.save(state, folder / WEIGHTS)

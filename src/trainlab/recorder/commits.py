@@ -59,7 +59,7 @@ import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from trainlab.checkpoint_files import ARTIFACT_DIR, link_best, sync_folder
+from trainlab.checkpoints.files import ARTIFACT_DIR, link_best, sync_folder
 from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG
 from trainlab.tracking.messages import Commit, EndStatus, ResumeQuery, ResumeState, Rows
 from trainlab.tracking.tags import objective_value

@@ -33,7 +33,7 @@ from trainlab.recorder.mlflow_store import (
     refusal,
     store_problem,
 )
-from trainlab.recorder.sweep_parent import SweepParent
+from trainlab.recorder.sweep_parent_run import SweepParent
 from trainlab.recorder.warmup import WarmUp
 from trainlab.recorder.writer import RunWriter
 from trainlab.tracking.environment import installed_packages
@@ -60,7 +60,7 @@ from trainlab.tracking.messages import (
     Sync,
     Tags,
 )
-from trainlab.tracking.store import sqlite_path
+from trainlab.tracking.store_checks import sqlite_path
 from trainlab.tracking.tags import ERROR_TAG, PARENT_TAG
 
 # The messages whose sender may be waiting: a run whose recording failed says so to them.

@@ -1,6 +1,6 @@
 """Opening an MLflow store safely, in the processes that import MLflow (the recorder, `make ui`,
 `trainlab-predict`, `trainlab-store`): a SQLite store is created, checked and repaired under its
-cross-process lock (see tracking/store.py for why), and a store MLflow refuses is one line that
+cross-process lock (see tracking/store_checks.py for why), and a store MLflow refuses is one line that
 says how to repair it, never a traceback.
 
 MLflow's SQLite sessions already wait 20 s for another writer (`PRAGMA busy_timeout`), so after
@@ -23,7 +23,7 @@ from filelock import Timeout
 from mlflow.tracking import MlflowClient
 
 from trainlab.errors import ConfigError, one_line
-from trainlab.tracking.store import (
+from trainlab.tracking.store_checks import (
     BUSY_SECONDS,
     LOCK_SECONDS,
     TMP_PREFIX,

@@ -6,7 +6,7 @@ trained with, so `trainlab-predict RUN 5`, `mlflow.pyfunc.load_model(...).predic
 
 The model is logged as torch.export's program ("pt2": a graph and tensors, no pickled objects):
 whoever loads it runs none of the code a crafted artifact could hold (trainlab-predict and
-trainlab-evaluate load it only that way: serve/logged_model.py). A classifier is MLflow's "model
+trainlab-evaluate load it only that way: commands/logged_model.py). A classifier is MLflow's "model
 from code" (recorder/served_classifier.py) around its network saved the same way. Exporting
 imports torch's dynamo first (over a second for the first model of a process): the warm-up
 rehearses it while the run trains (recorder/warmup.py). A model that does not export (data-

@@ -1,11 +1,11 @@
 """A classifier as MLflow serves it: rows of features in, the label and one probability per class
 out (a table: `label`, `probability_<class>` ...), for `mlflow.pyfunc.load_model(...).predict(...)`
 and `mlflow models serve` alike (trainlab-predict reads the same two artifacts itself, and never
-runs this file: serve/logged_model.py).
+runs this file: commands/logged_model.py).
 
 Logged as MLflow's "model from code" (recorder/model.py): this file travels inside the logged
 model and MLflow runs it when the model loads. The trained network (behind its standardization,
-answering class probabilities: run_payloads.py) is an MLflow pytorch model in the pt2 format
+answering class probabilities: run_handover.py) is an MLflow pytorch model in the pt2 format
 (torch.export's program: a graph and tensors), loaded with MLflow's pickle switch off, so that
 MLflow checks that the archive holds no pickled object before torch reads it. Loading needs
 torch, numpy, pandas and MLflow, not trainlab.

@@ -241,15 +241,15 @@ class RunWriter:
     def score(self, report: FinalReport, clock_ms: int) -> dict[str, float]:
         """The held-out rows' test/* metrics (and plots/test/*, with the run's plots)."""
         # Only runs with test rows pay for importing scikit-learn's metrics (a slow import).
-        from trainlab.recorder import evaluation
+        from trainlab.recorder import held_out
 
         assert report.evaluation is not None
         try:
-            found, notes = evaluation.scores(report.evaluation)
+            found, notes = held_out.scores(report.evaluation)
             self.log_metrics(found, report.step, clock_ms)
             self.warnings.extend(notes)
             if report.plots is not None:
-                drawn = evaluation.figures(report.evaluation)
+                drawn = held_out.figures(report.evaluation)
                 log_figures(self.client, self.run_id, drawn, "plots/test")
         except Exception as err:  # the run trained; only its evaluation is missing
             self.warnings.append(f"test rows not scored: {err}")

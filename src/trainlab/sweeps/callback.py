@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from hydra_plugins.trainlab_launcher.fork_launcher import device_slices
 from trainlab import collector
 from trainlab.config.checks import check_config
-from trainlab.data.checks import check_source
+from trainlab.data.file_checks import check_source
 from trainlab.errors import ConfigError, one_line
 from trainlab.signals import Interrupted, in_main_thread
 from trainlab.sweeps.identity import (
@@ -43,10 +43,10 @@ from trainlab.sweeps.identity import (
     unfinished_sweep,
     use_sweep_dir,
 )
-from trainlab.sweeps.parent import start_sweep
+from trainlab.sweeps.open_parent import start_sweep
 from trainlab.sweeps.state import STOP_FILE, Sweep, sweep_jobs
 from trainlab.sweeps.trials import StudyLink
-from trainlab.tracking.client import shared_recorder
+from trainlab.tracking.connection import shared_recorder
 from trainlab.tracking.messages import Reply, SweepEnd, SweepOutcome
 
 # What forked workers (`hydra/launcher=parallel`) should find imported: a job needs them.

@@ -15,7 +15,7 @@ from trainlab.sweeps.space import grid_choices, search_space
 from trainlab.sweeps.state import sweep_arguments
 from trainlab.sweeps.study import PRUNERS, build_pruner, open_storage, study_storage
 from trainlab.sweeps.trials import MEASURED
-from trainlab.tracking.store import absolute_uri
+from trainlab.tracking.store_checks import absolute_uri
 
 DIRECTIONS = ("minimize", "maximize")
 OBJECTIVES = ("loss", *MEASURED)

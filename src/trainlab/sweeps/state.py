@@ -25,7 +25,7 @@ from trainlab.config.checks import override_key
 from trainlab.errors import ConfigError
 from trainlab.paths import in_multirun
 from trainlab.sweeps.trials import StudyLink
-from trainlab.tracking.client import TrackingTarget, private_recorder, shared_recorder
+from trainlab.tracking.connection import TrackingTarget, private_recorder, shared_recorder
 from trainlab.tracking.messages import Address, Reply
 from trainlab.tracking.tags import JOB_TAG, OVERRIDES_TAG, PARENT_TAG
 

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from trainlab.errors import ConfigError, one_line
 from trainlab.paths import home
 from trainlab.sweeps.trials import TrialJob
-from trainlab.tracking.store import is_server, sqlite_path
+from trainlab.tracking.store_checks import is_server, sqlite_path
 
 STUDY_DB_ENV = "TRAINLAB_STUDY_DB_URI"
 # How long a trial waits for another writer of a SQLite study (each report holds it briefly,

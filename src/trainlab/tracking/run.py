@@ -1,5 +1,5 @@
 """One MLflow run as the trainer sees it: rows handed over to a recorder process, never waiting
-on the store (tracking/client.py explains why a separate process; tracking/messages.py lists
+on the store (tracking/connection.py explains why a separate process; tracking/messages.py lists
 what it sends).
 
 A recorder that stops (killed by the OOM killer or a user, a crash) is replaced: `reopen` starts
@@ -26,7 +26,8 @@ import numpy as np
 from trainlab.engines.base import ResumePoint
 from trainlab.errors import RecorderStopped
 from trainlab.paths import output_dir
-from trainlab.tracking.client import (
+from trainlab.resume.resume_run import committed_checkpoint
+from trainlab.tracking.connection import (
     RecorderConnection,
     RecorderLost,
     replace_recorder,
@@ -47,7 +48,6 @@ from trainlab.tracking.messages import (
     Sync,
     Tags,
 )
-from trainlab.tracking.resume import committed_checkpoint
 
 MAX_PENDING_METRICS = 1000  # rows are also handed over when this many wait (one log_batch)
 

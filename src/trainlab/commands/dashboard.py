@@ -14,15 +14,15 @@ import os
 import sys
 
 from trainlab import paths
-from trainlab.errors import one_line
-from trainlab.serve.mlflow_server import (
+from trainlab.commands.mlflow_server import (
     is_serving,
     port_number,
     port_taken,
     positive_int,
     server_command,
 )
-from trainlab.tracking.store import MODEL_TRAINING_VIEW, sqlite_path
+from trainlab.errors import one_line
+from trainlab.tracking.store_checks import MODEL_TRAINING_VIEW, sqlite_path
 
 
 def main(argv: list[str] | None = None) -> None:

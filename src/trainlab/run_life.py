@@ -4,7 +4,7 @@ exists, finished once with everything it produced, and always ended, however the
 `RunSession` is what the pipeline holds: `open` (the run's tags, config, first metrics),
 `finish` (final metrics, plots, model), and, on any exception, an ending that keeps what was
 recorded: FAILED with the error, or KILLED for Ctrl-C/SIGTERM or a recorder that stopped for
-good (with how to resume: tracking/failures.py). A sweep job that fails before its run
+good (with how to resume: resume/failures.py). A sweep job that fails before its run
 exists still gets a FAILED run, so the sweep's summary lists it.
 """
 
@@ -29,11 +29,11 @@ from trainlab.engines.base import ResumePoint
 from trainlab.engines.distributed import choose_strategy
 from trainlab.errors import one_line
 from trainlab.paths import task_overrides
-from trainlab.run_payloads import evaluation, model_payload, plot_data, rebuild_spec
+from trainlab.resume.failures import end_after, resume_command
+from trainlab.run_handover import evaluation, model_payload, plot_data, rebuild_spec
 from trainlab.signals import Interrupted
-from trainlab.tracking.client import TrackingTarget
+from trainlab.tracking.connection import TrackingTarget
 from trainlab.tracking.environment import COMMAND_TAG, ENV_TAG, command_line, environment_tags
-from trainlab.tracking.failures import end_after, resume_command
 from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.messages import (
     EndStatus,
@@ -260,7 +260,7 @@ def run_tags(settings: TrainConfig, accelerator: str) -> dict[str, str]:
         tags["trainlab.git.dirty"] = str(changes[0]).lower()
     if settings.rerun.run is not None:
         tags[RERUN_TAG] = settings.rerun.run
-    if settings.fork is not None:  # recorded as <run id>@<step> (tracking/fork.py)
+    if settings.fork is not None:  # recorded as <run id>@<step> (resume/fork.py)
         source, _, step = settings.fork.partition("@")
         tags.update({FORKED_FROM_TAG: source, FORKED_AT_TAG: step})
     if settings.sweep.objective is not None:  # what a sweep's parent ranks this run by

@@ -1,4 +1,4 @@
-"""How a run ends when its recording broke (the trainer's side; recording.py calls it for any
+"""How a run ends when its recording broke (the trainer's side; run_life.py calls it for any
 error that is not a signal): a recorder that stopped and could not be replaced
 (engines/lightning.py, tracking/run.py), a store that stopped taking writes (recorder/dispatch.py
 said so at once), or anything else. Each says what happened to the run and, when a checkpoint
@@ -13,11 +13,11 @@ from pathlib import Path
 
 from trainlab import paths
 from trainlab.errors import RecorderStopped, one_line
-from trainlab.tracking.client import RecorderError
+from trainlab.tracking.connection import RecorderError
 from trainlab.tracking.liveness import FAILURE_TAG
 from trainlab.tracking.messages import EndStatus, FinalReport, Reply
 from trainlab.tracking.run import TrackedRun
-from trainlab.tracking.store import sqlite_path
+from trainlab.tracking.store_checks import sqlite_path
 from trainlab.tracking.tags import RECORDER_STOPPED
 
 DEFAULT_SERVER = "http://127.0.0.1:5001"  # conf/tracking/server.yaml's, without the variable

@@ -13,11 +13,11 @@ from trainlab.config.flat import flatten
 from trainlab.paths import default_artifact_root, tracking_uri
 from trainlab.sweeps.identity import use_sweep_dir
 from trainlab.sweeps.state import Sweep, sweep_jobs, swept_keys
-from trainlab.tracking.client import private_recorder, warm_for
+from trainlab.tracking.connection import private_recorder, warm_for
 from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.messages import Reply, SweepSpec, SweepStarted
 from trainlab.tracking.source import git_commit
-from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
+from trainlab.tracking.store_checks import absolute_uri, check_store, sqlite_path
 
 # Launchers whose jobs run on this machine: they hand their runs to this process's recorder.
 # Others (SLURM ...) may run jobs elsewhere: the parent run's id goes into the sweep file first.
@@ -43,7 +43,7 @@ def start_sweep(config: DictConfig, key: str, resume: bool, resume_run_id: str |
         "trainlab.sweep.key": key,  # the same command continues this sweep (sweeps/identity.py)
         "trainlab.sweep.launcher": config.hydra.launcher._target_,
         "trainlab.sweep.kind": kind,
-        "trainlab.preset": preset or "none",  # as on a single run (recording.py)
+        "trainlab.preset": preset or "none",  # as on a single run (run_life.py)
         **process_tags(),  # the main process: whether the sweep is still alive (liveness.py)
     }
     commit = git_commit()

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from trainlab import collector, paths
 from trainlab.process import console_script
-from trainlab.tracking.store import sqlite_path
+from trainlab.tracking.store_checks import sqlite_path
 
 PROG = "trainlab-compare"
 # The metrics that sum a run up; per-step trajectories (weight/..., system/...) are left out.

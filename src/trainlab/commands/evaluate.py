@@ -6,7 +6,7 @@ trainlab-evaluate RUN_ID --data new.parquet --target y  another target column na
 The rows are read as the run's own data was (data/tables.py: the same checks and one-line
 errors; the model's feature columns; a classifier's labels checked against the classes it knows),
 the model predicts them, and scikit-learn scores them as a run's test split is scored
-(recorder/evaluation.py): `eval/r2` ... or `eval/accuracy` ... An evaluation run in the model's
+(recorder/held_out.py): `eval/r2` ... or `eval/accuracy` ... An evaluation run in the model's
 experiment records the scores (linked to the model, so the model's page lists them), the plots,
 the file as a dataset input, and tags naming the run and model it evaluated.
 """
@@ -24,14 +24,7 @@ import numpy as np
 import yaml
 
 from trainlab import collector, paths
-from trainlab.config.data import CsvDataConfig, ParquetDataConfig
-from trainlab.data.arrays import RawData
-from trainlab.data.cells import UnknownLabel
-from trainlab.data.lineage import DataRecord, digest
-from trainlab.data.tables import read_table
-from trainlab.errors import ConfigError, one_line
-from trainlab.process import console_script
-from trainlab.serve.predict import (
+from trainlab.commands.predict import (
     add_trust_option,
     feature_names,
     input_width,
@@ -39,6 +32,13 @@ from trainlab.serve.predict import (
     model_uri,
     predict,
 )
+from trainlab.config.data import CsvDataConfig, ParquetDataConfig
+from trainlab.data.arrays import RawData
+from trainlab.data.cells import UnknownLabel
+from trainlab.data.lineage import DataRecord, digest
+from trainlab.data.tables import read_table
+from trainlab.errors import ConfigError, one_line
+from trainlab.process import console_script
 from trainlab.tracking.payloads import Evaluation
 
 PROG = "trainlab-evaluate"
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         with collector.paused():  # MLflow and torch import here (trainlab/collector.py)
             model = load(model_uri(args.run), store, args.trust_pickle)
             # MLflow's client and scikit-learn: not for --help or a bad argument.
-            from trainlab.serve.evaluation_run import record
+            from trainlab.commands.evaluate_run import record
 
         recorded = recorded_data(store, args.run)
         task = (

@@ -30,17 +30,17 @@ import yaml
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from trainlab.checkpoint_files import ARTIFACT_DIR, LAST
+from trainlab.checkpoints.files import ARTIFACT_DIR, LAST
+from trainlab.checkpoints.trust import read_metadata
 from trainlab.config.checkpoint import RESUMABLE_KEYS
 from trainlab.config.checks import config_from_record, override_key
 from trainlab.config.flat import flatten
 from trainlab.engines.base import ResumePoint
-from trainlab.engines.checkpoint_trust import read_metadata
 from trainlab.errors import ConfigError, one_line
 from trainlab.paths import resolve_user_path, task_overrides, tracking_uri, unwritable_reason
-from trainlab.tracking.client import RecorderConnection, RecorderError, private_recorder
+from trainlab.tracking.connection import RecorderConnection, RecorderError, private_recorder
 from trainlab.tracking.messages import EndStatus, FetchRequest, Reply, ResumeQuery, ResumeState
-from trainlab.tracking.store import absolute_uri, check_store, sqlite_path
+from trainlab.tracking.store_checks import absolute_uri, check_store, sqlite_path
 
 CHECKPOINT_ARTIFACT = f"{ARTIFACT_DIR}/{LAST}"
 CONFIG_ARTIFACT = "config/resolved.yaml"
@@ -275,7 +275,7 @@ def _no_run(target: str, run_id: str, uri: str) -> ConfigError:
 
 
 def _load(path: Path) -> dict:
-    """A checkpoint's bookkeeping, read as data (engines/checkpoint_trust.py)."""
+    """A checkpoint's bookkeeping, read as data (checkpoints/trust.py)."""
     # torch warns about a pickle it is about to refuse (its protocol); the refusal is said once.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -17,9 +17,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from trainlab.config.checks import RECORDED_GROUPS, config_from_record, override_key
 from trainlab.errors import ConfigError
-from trainlab.tracking.client import RecorderConnection, RecorderError
+from trainlab.tracking.connection import RecorderConnection, RecorderError
 from trainlab.tracking.messages import FetchRequest, Reply
-from trainlab.tracking.store import sqlite_path
+from trainlab.tracking.store_checks import sqlite_path
 
 CONFIG_ARTIFACT = "config/resolved.yaml"
 
@@ -54,7 +54,7 @@ def overridden_keys(overrides: list[str], what: str, kind: str) -> list[str]:
 
 def with_overrides(recorded: dict, cfg: DictConfig, keys: list[str]) -> DictConfig:
     """A run's recorded config with this command's values of `keys` on top: a rerun's config,
-    and a fork's (tracking/fork.py)."""
+    and a fork's (resume/fork.py)."""
     merged = config_from_record(recorded)
     with open_dict(merged):
         merged.resume = None  # the original may have been resumed; the new run starts afresh

@@ -3,7 +3,7 @@
 The seed's line `epoch i, w = ..., loss = ...` every `print_every` steps (`epoch i step s` when an
 epoch has several batches), or for long runs one progress bar over all steps (not one per epoch,
 as Lightning's own bar: the seed's full-batch epochs are one step each); the policy and the bar
-are engines/console.py's, which the notes' own loops share. Only global rank 0 prints.
+are console.py's, which the notes' own loops share. Only global rank 0 prints.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 
 from trainlab.callbacks.step_loss import StepLoss
-from trainlab.engines.console import ConsoleReporter, format_weights
+from trainlab.console import ConsoleReporter, format_weights
 
 if TYPE_CHECKING:
     from trainlab.engines.base import FitContext

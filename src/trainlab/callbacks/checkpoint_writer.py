@@ -7,7 +7,7 @@ The trainer writes `last.ckpt.partial` and fsyncs it; then, for a tracked run, h
 the checkpoint to the recorder, which renames it over `last.ckpt` once those rows are in the store
 (the metric history never runs ahead of the checkpoint). An untracked run renames it at once. A
 kill never leaves a torn `last.ckpt`. The best k by the ranking metric sit in fixed slots
-(checkpoint_files.py).
+(checkpoints/files.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainlab.checkpoint_files import LAST, PARTIAL, fsync_path, link_best
+from trainlab.checkpoints.files import LAST, PARTIAL, fsync_path, link_best
 from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.errors import ConfigError
 

@@ -1,5 +1,5 @@
 """What every step records: `train/loss`, `train/lr`, the parameters, `ols/gap` and `optimum/gap`
-(engines/reference.py) and, when asked, `train/grad_norm`, in one row per optimizer step.
+(measures/references.py) and, when asked, `train/grad_norm`, in one row per optimizer step.
 
 The parameters of a linear model (the seed's): `weight/<out>_<in>` and `bias/<out>`, or
 `<name>/norm` for a tensor over `tracking.trajectory_limit` values. Of any other model: a norm per
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from trainlab.engines.reference import OLS_GAP, OPTIMUM_GAP, References
+from trainlab.measures.references import OLS_GAP, OPTIMUM_GAP, References
 
 LOSS_KEY = "train/loss"
 LR_KEY = "train/lr"

@@ -1,9 +1,9 @@
 """`trainlab-train fork=<run id>[@<step>]`: a new run that starts from a run's committed checkpoint.
 
 W&B's `fork_from`, in MLflow's and Hydra's terms. The new run's config is the source run's
-recorded one with this command's overrides on top, as a rerun's is (tracking/rerun.py): change
+recorded one with this command's overrides on top, as a rerun's is (resume/rerun.py): change
 the optimizer, the learning rate, the scheduler, `max_epochs`, `seed` ... The fit starts from the
-checkpoint the way a resume does (tracking/resume.py finds and checks it; Lightning's
+checkpoint the way a resume does (resume/resume_run.py finds and checks it; Lightning's
 `trainer.fit(ckpt_path=...)` restores it), so the global step goes on from the checkpoint's; what
 a new run with new settings must not inherit is left out at the fit's start
 (callbacks/fork_start.py). The parent's history stays in the parent: the fork records its own
@@ -24,16 +24,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from trainlab.checkpoint_files import ARTIFACT_DIR
+from trainlab.checkpoints.files import ARTIFACT_DIR
+from trainlab.checkpoints.trust import read_metadata
 from trainlab.config.checks import config_from_record
 from trainlab.engines.base import ForkSource, ResumePoint
-from trainlab.engines.checkpoint_trust import read_metadata
 from trainlab.errors import ConfigError
-from trainlab.tracking.client import RecorderConnection
+from trainlab.resume.rerun import fetch_config, overridden_keys, with_overrides
+from trainlab.resume.resume_run import committed_checkpoint, fetch, resume_point
+from trainlab.tracking.connection import RecorderConnection
 from trainlab.tracking.messages import Reply, ResumeQuery, ResumeState
-from trainlab.tracking.rerun import fetch_config, overridden_keys, with_overrides
-from trainlab.tracking.resume import committed_checkpoint, fetch, resume_point
-from trainlab.tracking.store import dashboard_line
+from trainlab.tracking.store_checks import dashboard_line
 
 # Where a fork's optimizer state may go on as it was: none of these changed.
 OPTIMIZER_GROUPS = ("optimizer", "scheduler", "model")

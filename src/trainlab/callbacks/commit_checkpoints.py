@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
-from trainlab.callbacks.checkpoint_saver import CheckpointSaver
+from trainlab.callbacks.checkpoint_writer import CheckpointSaver
 from trainlab.callbacks.rows import StepRows
 from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.data.batches import TensorBatches

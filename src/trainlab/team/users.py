@@ -1,13 +1,13 @@
 """`make team-user`: add users to the team server and grant them permissions on experiments.
 
-    python -m trainlab.serve.users add alice --password-file ~/.alice-mlflow
-    python -m trainlab.serve.users grant alice EDIT team_sweep       # creates the experiment
-    python -m trainlab.serve.users show alice team_sweep
+    python -m trainlab.team.users add alice --password-file ~/.alice-mlflow
+    python -m trainlab.team.users grant alice EDIT team_sweep       # creates the experiment
+    python -m trainlab.team.users show alice team_sweep
 
 Talks to the server's basic-auth REST API through MLflow's own client
 (`mlflow.server.get_app_client("basic-auth", ...)`) as the admin: MLFLOW_TRACKING_USERNAME and
 MLFLOW_TRACKING_PASSWORD when set, else the admin user with the password the server was started
-with (serve/auth.py: MLFLOW_AUTH_ADMIN_PASSWORD or TRAINLAB_ADMIN_PASSWORD_FILE).
+with (team/auth.py: MLFLOW_AUTH_ADMIN_PASSWORD or TRAINLAB_ADMIN_PASSWORD_FILE).
 
 A new user's password comes from TRAINLAB_USER_PASSWORD or --password-file; a file that does not
 exist yet is created (mode 600) with a new random password. It is never printed.
@@ -21,7 +21,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from trainlab.serve import auth
+from trainlab.team import auth
 
 PROG = "trainlab-team-user"
 

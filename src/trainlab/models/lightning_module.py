@@ -1,7 +1,7 @@
 """trainlab's LightningModule: it holds the math (forward, loss, the optimizer and scheduler
 it wants); the Trainer holds the loop (forward, backward, step, zero_grad); callbacks hold what
 cuts across (tracking, printing, the guard, checkpoints: trainlab.callbacks), so they work the
-same for a LightningModule trainlab did not write (`model=custom`, models/custom.py)."""
+same for a LightningModule trainlab did not write (`model=custom`, models/user_model.py)."""
 
 from __future__ import annotations
 

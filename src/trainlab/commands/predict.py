@@ -6,7 +6,7 @@ trainlab-predict runs:/RUN_ID/model --csv in.csv --out predictions.csv
 trainlab-predict models:/NAME@current 5      a registered model by alias (or models:/NAME/3)
 trainlab-predict RUN_ID --image cat.png      image files, for a model trained on images
 
-The model is read as data (serve/logged_model.py): a model pickled by an older trainlab loads
+The model is read as data (commands/logged_model.py): a model pickled by an older trainlab loads
 only with --trust-pickle.
 """
 
@@ -25,9 +25,9 @@ from typing import Any, NoReturn
 import numpy as np
 
 from trainlab import collector, paths
+from trainlab.commands.predict_files import PredictError, classified, read_csv, write_csv
 from trainlab.process import console_script
-from trainlab.serve.predict_files import PredictError, classified, read_csv, write_csv
-from trainlab.tracking.store import sqlite_path
+from trainlab.tracking.store_checks import sqlite_path
 
 PROG = "trainlab-predict"
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -85,14 +85,14 @@ def tracking_store(uri: str) -> Iterator[None]:
 
 
 def load(uri: str, tracking_uri: str, trust_pickle: bool = False) -> Any:
-    """The model, loaded as data (serve/logged_model.py); a missing run, model or store is one
+    """The model, loaded as data (commands/logged_model.py); a missing run, model or store is one
     PredictError."""
     # Imported here, not at the top: these load MLflow (slow), and argument errors answer without.
     from mlflow.exceptions import MlflowException
 
+    from trainlab.commands.logged_model import load_logged_model
     from trainlab.recorder.mlflow_store import open_client
     from trainlab.recorder.model import import_pytorch_flavor
-    from trainlab.serve.logged_model import load_logged_model
 
     database = sqlite_path(tracking_uri)
     if database is not None and not database.is_file():
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
             model = load(uri, store, args.trust_pickle)
         if args.image:
             # Pillow, Lightning and the image datamodules: only for a command that reads images.
-            from trainlab.serve.image_inputs import image_rows
+            from trainlab.commands.image_inputs import image_rows
 
             rows = image_rows(model, [paths.resolve_user_path(str(f)) for f in args.image])
         elif args.csv is not None:

@@ -5,7 +5,7 @@ scripts/ci-postgres.sh creates); artifacts are uploaded through the server (--se
 into an absolute folder or an S3 bucket (TRAINLAB_SERVER_ARTIFACTS: a folder, default
 <TRAINLAB_HOME>/server-artifacts, or s3://bucket/prefix with the server's own
 MLFLOW_S3_ENDPOINT_URL and AWS_* credentials: jobs never need storage credentials).
-`--auth` turns on MLflow's basic-auth app (serve/auth.py: users and per-experiment permissions;
+`--auth` turns on MLflow's basic-auth app (team/auth.py: users and per-experiment permissions;
 the admin password comes from the environment or a file, never a default).
 It binds 127.0.0.1 and keeps MLflow's security middleware on (Host and CORS checks); to serve a
 team, bind an interface (--host) and name the host names clients use (--allowed-hosts). Any
@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from trainlab import paths
-from trainlab.serve import auth
-from trainlab.serve.mlflow_server import is_serving, server_command
+from trainlab.commands.mlflow_server import is_serving, server_command
+from trainlab.team import auth
 
 DEFAULT_DB_URI = "postgresql://trainlab:trainlab@127.0.0.1:5432/trainlab"
 DEFAULT_PORT = 5001

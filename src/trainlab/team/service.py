@@ -2,7 +2,7 @@
 
 PostgreSQL (runs, metrics, users; `scripts/ci-postgres.sh`, which `make team` runs first), a
 SeaweedFS object store (artifacts, bucket `mlflow`) and the authenticated MLflow server that
-proxies artifacts into it (`trainlab.serve.server --auth --artifacts s3://mlflow/artifacts`),
+proxies artifacts into it (`trainlab.team.tracking_server --auth --artifacts s3://mlflow/artifacts`),
 in the configuration the tests use. Everything it keeps lives in <TRAINLAB_HOME>/team/: the
 server's and the object store's logs and pid files, the object store's data and keys, the auth
 config and, when none is given, a generated admin password (mode 600).
@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from trainlab import paths
-from trainlab.serve import auth
-from trainlab.serve.mlflow_server import is_serving
-from trainlab.serve.objectstore import ObjectStore, Ports, stop_process_group
-from trainlab.serve.server import DEFAULT_PORT, check_database, db_uri, shown
+from trainlab.commands.mlflow_server import is_serving
+from trainlab.team import auth
+from trainlab.team.object_store import ObjectStore, Ports, stop_process_group
+from trainlab.team.tracking_server import DEFAULT_PORT, check_database, db_uri, shown
 
 ARTIFACTS = "s3://mlflow/artifacts"
 PROG = "trainlab-team"
@@ -62,7 +62,7 @@ def start(port: int, s3_port: int, workers: int) -> None:
     secret_env, secret_where = admin_password_file()
     if not is_serving("127.0.0.1", port):
         log = (folder() / "server.log").open("ab")
-        command = [sys.executable, "-m", "trainlab.serve.server", "--auth", "--port", str(port),
+        command = [sys.executable, "-m", "trainlab.team.tracking_server", "--auth", "--port", str(port),
                    "--artifacts", ARTIFACTS, "--state-dir", str(folder()),
                    "--workers", str(workers)]  # fmt: skip
         env = {**os.environ, **secret_env, **store.server_environment()}

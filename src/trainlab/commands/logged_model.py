@@ -179,7 +179,7 @@ def as_recorded(description: Any, model: dict[str, Any]) -> None:
     config/resolved.yaml, unlike its params, can be rewritten)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()  # the caller's store (serve/predict.py sets it)
+    client = MlflowClient()  # the caller's store (commands/predict.py sets it)
     if not description.model_id:
         raise weights.UnsafeWeights("its MLmodel names no logged model, so no run to check it by")
     run_id = client.get_logged_model(description.model_id).source_run_id

@@ -15,7 +15,7 @@ from mlflow.entities import LoggedModelInput, Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from trainlab.data.lineage import DataRecord
-from trainlab.recorder import evaluation as scoring
+from trainlab.recorder import held_out as scoring
 from trainlab.recorder.dataset_inputs import dataset_input
 from trainlab.recorder.mlflow_store import open_client
 from trainlab.recorder.plots import log_figures

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainlab.serve.auth import read_secret_file, write_secret_file
+from trainlab.team.auth import read_secret_file, write_secret_file
 
 BUCKET = "mlflow"
 GRPC_OFFSET = 10000  # SeaweedFS listens on each port + 10000 for gRPC too

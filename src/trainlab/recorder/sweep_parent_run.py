@@ -41,7 +41,7 @@ from trainlab.tracking.liveness import (
     staleness,
 )
 from trainlab.tracking.messages import EndStatus, SweepEnd, SweepOutcome, SweepSpec, SweepStarted
-from trainlab.tracking.store import dashboard_line
+from trainlab.tracking.store_checks import dashboard_line
 from trainlab.tracking.tags import ERROR_TAG, JOB_TAG, PARENT_TAG
 
 # Files a sweeper leaves in the sweep dir that belong on the parent run (Optuna's results).

@@ -1,0 +1,1 @@
+"""The user commands: predict, evaluate, compare, store, and the dashboard."""

@@ -1,1 +1,0 @@
-"""Using what runs recorded: predictions, the dashboard, the team tracking server."""
