@@ -36,7 +36,8 @@ trainlab may.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,32 @@ class BulkMetrics:
 
     def write(self, run_id: str, rows: Rows, keep: np.ndarray | None = None) -> int:
         """Write `rows` (only where `keep`, rows x keys, is True); returns how many values."""
+        return self.write_all(run_id, [(rows, keep)])
+
+    def write_all(self, run_id: str, batch: Sequence[tuple[Rows, np.ndarray | None]]) -> int:
+        """Write each `(rows, keep)` of `batch` in order, in one transaction (as `write` each
+        in turn would); returns how many values."""
+        metrics: dict[str, list[Any]] = defaultdict(list)
+        latest: dict[str, list[Any]] = defaultdict(list)
+        for rows, keep in batch:
+            found = self.columns(run_id, rows, keep)
+            for table, part in zip((metrics, latest), found, strict=True):
+                for name, column in part.items():
+                    table[name].extend(column)
+        if not metrics["key"]:
+            return 0
+        with self.store.ManagedSessionMaker(read_only=False) as session:
+            connection = session.connection()
+            stage = self.stage.execute(connection, {"run_uuid": [run_id]}).scalar_one_or_none()
+            active(stage, run_id)
+            self.add_rows.execute(connection, metrics)
+            self.keep_latest.execute(connection, latest)
+        return len(metrics["key"])
+
+    def columns(
+        self, run_id: str, rows: Rows, keep: np.ndarray | None
+    ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        """MLflow's checks of `rows`; what they add to `metrics` and to `latest_metrics`."""
         keys = list(rows.keys)
         for key in keys:
             if key not in self.checked:
@@ -97,7 +124,7 @@ class BulkMetrics:
         # Row-major, as log_batch receives them: step by step, key by key.
         at_row, at_key = np.nonzero(keep)
         if not len(at_row):
-            return 0
+            return {}, {}
         if times[at_row].min() < 0:  # MLflow's own words for the first one
             first = int(np.argmax(times[at_row] < 0))
             i, j = int(at_row[first]), int(at_key[first])
@@ -113,15 +140,7 @@ class BulkMetrics:
             "is_nan": is_nan[at_row, at_key].tolist(),
             "run_uuid": [run_id] * len(key_of),
         }
-        latest = latest_rows(run_id, keys, steps, times, stored, is_nan, keep)
-        with self.store.ManagedSessionMaker(read_only=False) as session:
-            connection = session.connection()
-            active(
-                self.stage.execute(connection, {"run_uuid": [run_id]}).scalar_one_or_none(), run_id
-            )
-            self.add_rows.execute(connection, metrics)
-            self.keep_latest.execute(connection, latest)
-        return len(key_of)
+        return metrics, latest_rows(run_id, keys, steps, times, stored, is_nan, keep)
 
 
 class Compiled:

@@ -44,6 +44,7 @@ from trainlab.tracking.messages import (
     EndStatus,
     FetchRequest,
     FinalReport,
+    HandOver,
     InfoRequest,
     Message,
     Params,
@@ -197,6 +198,9 @@ class Dispatcher:
     def on_rows(self, writer: RunWriter, rows: Rows) -> None:
         writer.rows(rows)
 
+    def on_hand_over(self, writer: RunWriter, hand_over: HandOver) -> None:
+        writer.rows(*hand_over.rows)
+
     def on_tags(self, writer: RunWriter, tags: Tags) -> None:
         writer.tags(tags.tags)
 
@@ -239,6 +243,7 @@ class Dispatcher:
     RUN_HANDLERS: ClassVar[dict[type[Message], Callable[..., Any]]] = {
         RunStart: on_start,
         Rows: on_rows,
+        HandOver: on_hand_over,
         Tags: on_tags,
         Params: on_params,
         Artifact: on_artifact,
