@@ -1,6 +1,8 @@
 """The recorder's metric rows written at the store's floor: one SQLAlchemy Core insert per batch
 into MLflow's own `metrics` table and one upsert of `latest_metrics`, at a fraction of what
-`log_batch` costs.
+`log_batch` costs. Both are compiled once per store for its dialect and run by the driver's
+`executemany` on whole columns (`Compiled`); a hand-over of several key sets, or held rows at
+a commit, go in one transaction (`write_all`).
 
 Why: MLflow's SQL store's `log_batch` builds, validates and flushes one ORM `SqlMetric` object
 per value, at any batch size, and a tracked MLP step records 8 values: where training keeps every

@@ -195,11 +195,8 @@ class Dispatcher:
         writer.start(start)
         self.started[writer.run_id] = start
 
-    def on_rows(self, writer: RunWriter, rows: Rows) -> None:
-        writer.rows(rows)
-
-    def on_hand_over(self, writer: RunWriter, hand_over: HandOver) -> None:
-        writer.rows(*hand_over.rows)
+    def on_rows(self, writer: RunWriter, handed: Rows | HandOver) -> None:
+        writer.rows(*(handed.rows if isinstance(handed, HandOver) else (handed,)))
 
     def on_tags(self, writer: RunWriter, tags: Tags) -> None:
         writer.tags(tags.tags)
@@ -209,9 +206,7 @@ class Dispatcher:
 
     def on_artifact(self, writer: RunWriter, artifact: Artifact) -> None:
         writer.artifact(artifact.snapshot, artifact.artifact_path, artifact.name)
-        path = (
-            f"{artifact.artifact_path}/{artifact.name}" if artifact.artifact_path else artifact.name
-        )
+        path = "/".join(filter(None, (artifact.artifact_path, artifact.name)))
         self.handed.setdefault(writer.run_id, set()).add(path)
 
     def on_commit(self, writer: RunWriter, commit: Commit) -> None:
@@ -243,7 +238,7 @@ class Dispatcher:
     RUN_HANDLERS: ClassVar[dict[type[Message], Callable[..., Any]]] = {
         RunStart: on_start,
         Rows: on_rows,
-        HandOver: on_hand_over,
+        HandOver: on_rows,
         Tags: on_tags,
         Params: on_params,
         Artifact: on_artifact,
