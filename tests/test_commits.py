@@ -14,7 +14,7 @@ from trainlab.callbacks.checkpoint_writer import CheckpointSaver
 from trainlab.checkpoints.files import link_best
 from trainlab.config.checkpoint import CheckpointConfig, job_key
 from trainlab.data.batches import TensorBatches
-from trainlab.recorder.commits import COMMITTING_TAG, STEP_TAG
+from trainlab.recorder.commits import COMMITTING_TAG, HELD_PER_WRITE, STEP_TAG
 from trainlab.recorder.writer import RunWriter
 from trainlab.tracking.messages import Commit, Rows, RunSpec
 
@@ -74,6 +74,27 @@ def test_rows_wait_for_the_commit_that_covers_them(client: MlflowClient, tmp_pat
     writer.rows(rows(20, 25))
     writer.gate.end(resumable=True)
     assert len(history(client, run_id)) == 20
+
+
+def test_held_hand_overs_are_written_together_in_order(client: MlflowClient, tmp_path: Path):
+    """At a commit the held rows go in a few writes (a transaction each on the bulk path) of
+    about HELD_PER_WRITE values, every row in order; a hand-over of two key sets too."""
+    writer = RunWriter(client, spec(client.tracking_uri), {})
+    writer.commit(checkpoint(tmp_path, 0))
+    write, sizes = writer.gate.write, []
+    writer.gate.write = lambda *held: (sizes.append(sum(r.values.size for r in held)), write(*held))
+    for first in range(0, 50 * 500, 500):  # 50 hand-overs of 1001 values
+        val = Rows(keys=("val/loss",), steps=np.array([first]), times=np.array([1000]),
+                   values=np.array([[first * 0.5]]))  # fmt: skip
+        writer.rows(rows(first, first + 500), val)
+    assert sizes == [] and history(client, writer.run_id) == []
+    writer.commit(checkpoint(tmp_path, 50 * 500))
+    assert sum(sizes) == 50 * 1001 and len(sizes) == -(-50 * 1001 // HELD_PER_WRITE)
+    assert all(HELD_PER_WRITE <= size < HELD_PER_WRITE + 1000 for size in sizes[:-1])
+    assert history(client, writer.run_id) == [(s, s * 1.0) for s in range(50 * 500)]
+    assert history(client, writer.run_id, "val/loss") == [
+        (s, s * 0.5) for s in range(0, 25000, 500)
+    ]
 
 
 def test_a_commit_cut_short_is_not_recorded_twice(client: MlflowClient, tmp_path: Path):

@@ -1,6 +1,8 @@
 """The recorder's metric rows written at the store's floor: one SQLAlchemy Core insert per batch
 into MLflow's own `metrics` table and one upsert of `latest_metrics`, at a fraction of what
-`log_batch` costs.
+`log_batch` costs. Both are compiled once per store for its dialect and run by the driver's
+`executemany` on whole columns (`Compiled`); a hand-over of several key sets, or held rows at
+a commit, go in one transaction (`write_all`).
 
 Why: MLflow's SQL store's `log_batch` builds, validates and flushes one ORM `SqlMetric` object
 per value, at any batch size, and a tracked MLP step records 8 values: where training keeps every
@@ -36,7 +38,8 @@ trainlab may.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,20 +70,50 @@ class BulkMetrics:
     def __init__(self, store: SqlAlchemyStore, insert: Callable[..., Any]) -> None:
         self.store = store
         self.checked: set[str] = set()  # keys whose name MLflow has accepted
-        self.add_rows = insert(METRICS).on_conflict_do_nothing()
+        dialect = store.engine.dialect
+        self.add_rows = Compiled(insert(METRICS).on_conflict_do_nothing(), METRICS.c, dialect)
+        stage = sa.select(RUNS.c.lifecycle_stage).where(RUNS.c.run_uuid == sa.bindparam("run_uuid"))
+        self.stage = Compiled(stage, RUNS.c, dialect)
         upsert = insert(LATEST)
         new = upsert.excluded
         higher = sa.tuple_(new.step, new.timestamp, new.value) > sa.tuple_(
             LATEST.c.step, LATEST.c.timestamp, LATEST.c.value
         )
-        self.keep_latest = upsert.on_conflict_do_update(
+        keep_latest = upsert.on_conflict_do_update(
             index_elements=[LATEST.c.key, LATEST.c.run_uuid],
             set_={name: new[name] for name in ("value", "timestamp", "step", "is_nan")},
             where=higher,
         )
+        self.keep_latest = Compiled(keep_latest, LATEST.c, dialect)
 
     def write(self, run_id: str, rows: Rows, keep: np.ndarray | None = None) -> int:
         """Write `rows` (only where `keep`, rows x keys, is True); returns how many values."""
+        return self.write_all(run_id, [(rows, keep)])
+
+    def write_all(self, run_id: str, batch: Sequence[tuple[Rows, np.ndarray | None]]) -> int:
+        """Write each `(rows, keep)` of `batch` in order, in one transaction (as `write` each
+        in turn would); returns how many values."""
+        metrics: dict[str, list[Any]] = defaultdict(list)
+        latest: dict[str, list[Any]] = defaultdict(list)
+        for rows, keep in batch:
+            found = self.columns(run_id, rows, keep)
+            for table, part in zip((metrics, latest), found, strict=True):
+                for name, column in part.items():
+                    table[name].extend(column)
+        if not metrics["key"]:
+            return 0
+        with self.store.ManagedSessionMaker(read_only=False) as session:
+            connection = session.connection()
+            stage = self.stage.execute(connection, {"run_uuid": [run_id]}).scalar_one_or_none()
+            active(stage, run_id)
+            self.add_rows.execute(connection, metrics)
+            self.keep_latest.execute(connection, latest)
+        return len(metrics["key"])
+
+    def columns(
+        self, run_id: str, rows: Rows, keep: np.ndarray | None
+    ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        """MLflow's checks of `rows`; what they add to `metrics` and to `latest_metrics`."""
         keys = list(rows.keys)
         for key in keys:
             if key not in self.checked:
@@ -93,7 +126,7 @@ class BulkMetrics:
         # Row-major, as log_batch receives them: step by step, key by key.
         at_row, at_key = np.nonzero(keep)
         if not len(at_row):
-            return 0
+            return {}, {}
         if times[at_row].min() < 0:  # MLflow's own words for the first one
             first = int(np.argmax(times[at_row] < 0))
             i, j = int(at_row[first]), int(at_key[first])
@@ -101,24 +134,46 @@ class BulkMetrics:
         is_nan = np.isnan(values)
         stored = np.clip(np.where(is_nan, 0.0, values), -LARGEST, LARGEST)
         key_of = np.array(keys, dtype=object)[at_key].tolist()
-        columns = zip(
-            key_of,
-            stored[at_row, at_key].tolist(),
-            times[at_row].tolist(),
-            steps[at_row].tolist(),
-            is_nan[at_row, at_key].tolist(),
-            strict=True,
-        )
-        metrics = [
-            {"key": k, "value": v, "timestamp": t, "step": s, "is_nan": n, "run_uuid": run_id}
-            for k, v, t, s, n in columns
-        ]
-        latest = latest_rows(run_id, keys, steps, times, stored, is_nan, keep)
-        with self.store.ManagedSessionMaker(read_only=False) as session:
-            active(session, run_id)
-            session.execute(self.add_rows, metrics)
-            session.execute(self.keep_latest, latest)
-        return len(metrics)
+        metrics = {
+            "key": key_of,
+            "value": stored[at_row, at_key].tolist(),
+            "timestamp": times[at_row].tolist(),
+            "step": steps[at_row].tolist(),
+            "is_nan": is_nan[at_row, at_key].tolist(),
+            "run_uuid": [run_id] * len(key_of),
+        }
+        return metrics, latest_rows(run_id, keys, steps, times, stored, is_nan, keep)
+
+
+class Compiled:
+    """A Core statement on MLflow's tables, compiled once for the store's dialect and run by the
+    driver on whole columns: Core's `execute` of a list of rows builds and converts each row's
+    parameters in Python, most of this path's CPU beyond the database's own. Each column goes
+    through the bind processor of its type in MLflow's table, as Core's `execute` would."""
+
+    def __init__(self, statement: Any, columns: sa.ColumnCollection, dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns.keys()))
+        self.sql: str = compiled.string
+        self.order: list[str] = list(compiled.positiontup or compiled.binds)
+        self.named = not dialect.positional
+        self.convert: dict[str, Callable[[Any], Any]] = {}
+        for name in self.order:
+            convert = columns[name].type.bind_processor(dialect)
+            if convert is not None and isinstance(columns[name].type, sa.Boolean):
+                convert = {flag: convert(flag) for flag in (False, True)}.__getitem__
+            if convert is not None:
+                self.convert[name] = convert
+
+    def execute(self, connection: sa.Connection, columns: dict[str, list[Any]]) -> Any:
+        """Run it once per row of `columns` (a list of values per bind name, all as long)."""
+        for name, convert in self.convert.items():
+            columns[name] = list(map(convert, columns[name]))
+        rows = list(zip(*(columns[name] for name in self.order), strict=True))
+        if self.named:
+            return connection.exec_driver_sql(
+                self.sql, [dict(zip(self.order, row, strict=True)) for row in rows]
+            )
+        return connection.exec_driver_sql(self.sql, rows)
 
 
 def as_metrics(rows: Rows, keep: np.ndarray | None) -> list[Metric]:
@@ -151,9 +206,9 @@ def latest_rows(
     stored: np.ndarray,
     is_nan: np.ndarray,
     keep: np.ndarray,
-) -> list[dict[str, Any]]:
-    """Per key written, its latest row of this batch: the highest (step, timestamp), then the
-    highest value, the first of equals (MLflow compares the stored values: NaN as 0)."""
+) -> dict[str, list[Any]]:
+    """Per key written, its latest row of this batch (as columns): the highest (step, timestamp),
+    then the highest value, the first of equals (MLflow compares the stored values: NaN as 0)."""
     order = np.lexsort((times, steps))
     new_pair = np.ones(len(order), dtype=bool)
     new_pair[1:] = (np.diff(steps[order]) != 0) | (np.diff(times[order]) != 0)
@@ -164,25 +219,20 @@ def latest_rows(
     best = np.where(top & keep, stored, -np.inf).max(axis=0)
     first = np.argmax(top & keep & (stored == best), axis=0)  # the first of equals
     written = keep.any(axis=0)
-    return [
-        {
-            "key": key,
-            "value": float(stored[i, j]),
-            "timestamp": int(times[i]),
-            "step": int(steps[i]),
-            "is_nan": bool(is_nan[i, j]),
-            "run_uuid": run_id,
-        }
-        for j, (key, i) in enumerate(zip(keys, first.tolist(), strict=True))
-        if written[j]
-    ]
+    at_key = np.flatnonzero(written)
+    at_row = first[at_key]
+    return {
+        "key": np.array(keys, dtype=object)[at_key].tolist(),
+        "value": stored[at_row, at_key].tolist(),
+        "timestamp": times[at_row].tolist(),
+        "step": steps[at_row].tolist(),
+        "is_nan": is_nan[at_row, at_key].tolist(),
+        "run_uuid": [run_id] * len(at_key),
+    }
 
 
-def active(session: Any, run_id: str) -> None:
+def active(stage: str | None, run_id: str) -> None:
     """MLflow's refusal of a run that does not exist or is deleted, in its own words."""
-    stage = session.execute(
-        sa.select(RUNS.c.lifecycle_stage).where(RUNS.c.run_uuid == run_id)
-    ).scalar_one_or_none()
     if stage is None:
         raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
     if stage != LifecycleStage.ACTIVE:

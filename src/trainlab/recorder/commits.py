@@ -68,6 +68,7 @@ STEP_TAG = "trainlab.checkpoint.step"  # the commit mark: rows of steps < it are
 COMMITTING_TAG = "trainlab.checkpoint.committing"  # > STEP_TAG: a commit was cut short
 DIR_TAG = "trainlab.checkpoint.dir"
 BEST_TAG_PREFIX = "trainlab.checkpoint.best-"  # + the slot: "step <n>, <metric>=<value>"
+HELD_PER_WRITE = 20_000  # values of held rows written together at a commit
 FINISHED, FAILED = EndStatus.FINISHED.value, EndStatus.FAILED.value  # as the store says them
 
 
@@ -75,24 +76,23 @@ class CommitGate:
     """Holds one run's rows until a checkpoint commits them."""
 
     def __init__(
-        self, client: MlflowClient, run_id: str, write: Callable[[Rows], None], gated: bool
+        self, client: MlflowClient, run_id: str, write: Callable[..., None], gated: bool
     ) -> None:
         self.client, self.run_id, self.write, self.gated = client, run_id, write, gated
         self.held: list[Rows] = []
         self.committed = False  # a checkpoint exists that a resume would start from
 
-    def rows(self, rows: Rows) -> None:
+    def rows(self, *batch: Rows) -> None:
         if self.gated and self.committed:
-            self.held.append(rows)
+            self.held.extend(batch)
         else:  # nothing to resume from yet: nothing can be recorded twice (see above)
-            self.write(rows)
+            self.write(*batch)
 
     def commit(self, commit: Commit) -> None:
         held, self.held = self.held, []
         if held:
             self._tags({COMMITTING_TAG: str(commit.step)})
-            for rows in held:
-                self.write(rows)
+            self.write_held(held)
         last = Path(commit.last)
         os.replace(commit.staged, last)
         sync_folder(last.parent)
@@ -110,8 +110,7 @@ class CommitGate:
         if held and self.committed:
             end = max(int(rows.steps.max()) for rows in held if len(rows.steps)) + 1
             self._tags({COMMITTING_TAG: str(end)})
-        for rows in held:
-            self.write(rows)
+        self.write_held(held)
 
     def end(self, resumable: bool) -> None:
         """Drop the rows after the last commit when a resume will compute them again."""
@@ -119,6 +118,16 @@ class CommitGate:
             self.held = []
         else:
             self.release()
+
+    def write_held(self, held: list[Rows]) -> None:
+        """Several hand-overs a write (a transaction of the store each), up to HELD_PER_WRITE
+        values: the rows written are Python objects for a moment, the held ones stay arrays."""
+        start, values = 0, 0
+        for end, rows in enumerate(held, 1):
+            values += rows.values.size
+            if values >= HELD_PER_WRITE or end == len(held):
+                self.write(*held[start:end])
+                start, values = end, 0
 
     def _tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

@@ -44,6 +44,7 @@ from trainlab.tracking.messages import (
     EndStatus,
     FetchRequest,
     FinalReport,
+    HandOver,
     InfoRequest,
     Message,
     Params,
@@ -194,8 +195,8 @@ class Dispatcher:
         writer.start(start)
         self.started[writer.run_id] = start
 
-    def on_rows(self, writer: RunWriter, rows: Rows) -> None:
-        writer.rows(rows)
+    def on_rows(self, writer: RunWriter, handed: Rows | HandOver) -> None:
+        writer.rows(*(handed.rows if isinstance(handed, HandOver) else (handed,)))
 
     def on_tags(self, writer: RunWriter, tags: Tags) -> None:
         writer.tags(tags.tags)
@@ -205,9 +206,7 @@ class Dispatcher:
 
     def on_artifact(self, writer: RunWriter, artifact: Artifact) -> None:
         writer.artifact(artifact.snapshot, artifact.artifact_path, artifact.name)
-        path = (
-            f"{artifact.artifact_path}/{artifact.name}" if artifact.artifact_path else artifact.name
-        )
+        path = "/".join(filter(None, (artifact.artifact_path, artifact.name)))
         self.handed.setdefault(writer.run_id, set()).add(path)
 
     def on_commit(self, writer: RunWriter, commit: Commit) -> None:
@@ -239,6 +238,7 @@ class Dispatcher:
     RUN_HANDLERS: ClassVar[dict[type[Message], Callable[..., Any]]] = {
         RunStart: on_start,
         Rows: on_rows,
+        HandOver: on_rows,
         Tags: on_tags,
         Params: on_params,
         Artifact: on_artifact,

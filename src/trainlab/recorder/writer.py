@@ -131,28 +131,35 @@ class RunWriter:
             link_inputs(self.client, self.run_id, inputs)
         self.log_metrics(start.metrics, step=0)
 
-    def rows(self, rows: Rows) -> None:
-        self.gate.rows(rows)
+    def rows(self, *batch: Rows) -> None:
+        self.gate.rows(*batch)
 
     def commit(self, commit: Commit) -> None:
         self.gate.commit(commit)
 
-    def write_rows(self, rows: Rows) -> None:
-        keep, drawn = None, rows  # keep: rows x keys, what the store does not hold yet
-        if self.skip:
-            after = np.array([self.skip.get(key, -1) for key in rows.keys], dtype=np.int64)
-            keep = rows.steps[:, None] > after[None, :]
-            if self.spec.takeover:  # the plots have those steps from the store already
-                ahead = rows.steps > after.max(initial=-1)
-                steps, times, values = rows.steps[ahead], rows.times[ahead], rows.values[ahead]
-                drawn = dataclasses.replace(rows, steps=steps, times=times, values=values)
-            if len(rows.steps) and int(rows.steps.min()) > max(self.skip.values()):
-                self.skip = {}
+    def write_rows(self, *batch: Rows) -> None:
+        """Write `batch` in order, in one transaction on the bulk path (one log_batch else)."""
+        writes, drawn = [], []
+        for rows in batch:
+            keep, shown = None, rows  # keep: rows x keys, what the store does not hold yet
+            if self.skip:
+                after = np.array([self.skip.get(key, -1) for key in rows.keys], dtype=np.int64)
+                keep = rows.steps[:, None] > after[None, :]
+                if self.spec.takeover:  # the plots have those steps from the store already
+                    ahead = rows.steps > after.max(initial=-1)
+                    steps, times, values = rows.steps[ahead], rows.times[ahead], rows.values[ahead]
+                    shown = dataclasses.replace(rows, steps=steps, times=times, values=values)
+                if len(rows.steps) and int(rows.steps.min()) > max(self.skip.values()):
+                    self.skip = {}
+            writes.append((rows, keep))
+            drawn.append(shown)
         if self.bulk is not None:
-            self.bulk.write(self.run_id, rows, keep)
+            self.bulk.write_all(self.run_id, writes)
         else:
-            self.client.log_batch(self.run_id, metrics=as_metrics(rows, keep))
-        self.drawn(drawn)
+            metrics = [metric for rows, keep in writes for metric in as_metrics(rows, keep)]
+            self.client.log_batch(self.run_id, metrics=metrics)
+        for shown in drawn:
+            self.drawn(shown)
 
     def drawn(self, rows: Rows) -> None:
         """Rows in the store, for the plots and a rerun's verification."""

@@ -13,6 +13,7 @@ fails says so at once, in a NOTICE).
     RunSpec       creates the run, or re-opens it to resume               -
     RunStart      logs params, config files, first metrics, data inputs   -
     Rows          writes metric rows (held until a Commit once gated)     -
+    HandOver      the same for several Rows (one a key set) at once       -
     Tags          sets tags                                               -
     Params        logs params                                             -
     Artifact      logs the trainer's snapshot of a file                   -
@@ -125,6 +126,14 @@ class Rows(Message):
     steps: np.ndarray  # int64, one per row
     times: np.ndarray  # int64 milliseconds, one per row
     values: np.ndarray  # float64, rows x keys
+
+
+@dataclass(frozen=True)
+class HandOver(Message):
+    """The rows of one hand-over with more than one key set (the steps' and an epoch's), which
+    the recorder writes in one transaction (each one the store commits has a fixed cost)."""
+
+    rows: tuple[Rows, ...]
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from trainlab.tracking.messages import (
     Commit,
     EndStatus,
     FinalReport,
+    HandOver,
     InfoRequest,
     Params,
     Reply,
@@ -138,8 +139,11 @@ class TrackedRun:
             return  # on the way out of the fit (Lightning's on_exception, the logger's end)
         pending, self._pending, self._count = self._pending, {}, 0
         self._next_flush = time.monotonic() + self.flush_seconds
-        for keys, rows in pending.items():
-            self._send(as_rows(keys, rows))
+        handed = tuple(as_rows(keys, rows) for keys, rows in pending.items())
+        if len(handed) > 1:
+            self._send(HandOver(handed))
+        elif handed:
+            self._send(handed[0])
         if self._attached:
             # A ddp_spawn rank's rows must be handled before the job's process ends the run.
             self._send(Sync(), Reply.HANDLED)
