@@ -201,8 +201,12 @@ def start_recorder(store_uri: str | None = None, warm: Sequence[str] = ()) -> Re
         log.close()  # the recorder has its own descriptor
     assert process.stdin is not None
     launch = Launch(address=address, owner_pid=os.getpid(), store_uri=store_uri, warm=tuple(warm))
-    process.stdin.write(pickle.dumps(launch))
-    process.stdin.close()
+    # A recorder killed before it read its launch: the first message finds it gone and says
+    # so (RecorderLost, with its exit status), as for a recorder that dies later.
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.write(pickle.dumps(launch))
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.close()
     return RecorderConnection(address, process, warm)
 
 
