@@ -160,7 +160,7 @@ def check_before_open(
     metric this run records (returned: what the best checkpoints are ranked by)."""
     if resume_from is not None and resume_from.fork is not None:  # its model takes the weights
         check_fits(module, resume_from, as_plain_dict(settings))
-    elif resume_from is not None:
+    elif resume_from is not None and resume_from.checkpoint is not None:
         where = f"resume={resume_from.run_id}"
         trusted_globals(resume_from.checkpoint, as_plain_dict(settings), where)
     if settings.early_stop.ols_gap is not None and rows.references.ols_loss is None:

@@ -72,7 +72,9 @@ class ResumePoint:
     """Where a resumed fit starts: the run's checkpoint and the step it holds."""
 
     run_id: str
-    checkpoint: Path
+    # None: the run stopped before its first checkpoint (a continued sweep's trial): the fit
+    # starts again in the same run, and the recorder skips the steps it already holds.
+    checkpoint: Path | None
     step: int  # the first step the resumed fit logs
     # The batcher's shuffle state. Lightning restores it only when it stopped inside an epoch,
     # not from a checkpoint taken at the end of one (its "resumed on epoch end" case).

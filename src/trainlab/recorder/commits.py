@@ -16,10 +16,11 @@ How: the trainer hands its rows over as always; once the run has a checkpoint, t
 4. copies `last.ckpt` (and the best slots that changed) into the run's artifacts,
 5. tags `trainlab.checkpoint.step=<step>` (and `.committing`, `.dir`): the commit mark.
 
-Before its first checkpoint a run's rows are written as they come: no resume can start from a
-run without one (resume=auto skips it, resume=<id> refuses it), so nothing can be recorded
-twice, and a run shorter than the interval records and costs exactly what it did before (the
-dashboard also shows its first minute live).
+Before its first checkpoint a run's rows are written as they come: resume=auto skips such a
+run and resume=<id> refuses it, except a continued sweep's job, whose trial continues in its own
+run from step 0 with every step the store holds skipped (`recorded_ends`), so nothing is
+recorded twice; a run shorter than the interval records and costs exactly what it did before
+(the dashboard also shows its first minute live).
 
 Every death order (the recorder runs in its own process and session, so it outlives the trainer
 unless the whole job or machine goes):
@@ -136,17 +137,20 @@ class CommitGate:
 
 
 def recorded_ends(client: MlflowClient, run_id: str) -> dict[str, int]:
-    """The last step recorded of each metric of a run whose commit was cut short (see above):
-    a resume skips those steps instead of recording them twice."""
+    """The last step recorded of each metric of a run whose commit was cut short, or that has
+    none (see above): a resume skips those steps instead of recording them twice."""
     run = client.get_run(run_id)
     tags = run.data.tags
     committed, committing = tags.get(STEP_TAG), tags.get(COMMITTING_TAG)
-    if committed is None or committing is None or int(committing) <= int(committed):
+    # No commit mark: the run stopped before its first checkpoint, its rows were written as
+    # they came, and the fit starts again from step 0: every step the store holds is skipped.
+    since = -1 if committed is None else int(committed)
+    if committed is not None and (committing is None or int(committing) <= since):
         return {}
     ends = {}
     for key in run.data.metrics:
         steps = [m.step for m in client.get_metric_history(run_id, key)]
-        if steps and max(steps) >= int(committed):
+        if steps and max(steps) >= since:
             ends[key] = max(steps)
     return ends
 
@@ -189,7 +193,7 @@ def find_resumable(client: MlflowClient, query: ResumeQuery) -> ResumeState | No
         # nothing again: the caller reports the finished run.
         if query.cluster_job is not None and run.info.status == FINISHED:
             return _state(run)
-        if query.ended_too and run.info.status in (FINISHED, FAILED):
+        if query.ended_too:  # a continued sweep's job: its run, however far it came
             return _state(run)
         if run.info.status not in (FINISHED, FAILED) and STEP_TAG in run.data.tags:
             return _state(run)

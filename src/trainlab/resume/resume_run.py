@@ -151,6 +151,8 @@ def find_run(
         return None
     if state.status in (EndStatus.FINISHED.value, EndStatus.FAILED.value):  # ended for good
         return state, None
+    if state.committed_step is None:  # a continued sweep's trial cut short before a checkpoint
+        return state, ResumePoint(run_id=state.run_id, checkpoint=None, step=0)
     return state, committed_checkpoint(state, recorder, query.uri, "auto", folder)
 
 
