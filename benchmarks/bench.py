@@ -190,7 +190,9 @@ def main() -> None:
             ("H2", lambda: h2_study_cost(home, 10 if args.quick else 40, 20)),
             (
                 "H3",
-                lambda: h3_asynchronous(home, 8 if args.quick else 16, 60 if args.quick else 150),
+                lambda: h3_asynchronous(
+                    home, 16, 60 if args.quick else 150, 2 if args.quick else 4
+                ),
             ),
             ("P5", lambda: p5_whole_process(home, repeats, *LEAN)),
             ("P5", lambda: p5_whole_process(home, repeats)),
