@@ -30,6 +30,12 @@ H1_PRUNING = (
     "hydra.sweeper.pruning.n_startup_trials=5",
     "hydra.sweeper.pruning.n_warmup_steps=5",
 )
+# H3's trials differ in length, the case asynchronous trials are for: the batch size is searched
+# with the optimizer and its learning rate (an epoch of batches of 8 takes many times one of 128).
+# Over the learning rate alone every trial costs the same per epoch and the median pruner stops
+# them at the same epoch, so batches end together and the schedule has nothing to save.
+H3_JOB = (*(o for o in H1_JOB if not o.startswith("data.batch_size=")),
+          "data.batch_size=choice(8,32,128)")  # fmt: skip
 # Successive halving over report points (epochs): rungs at 1, 3, 9, 27 ... epochs, a third of
 # the trials promoted at each.
 H1_HALVING = (
@@ -100,7 +106,7 @@ def h3_asynchronous(home: Path, trials: int, epochs: int, rounds: int) -> list[R
     storage = f"sqlite:///{home / 'optuna.db'}"
     base = [str(BIN / "trainlab-train"), "-m", "experiment=optuna_lr", f"max_epochs={epochs}",
             f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.n_jobs=2",
-            "hydra/launcher=parallel", *H1_PRUNING, *H1_JOB]  # fmt: skip
+            "hydra/launcher=parallel", *H1_PRUNING, *H3_JOB]  # fmt: skip
     stamp = time.strftime("%H%M%S")
     walls: dict[str, list[float]] = {"batched": [], "async": []}
     best: dict[str, list[float]] = {"batched": [], "async": []}
@@ -121,7 +127,8 @@ def h3_asynchronous(home: Path, trials: int, epochs: int, rounds: int) -> list[R
             pruned[kind].append(sum(t.state.name == "PRUNED" for t in study.trials))
             if kind == "batched":
                 ideal.append(walls[kind][-1] - _batch_wait(study, home))
-    what = (f"{trials}-trial TPE search, {epochs} epochs a trial, median pruning (pruned: "
+    what = (f"{trials}-trial TPE search (optimizer, lr, batch size 8|32|128), {epochs} epochs a "
+            f"trial, median pruning (pruned: "
             f"batched {pruned['batched']}, asynchronous {pruned['async']}), n_jobs=2: "
             "asynchronous vs batched trials")  # fmt: skip
     return [
