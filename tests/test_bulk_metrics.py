@@ -82,16 +82,21 @@ def new_run(uri: str, folder: Path) -> tuple[MlflowClient, str]:
     return client, client.create_run(experiment).info.run_id
 
 
-def table(uri: str, name: str) -> list[tuple]:
-    """Every row of a table, its run's id left out, in a fixed order."""
+def rows_of(uri: str, name: str) -> list[tuple]:
+    """Every row of a table as the database returns it, its run's id left out."""
     engine = sa.create_engine(uri)
     try:
         with engine.connect() as connection:
-            found = connection.execute(
+            return connection.execute(
                 sa.text(f"SELECT key, value, timestamp, step, is_nan FROM {name}")
             ).all()
     finally:
         engine.dispose()
+
+
+def table(uri: str, name: str) -> list[tuple]:
+    """Every row of a table, its run's id left out, in a fixed order."""
+    found = rows_of(uri, name)
     return sorted((k, float(v), int(t), int(s), bool(n)) for k, v, t, s, n in found)
 
 
@@ -113,15 +118,7 @@ def read_back(client: MlflowClient, run_id: str) -> tuple[dict, dict]:
 def raw(uri: str, name: str) -> list[str]:
     """Every row of a table as the database returns it, its run's id left out: the types and
     the sign of a zero count too."""
-    engine = sa.create_engine(uri)
-    try:
-        with engine.connect() as connection:
-            found = connection.execute(
-                sa.text(f"SELECT key, value, timestamp, step, is_nan FROM {name}")
-            ).all()
-    finally:
-        engine.dispose()
-    return sorted(repr(tuple(row)) for row in found)
+    return sorted(repr(tuple(row)) for row in rows_of(uri, name))
 
 
 @pytest.mark.parametrize("together", [False, True], ids=["a-write-each", "one-transaction"])
