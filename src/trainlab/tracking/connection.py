@@ -128,6 +128,11 @@ class RecorderConnection:
             raise _error(answer)
         return answer.result
 
+    def answered(self, number: int) -> bool:
+        """Whether the answer to request `number` has come, without waiting (a poll)."""
+        self._collect()
+        return number in self._answers
+
     def _collect(self) -> None:
         """Keep the answers already there, without waiting (a poll: microseconds)."""
         try:

@@ -100,6 +100,13 @@ class TrackedRun:
             self._info = self._handed(self.recorder.answer, self._info_asked or self.ask_info())
         return self._info
 
+    def check_opened(self) -> None:
+        """Whether the recorder has created the run yet, without waiting: once it has answered,
+        the run's id is kept, or its refusal (a store MLflow refuses) is raised here, so that a
+        fit that started before its run existed stops at its next step."""
+        if self._handed(self.recorder.answered, self._info_asked or self.ask_info()):
+            self.info()
+
     def ask_info(self) -> int:
         """Ask for the run's id now, to read the answer later without waiting for the rows
         handed over in between (a job of a sweep goes on while its run is written)."""
@@ -124,6 +131,8 @@ class TrackedRun:
     def add(self, keys: Sequence[str], values: Any, step: int) -> None:
         if self.lost is not None:
             return  # the fit rolls back and computes it again
+        if self._info is None and self._info_asked is not None:
+            self.check_opened()
         row = (step, int(time.time() * 1000), values)
         bucket = self._pending.get(tuple(keys))
         if bucket is None:
