@@ -8,7 +8,7 @@ its schema (config/runtime.py) with `fit(context) -> FitResult`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +48,10 @@ class RunHandle(Protocol):
 
     def sync(self) -> None:
         """Return once everything handed over so far is handled (the last commit included)."""
+
+    def fit_ended(self, meanwhile: Callable[[], Any]) -> Any:
+        """`meanwhile()`, returned once the fit's last commit is durable where the job waits
+        for its store (`errors.RecorderStopped` if the recorder stopped before)."""
 
     def reopen(self) -> ResumePoint | None:
         """After `errors.RecorderStopped`: a new recorder continues the run; returns where the fit
@@ -98,6 +102,9 @@ class FitContext:
     ranking_metric: str = "train/loss"  # checkpoint.monitor, as resolved for this run
     rows: RowSpec = field(default_factory=RowSpec)  # what a step's row holds beside the loss
     resume_from: ResumePoint | None = None
+    # What the caller computes with the trained module (its final losses), handed the fit's
+    # result: done while the recorder commits the fit's last checkpoint (FitResult.after).
+    after_fit: Callable[[FitResult], Any] | None = None
 
     @property
     def references(self) -> References:
@@ -112,6 +119,7 @@ class FitResult:
     # callback_metrics), and the mean training loss of its last epoch: what a module of the
     # user's that trainlab cannot score itself ends with.
     logged: dict[str, float] = field(default_factory=dict)
+    after: Any = None  # what FitContext.after_fit gave, where the engine called it
 
 
 class Engine:

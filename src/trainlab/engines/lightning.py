@@ -107,8 +107,6 @@ class LightningEngine(Engine):
                 context.module, datamodule=data_module, ckpt_path=checkpoint and str(checkpoint)
             )
         saver = next((c for c in callbacks if isinstance(c, CommitCheckpoints)), None)
-        if context.run is not None and saver is not None and saver.saved is not None:
-            context.run.fit_ended()
         logged = scalars(trainer.callback_metrics)
         if tests_itself(context, data_module) and not trainer.interrupted:
             # As lightning-hydra-template does after its fit: the module's own test/* metrics.
@@ -117,9 +115,16 @@ class LightningEngine(Engine):
         epoch_loss = next((c for c in callbacks if isinstance(c, EpochLoss)), None)
         if epoch_loss is not None and epoch_loss.mean is not None:
             logged.setdefault(EPOCH_LOSS, epoch_loss.mean)
-        return FitResult(
+        result = FitResult(
             distributed.steps_done(trainer), saver.saved if saver else None, logged=logged
         )
+        after = context.after_fit if context.interrupts.received is None else None  # KILLED
+        work = (lambda: after(result)) if after is not None else (lambda: None)
+        # The last commit is waited for after the caller's work: a recorder that stopped rolls
+        # the fit back (in `fit`), and the work is done again on what the new fit trains.
+        if context.run is not None and saver is not None and saver.saved is not None:
+            return dataclasses.replace(result, after=context.run.fit_ended(work))
+        return dataclasses.replace(result, after=work())
 
 
 def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -17,7 +17,7 @@ import dataclasses
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,13 +172,21 @@ class TrackedRun:
     def sync(self) -> None:  # returns once everything sent so far is handled (a commit too)
         self._send(Sync(), Reply.HANDLED)
 
-    def fit_ended(self) -> None:
-        """Where the job waits for the store (a single run), its fit returns once its last
-        checkpoint is durable: a recorder that stops until then is replaced while the fit can
-        still roll back. A sweep's job (QUEUED) goes on to the next while its recorder writes:
-        its ending is only queued too, and the sweep's end waits for the store."""
-        if self.wait is Reply.HANDLED:
-            self.sync()
+    def fit_ended(self, meanwhile: Callable[[], Any]) -> Any:
+        """`meanwhile()` (the job's work on the trained module), then, where the job waits for
+        the store (a single run), the wait until the fit's last checkpoint is durable: a
+        recorder that stops until then is replaced while the fit can still roll back. A
+        sweep's job (QUEUED) goes on to the next while its recorder writes: its ending is only
+        queued too, and the sweep's end waits for the store."""
+        asked = (
+            self._handed(self.recorder.ask, Sync(), self.token)
+            if self.wait is Reply.HANDLED
+            else None
+        )
+        done = meanwhile()
+        if asked is not None:
+            self._handed(self.recorder.answer, asked)
+        return done
 
     def checkpoint(self) -> Path | None:
         """The run's checkpoint this process committed, if one is on disk (the recorder renames
