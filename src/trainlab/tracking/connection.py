@@ -128,8 +128,7 @@ class RecorderConnection:
             raise _error(answer)
         return answer.result
 
-    def answered(self, number: int) -> bool:
-        """Whether the answer to request `number` has come, without waiting (a poll)."""
+    def answered(self, number: int) -> bool:  # whether it has come, without waiting (a poll)
         self._collect()
         return number in self._answers
 
