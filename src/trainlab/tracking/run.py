@@ -101,9 +101,7 @@ class TrackedRun:
         return self._info
 
     def check_opened(self) -> None:
-        """Whether the recorder has created the run yet, without waiting: once it has answered,
-        the run's id is kept, or its refusal (a store MLflow refuses) is raised here, so that a
-        fit that started before its run existed stops at its next step."""
+        """The run's id once the recorder has answered (a poll), or its refusal raised here."""
         if self._handed(self.recorder.answered, self._info_asked or self.ask_info()):
             self.info()
 
@@ -131,7 +129,7 @@ class TrackedRun:
     def add(self, keys: Sequence[str], values: Any, step: int) -> None:
         if self.lost is not None:
             return  # the fit rolls back and computes it again
-        if self._info is None and self._info_asked is not None:
+        if self._info is None and self._info_asked is not None:  # a refusal stops the fit here
             self.check_opened()
         row = (step, int(time.time() * 1000), values)
         bucket = self._pending.get(tuple(keys))
@@ -176,13 +174,9 @@ class TrackedRun:
         """`meanwhile()` (the job's work on the trained module), then, where the job waits for
         the store (a single run), the wait until the fit's last checkpoint is durable: a
         recorder that stops until then is replaced while the fit can still roll back. A
-        sweep's job (QUEUED) goes on to the next while its recorder writes: its ending is only
-        queued too, and the sweep's end waits for the store."""
-        asked = (
-            self._handed(self.recorder.ask, Sync(), self.token)
-            if self.wait is Reply.HANDLED
-            else None
-        )
+        sweep's job (QUEUED) goes on while its recorder writes (the sweep's end waits)."""
+        waits = self.wait is Reply.HANDLED
+        asked = self._handed(self.recorder.ask, Sync(), self.token) if waits else None
         done = meanwhile()
         if asked is not None:
             self._handed(self.recorder.answer, asked)
