@@ -29,6 +29,10 @@ class RunHandle(Protocol):
     @property
     def run_id(self) -> str: ...
 
+    @property
+    def opened(self) -> bool:
+        """The recorder has created the run (a fit may start before it has)."""
+
     def add(self, keys: Sequence[str], values: torch.Tensor | Sequence[float], step: int) -> None:
         """Queue one value per key at `step`; a tensor may stay on its device until handed over."""
 

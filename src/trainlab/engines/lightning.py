@@ -60,6 +60,8 @@ class LightningEngine(Engine):
             except RecorderStopped as lost:
                 if run is None or start is None or context.settings.device.world_size > 1:
                     raise  # several processes would have to roll back together
+                if not run.opened:
+                    raise  # stopped before it created the run: no run to continue
                 if rollback == MAX_ROLLBACKS:
                     raise RecorderStopped(f"{lost}, {rollback + 1} times in this fit") from None
                 try:
