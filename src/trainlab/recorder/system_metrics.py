@@ -13,6 +13,7 @@ utilization is measured between two samples); it is written with the run's final
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -39,10 +40,26 @@ def start_sampling(run_id: str, uri: str, seconds: float, resumed: bool) -> Any:
     return sampler
 
 
+# Samplers being stopped in the background (by id), since their run's fit ended.
+_stopping: dict[int, threading.Thread] = {}
+
+
+def stop_early(sampler: Any) -> None:
+    """Stop the sampler's thread now (the run's fit is over), in the background: it wakes, reads
+    the run once more and exits, which the run's end would otherwise wait for; `stop_sampling`
+    still takes the last sample, then."""
+    if sampler is not None and id(sampler) not in _stopping:
+        _stopping[id(sampler)] = thread = threading.Thread(target=sampler.finish, daemon=True)
+        thread.start()
+
+
 def stop_sampling(sampler: Any) -> list[Metric]:
     """Stop sampling (what it had queued is written); the last sample, as MLflow would log it,
     for the caller to write with the run's final metrics (one transaction fewer at its end)."""
-    sampler.finish()
+    early = _stopping.pop(id(sampler), None)
+    if early is not None:
+        early.join()
+    sampler.finish()  # returns at once once stopped
     sampler.collect_metrics()
     last = LastSample()
     sampler.mlflow_logger = last  # the sampler's batch logger is done: it flushed in finish()

@@ -156,6 +156,8 @@ class InfoRequest(Message):
 class Sync(Message):
     """Answered once everything sent before it is handled (a Commit included)."""
 
+    fit_ended: bool = False  # the run's fit is over: only its ending is still to come
+
 
 @dataclass(frozen=True)
 class Shutdown(Message):

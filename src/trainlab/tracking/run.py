@@ -176,7 +176,7 @@ class TrackedRun:
         recorder that stops until then is replaced while the fit can still roll back. A
         sweep's job (QUEUED) goes on while its recorder writes (the sweep's end waits)."""
         waits = self.wait is Reply.HANDLED
-        asked = self._handed(self.recorder.ask, Sync(), self.token) if waits else None
+        asked = self._handed(self.recorder.ask, Sync(fit_ended=True), self.token) if waits else None
         done = meanwhile()
         if asked is not None:
             self._handed(self.recorder.answer, asked)
