@@ -31,8 +31,9 @@ from trainlab.logs import quiet_libraries
 from trainlab.models.build import build_module
 from trainlab.paths import CONFIG_DIR, output_dir
 from trainlab.signals import Interrupts
-from trainlab.tracking.connection import TrackingTarget, private_recorder
+from trainlab.tracking.connection import TrackingTarget
 from trainlab.tracking.messages import Reply, Sync
+from trainlab.tracking.recorders import private_recorder
 
 # What a run records beyond its metrics: checkpoint, plots and the logged model; measured both ways.
 LEAN = ("tracking.plots=false", "tracking.log_model=false")

@@ -17,8 +17,8 @@ from trainlab.callbacks.logger import RecorderLogger
 from trainlab.config.checkpoint import CheckpointConfig
 from trainlab.data.batches import TensorBatches
 from trainlab.signals import Interrupts
-from trainlab.tracking.connection import start_recorder
 from trainlab.tracking.messages import EndStatus, FinalReport, RunSpec
+from trainlab.tracking.recorders import start_recorder
 from trainlab.tracking.run import TrackedRun
 
 USER_CALLBACK = """

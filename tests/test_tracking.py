@@ -16,8 +16,9 @@ import torch
 
 from tests.helpers import history
 from trainlab.config.flat import flatten
-from trainlab.tracking.connection import RecorderError, start_recorder
+from trainlab.tracking.connection import RecorderError
 from trainlab.tracking.messages import EndStatus, FinalReport, Message, RunSpec
+from trainlab.tracking.recorders import start_recorder
 from trainlab.tracking.run import TrackedRun
 
 

@@ -29,13 +29,9 @@ from trainlab.paths import default_artifact_root, output_dir, task_overrides, tr
 from trainlab.resume.auto import AUTO, auto_resume, wants_auto_resume
 from trainlab.resume.rerun import plan_rerun
 from trainlab.sweeps.state import SweepJob
-from trainlab.tracking.connection import (
-    RecorderConnection,
-    TrackingTarget,
-    private_recorder,
-    warm_for,
-)
+from trainlab.tracking.connection import RecorderConnection, TrackingTarget
 from trainlab.tracking.messages import EndStatus
+from trainlab.tracking.recorders import private_recorder, warm_for
 from trainlab.tracking.store_checks import absolute_uri, check_store, sqlite_path
 
 if TYPE_CHECKING:

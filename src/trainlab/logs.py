@@ -4,7 +4,7 @@ Hydra's `job_logging` (conf/hydra/job_logging/trainlab.yaml) sends INFO to the j
 only warnings to the console; this module silences what libraries print outside logging (their
 harmless warnings) and pins the loggers that Lightning and MLflow configure themselves. The
 recorder process (MLflow, SQLAlchemy: their errors come with 40-60 lines of traceback) writes its
-standard error into the job's log file (`job_log_file`, tracking/connection.py).
+standard error into the job's log file (`job_log_file`, tracking/recorders.py).
 """
 
 from __future__ import annotations

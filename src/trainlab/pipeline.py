@@ -8,7 +8,9 @@ the config has passed its checks.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -23,7 +25,7 @@ from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.config.training import task_of
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
-from trainlab.engines.base import FitContext, ResumePoint
+from trainlab.engines.base import FitContext, FitResult, ResumePoint
 from trainlab.engines.ranks import is_tracking_process
 from trainlab.errors import ConfigError
 from trainlab.job_result import JobResult
@@ -68,22 +70,35 @@ def run(
         )
         if before is not None and speaks:
             print_before(settings, data, x_test, before)
+        ended = partial(outcome, settings, data, module, x_test)
         context = FitContext(
             settings=settings, data=data, module=module, accelerator=accelerator, run=run,
             interrupts=interrupts, checkpoint_dir=checkpoint_folder(resume_from),
-            ranking_metric=ranked_by, rows=rows, resume_from=resume_from,
+            ranking_metric=ranked_by, rows=rows, resume_from=resume_from, after_fit=ended,
         )  # fmt: skip
         result = instantiate(settings.engine, _convert_="all").fit(context)
         interrupts.raise_if_received(result.steps, result.checkpoint)  # the run ends KILLED
-        after = predict(module, data, x_test)
-        losses = final_losses(module, data, loss_of(settings, module), result.logged)
-        predicted = prediction_metrics(after, "pred/after") if after is not None else {}
+        after, losses, predicted = result.after or ended(result)
         info = session.finish(Ending(result.steps, {**losses, **predicted}, module))
     if speaks:
         print_outcome(settings, data, x_test, after, losses, rows.references, info)
     final = {**losses, **predicted, **(info.metrics if info is not None else {})}
     objective = objective_of(settings.sweep, final, result.logged)
     return JobResult(objective=objective, config=as_plain_dict(settings), metrics=final, info=info)
+
+
+def outcome(
+    settings: TrainConfig,
+    data: Dataset,
+    module: L.LightningModule,
+    x_test: Any,
+    result: FitResult,
+) -> tuple[Any, dict[str, float], dict[str, float]]:
+    """What the trained module predicts for `x_test`, its final losses and the predictions'
+    metrics (the Lightning engine computes it while the recorder commits its last checkpoint)."""
+    after = predict(module, data, x_test)
+    losses = final_losses(module, data, loss_of(settings, module), result.logged)
+    return after, losses, prediction_metrics(after, "pred/after") if after is not None else {}
 
 
 def load_data(settings: TrainConfig) -> Dataset:

@@ -88,9 +88,12 @@ class RunSession:
         if self.target is None:
             return None
         self.run = self._open(run_tags(self.settings, accelerator), resume_from)
-        if self.target.wait is Reply.HANDLED:
-            # A single run starts training once its run exists: a store MLflow refuses, or a
-            # resumed run still recorded elsewhere, stops the job here and not after the fit.
+        resumed = resume_from is not None and resume_from.fork is None
+        if self.target.wait is Reply.HANDLED and (resumed or self.settings.device.world_size > 1):
+            # A resumed run still recorded elsewhere stops the job here, before a second trainer
+            # writes its checkpoints; so does any refusal where several processes train. A new
+            # run trains while the recorder creates it: a store MLflow refuses stops the fit at
+            # its next step (TrackedRun.check_opened), with the same line.
             self.run.info()
         if resume_from is not None and resume_from.fork is None:  # it has its config already
             print(f"Resuming run {resume_from.run_id} at step {resume_from.step}")

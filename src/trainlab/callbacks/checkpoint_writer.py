@@ -3,10 +3,11 @@ callback, checkpoints.py, decides when). Lightning's own format (weights, optimi
 state, loop progress, every callback's state, the batcher's shuffle state and position) plus the
 MLflow run it belongs to (`checkpoint["trainlab"]["run_id"]`, which `resume=<path>` reads).
 
-The trainer writes `last.ckpt.partial` and fsyncs it; then, for a tracked run, hands its rows and
-the checkpoint to the recorder, which renames it over `last.ckpt` once those rows are in the store
-(the metric history never runs ahead of the checkpoint). An untracked run renames it at once. A
-kill never leaves a torn `last.ckpt`. The best k by the ranking metric sit in fixed slots
+The trainer writes `last.ckpt.partial`; then, for a tracked run, hands its rows and the checkpoint
+to the recorder, which fsyncs it and renames it over `last.ckpt` once those rows are in the store
+(the metric history never runs ahead of the checkpoint; the fsync is the recorder's while the
+trainer goes on). An untracked run fsyncs and renames it at once. A kill never leaves a torn
+`last.ckpt`. The best k by the ranking metric sit in fixed slots
 (checkpoints/files.py).
 """
 
@@ -89,7 +90,6 @@ class CheckpointSaver:
             self.run.sync()  # the previous commit has taken its staged file
         trainer.save_checkpoint(self.staged)
         if trainer.is_global_zero:
-            fsync_path(self.staged)
             rank = self._rank(value, step)
             if self.run is not None:
                 best = (rank, self.config.save_top_k)
@@ -97,6 +97,7 @@ class CheckpointSaver:
                 if not defer_commit:
                     self.commit_deferred()
             else:
+                fsync_path(self.staged)
                 os.replace(self.staged, self.path)
                 link_best(self.path, rank, self.config.save_top_k)
             self.saved = self.path

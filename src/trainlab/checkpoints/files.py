@@ -1,6 +1,6 @@
-"""Checkpoint files on disk, as both sides of a run handle them: the trainer writes and fsyncs
+"""Checkpoint files on disk, as both sides of a run handle them: the trainer writes
 `last.ckpt.partial`; whoever commits it (the recorder, or the trainer of an untracked run)
-renames it over `last.ckpt` and links the best-k slots. No torch, no MLflow here.
+fsyncs it, renames it over `last.ckpt` and links the best-k slots. No torch, no MLflow here.
 
 Best-k: the artifact store has no delete in MLflow's client for every store, so the best k
 checkpoints live in fixed slots `best-1.ckpt` (the best) .. `best-k.ckpt`, overwritten as better

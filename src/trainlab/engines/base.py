@@ -8,7 +8,7 @@ its schema (config/runtime.py) with `fit(context) -> FitResult`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +29,10 @@ class RunHandle(Protocol):
     @property
     def run_id(self) -> str: ...
 
+    @property
+    def opened(self) -> bool:
+        """The recorder has created the run (a fit may start before it has)."""
+
     def add(self, keys: Sequence[str], values: torch.Tensor | Sequence[float], step: int) -> None:
         """Queue one value per key at `step`; a tensor may stay on its device until handed over."""
 
@@ -48,6 +52,10 @@ class RunHandle(Protocol):
 
     def sync(self) -> None:
         """Return once everything handed over so far is handled (the last commit included)."""
+
+    def fit_ended(self, meanwhile: Callable[[], Any]) -> Any:
+        """`meanwhile()`, returned once the fit's last commit is durable where the job waits
+        for its store (`errors.RecorderStopped` if the recorder stopped before)."""
 
     def reopen(self) -> ResumePoint | None:
         """After `errors.RecorderStopped`: a new recorder continues the run; returns where the fit
@@ -100,6 +108,9 @@ class FitContext:
     ranking_metric: str = "train/loss"  # checkpoint.monitor, as resolved for this run
     rows: RowSpec = field(default_factory=RowSpec)  # what a step's row holds beside the loss
     resume_from: ResumePoint | None = None
+    # What the caller computes with the trained module (its final losses), handed the fit's
+    # result: done while the recorder commits the fit's last checkpoint (FitResult.after).
+    after_fit: Callable[[FitResult], Any] | None = None
 
     @property
     def references(self) -> References:
@@ -114,6 +125,7 @@ class FitResult:
     # callback_metrics), and the mean training loss of its last epoch: what a module of the
     # user's that trainlab cannot score itself ends with.
     logged: dict[str, float] = field(default_factory=dict)
+    after: Any = None  # what FitContext.after_fit gave, where the engine called it
 
 
 class Engine:

@@ -60,6 +60,8 @@ class LightningEngine(Engine):
             except RecorderStopped as lost:
                 if run is None or start is None or context.settings.device.world_size > 1:
                     raise  # several processes would have to roll back together
+                if not run.opened:
+                    raise  # stopped before it created the run: no run to continue
                 if rollback == MAX_ROLLBACKS:
                     raise RecorderStopped(f"{lost}, {rollback + 1} times in this fit") from None
                 try:
@@ -107,8 +109,6 @@ class LightningEngine(Engine):
                 context.module, datamodule=data_module, ckpt_path=checkpoint and str(checkpoint)
             )
         saver = next((c for c in callbacks if isinstance(c, CommitCheckpoints)), None)
-        if context.run is not None and saver is not None and saver.saved is not None:
-            context.run.fit_ended()
         logged = scalars(trainer.callback_metrics)
         if tests_itself(context, data_module) and not trainer.interrupted:
             # As lightning-hydra-template does after its fit: the module's own test/* metrics.
@@ -117,9 +117,16 @@ class LightningEngine(Engine):
         epoch_loss = next((c for c in callbacks if isinstance(c, EpochLoss)), None)
         if epoch_loss is not None and epoch_loss.mean is not None:
             logged.setdefault(EPOCH_LOSS, epoch_loss.mean)
-        return FitResult(
+        result = FitResult(
             distributed.steps_done(trainer), saver.saved if saver else None, logged=logged
         )
+        after = context.after_fit if context.interrupts.received is None else None  # KILLED
+        work = (lambda: after(result)) if after is not None else (lambda: None)
+        # The last commit is waited for after the caller's work: a recorder that stopped rolls
+        # the fit back (in `fit`), and the work is done again on what the new fit trains.
+        if context.run is not None and saver is not None and saver.saved is not None:
+            return dataclasses.replace(result, after=context.run.fit_ended(work))
+        return dataclasses.replace(result, after=work())
 
 
 def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -7,12 +7,12 @@ further, and the resume then skips what is there).
 
 How: the trainer hands its rows over as always; once the run has a checkpoint, the recorder
 *holds* them (numpy arrays, in memory). At a checkpoint the trainer flushes its rows, writes
-`last.ckpt.partial` (fsynced) and sends COMMIT(step). The recorder then, in this order:
+`last.ckpt.partial` and sends COMMIT(step). The recorder then, in this order:
 
 1. tags `trainlab.checkpoint.committing=<step>` (only when it holds rows),
 2. writes the held rows (every row sent before the COMMIT: steps < step),
-3. renames `last.ckpt.partial` over `last.ckpt` in the job's folder (atomic) and links the
-   best-k slots,
+3. fsyncs `last.ckpt.partial`, renames it over `last.ckpt` in the job's folder (atomic) and
+   links the best-k slots,
 4. copies `last.ckpt` (and the best slots that changed) into the run's artifacts,
 5. tags `trainlab.checkpoint.step=<step>` (and `.committing`, `.dir`): the commit mark.
 
@@ -60,7 +60,7 @@ import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from trainlab.checkpoints.files import ARTIFACT_DIR, link_best, sync_folder
+from trainlab.checkpoints.files import ARTIFACT_DIR, fsync_path, link_best, sync_folder
 from trainlab.config.checkpoint import CLUSTER_JOB_TAG, JOB_KEY_TAG
 from trainlab.tracking.messages import Commit, EndStatus, ResumeQuery, ResumeState, Rows
 from trainlab.tracking.tags import objective_value
@@ -95,6 +95,7 @@ class CommitGate:
             self._tags({COMMITTING_TAG: str(commit.step)})
             self.write_held(held)
         last = Path(commit.last)
+        fsync_path(Path(commit.staged))  # its bytes on disk before the rename makes it the one
         os.replace(commit.staged, last)
         sync_folder(last.parent)
         changed = [last, *link_best(last, commit.best_rank, commit.best_count)]

@@ -95,8 +95,7 @@ class Dispatcher:
             system_metrics.prime()
         self.warm = WarmUp(warm)
 
-    def close(self) -> None:
-        """Before the recorder exits."""
+    def close(self) -> None:  # before the recorder exits
         self.warm.close()
 
     def client(self, uri: str) -> MlflowClient:
@@ -144,6 +143,8 @@ class Dispatcher:
         """Everything sent before it is handled (one queue, in order), or the run's failure."""
         if token in self.failed:
             raise self.failure(token)
+        if message.fit_ended and token in self.runs:  # not waited for by the run's end
+            system_metrics.stop_early(self.runs[token].system_metrics)
 
     def on_open(self, token: str, spec: RunSpec) -> None:
         try:
@@ -292,8 +293,7 @@ class Dispatcher:
                 sweep.end(SweepEnd(stopped=None, interrupted=True))
 
     def beat(self) -> None:
-        """The heartbeat of every open run and sweep; a store that fails it is heard about at
-        the run's next message, not here."""
+        """The heartbeat of every open run and sweep (a store that fails it: its next message)."""
         now = time.time()
         for beating in (*self.runs.values(), *self.sweeps.values()):
             with contextlib.suppress(Exception):

@@ -14,7 +14,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from trainlab.recorder.writer import REQUIREMENTS, RunWriter, log_files
+from trainlab.recorder.run_files import REQUIREMENTS, log_files
+from trainlab.recorder.writer import RunWriter
 from trainlab.tracking.environment import installed_packages
 from trainlab.tracking.liveness import FAILURE_TAG
 from trainlab.tracking.messages import EndStatus, FinalReport, RunStart

@@ -8,12 +8,16 @@ never in the trainer, and writes `system/<name>` at steps 0, 1, 2 ...
 
 MLflow writes a sample only once a whole interval has passed, so a run shorter than the interval
 would get none: when the run ends, one last sample covers the time since the previous one (CPU
-utilization is measured between two samples).
+utilization is measured between two samples); it is written with the run's final metrics.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
+
+from mlflow.entities import Metric
 
 
 def prime() -> None:
@@ -36,9 +40,40 @@ def start_sampling(run_id: str, uri: str, seconds: float, resumed: bool) -> Any:
     return sampler
 
 
-def stop_sampling(sampler: Any) -> None:
-    """Stop sampling, then write the last sample and everything not yet written."""
-    sampler.finish()
+# Samplers being stopped in the background (by id), since their run's fit ended.
+_stopping: dict[int, threading.Thread] = {}
+
+
+def stop_early(sampler: Any) -> None:
+    """Stop the sampler's thread now (the run's fit is over), in the background: it wakes, reads
+    the run once more and exits, which the run's end would otherwise wait for; `stop_sampling`
+    still takes the last sample, then."""
+    if sampler is not None and id(sampler) not in _stopping:
+        _stopping[id(sampler)] = thread = threading.Thread(target=sampler.finish, daemon=True)
+        thread.start()
+
+
+def stop_sampling(sampler: Any) -> list[Metric]:
+    """Stop sampling (what it had queued is written); the last sample, as MLflow would log it,
+    for the caller to write with the run's final metrics (one transaction fewer at its end)."""
+    early = _stopping.pop(id(sampler), None)
+    if early is not None:
+        early.join()
+    sampler.finish()  # returns at once once stopped
     sampler.collect_metrics()
+    last = LastSample()
+    sampler.mlflow_logger = last  # the sampler's batch logger is done: it flushed in finish()
     sampler.publish_metrics(sampler.aggregate_metrics())
-    sampler.mlflow_logger.flush()
+    return last.metrics
+
+
+class LastSample:
+    """In place of the sampler's batch logger for its last sample: the metrics it is given
+    (named and numbered by the sampler), kept instead of logged."""
+
+    def __init__(self) -> None:
+        self.metrics: list[Metric] = []
+
+    def record_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        self.metrics += [Metric(k, v, now, step or 0) for k, v in metrics.items()]

@@ -15,10 +15,8 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
@@ -29,6 +27,7 @@ from trainlab.recorder.experiments import as_params, as_tags, experiment_id
 from trainlab.recorder.model import log_trained_model
 from trainlab.recorder.plots import History, log_figures, log_run_plots
 from trainlab.recorder.rerun_verification import Trajectory, verify
+from trainlab.recorder.run_files import REQUIREMENTS, log_files
 from trainlab.recorder.stale_runs import before_resume
 from trainlab.recorder.system_metrics import start_sampling, stop_sampling
 from trainlab.tracking.environment import installed_packages
@@ -42,9 +41,8 @@ from trainlab.tracking.messages import (
     RunSpec,
     RunStart,
 )
+from trainlab.tracking.payloads import PlotData
 from trainlab.tracking.tags import ERROR_TAG
-
-REQUIREMENTS = "environment/requirements.txt"
 
 
 class RunWriter:
@@ -194,36 +192,29 @@ class RunWriter:
     def finish(self, report: FinalReport, clock_ms: int) -> RunInfo:
         """Final metrics, tags, plots and model; then the status. A plot or model that cannot
         be written is reported (a warning) without failing a run that trained."""
-        warnings = self.warnings
-        # A run stopped by a signal ends at its last commit (a resume computes the rest again);
-        # a run that ends for good keeps everything it was handed.
+        # KILLED ends at its last commit (a resume computes the rest); else all it was handed.
         self.gate.end(resumable=report.status is EndStatus.KILLED)
-        self.log_metrics(report.metrics, report.step, clock_ms)
-        tags = dict(report.tags)
-        if report.error:
-            tags[ERROR_TAG] = report.error
-        if tags:
-            self.tags(tags)
+        finished = report.status is EndStatus.FINISHED
+        scored = self.score(report) if report.evaluation is not None and finished else {}
+        tags = {**report.tags, **({ERROR_TAG: report.error} if report.error else {})}
+        # One write (a transaction the trainer waits for): final, test/* and system metrics, tags.
+        final = {**report.metrics, **scored}
+        ending = [Metric(k, float(v), clock_ms, report.step) for k, v in final.items()]
+        ending = self.unrecorded(ending) + self.stop_system_metrics()
+        if ending or tags:
+            self.client.log_batch(self.run_id, metrics=ending, tags=as_tags(tags))
         for artifact_file, text in report.texts.items():
             self.client.log_text(self.run_id, text, artifact_file)
         if report.plots is not None:
-            try:
-                log_run_plots(self.client, self.run_id, self.history, report.plots)
-            except Exception as err:  # drawing must not hide how the run ended
-                warnings.append(f"plots not drawn: {err}")
+            self.draw(report, report.plots, scored)
         model_uri = None
-        finished = report.status is EndStatus.FINISHED
-        scored: dict[str, float] = {}
-        if report.evaluation is not None and finished:
-            scored = self.score(report, clock_ms)
         if report.model is not None and finished:
-            try:
-                final = {**report.metrics, **scored}  # linked to the model, as MLflow links
+            try:  # the final metrics linked to the model, as MLflow links them
                 model_uri = log_trained_model(
                     self.client, self.run_id, report.model, report.step, final, clock_ms
                 )
             except Exception as err:
-                warnings.append(f"model not logged: {err}")
+                self.warnings.append(f"model not logged: {err}")
                 traceback.print_exc()
         lines: tuple[str, ...] = ()
         if self.trajectory is not None and self.spec.verify_against and finished:
@@ -235,62 +226,57 @@ class RunWriter:
                 self.tags(verified.tags)
                 lines = verified.lines
             except Exception as err:  # the rerun itself is recorded; only the comparison is not
-                warnings.append(f"rerun not verified: {err}")
+                self.warnings.append(f"rerun not verified: {err}")
         self.end(report.status)
         return dataclasses.replace(
             self.info,
             model_uri=model_uri,
-            warnings=tuple(warnings),
+            warnings=tuple(self.warnings),
             verification=lines,
-            metrics={**report.metrics, **scored},
+            metrics=final,
         )
 
-    def score(self, report: FinalReport, clock_ms: int) -> dict[str, float]:
-        """The held-out rows' test/* metrics (and plots/test/*, with the run's plots)."""
-        # Only runs with test rows pay for importing scikit-learn's metrics (a slow import).
+    def score(self, report: FinalReport) -> dict[str, float]:
+        """The held-out rows' test/* metrics: only runs with test rows import scikit-learn's."""
         from trainlab.recorder import held_out
 
         assert report.evaluation is not None
         try:
             found, notes = held_out.scores(report.evaluation)
-            self.log_metrics(found, report.step, clock_ms)
-            self.warnings.extend(notes)
-            if report.plots is not None:
-                drawn = held_out.figures(report.evaluation)
-                log_figures(self.client, self.run_id, drawn, "plots/test")
         except Exception as err:  # the run trained; only its evaluation is missing
             self.warnings.append(f"test rows not scored: {err}")
             return {}
+        self.warnings.extend(notes)
         return found
 
-    def end(self, status: EndStatus) -> None:
-        if self.system_metrics is not None:
-            sampler, self.system_metrics = self.system_metrics, None
+    def draw(self, report: FinalReport, plots: PlotData, scored: dict[str, float]) -> None:
+        """The run's plots, and the held-out rows' (plots/test/*) where they were scored."""
+        try:
+            log_run_plots(self.client, self.run_id, self.history, plots)
+        except Exception as err:  # drawing must not hide how the run ended
+            self.warnings.append(f"plots not drawn: {err}")
+        if scored and report.evaluation is not None:
+            from trainlab.recorder import held_out  # imported by `score` already
+
             try:
-                stop_sampling(sampler)
-            except Exception as err:  # the samples are extras: the run still ends
-                self.warnings.append(f"system metrics not all recorded: {err}")
+                drawn = held_out.figures(report.evaluation)
+                log_figures(self.client, self.run_id, drawn, "plots/test")
+            except Exception as err:
+                self.warnings.append(f"test rows not drawn: {err}")
+
+    def stop_system_metrics(self, write: bool = False) -> list[Metric]:
+        """The sampler stopped; its last sample, written or returned (a failure: a warning)."""
+        sampler, self.system_metrics = self.system_metrics, None
+        try:
+            last = stop_sampling(sampler) if sampler is not None else []
+            if write and last:
+                self.client.log_batch(self.run_id, metrics=last)
+            return [] if write else last
+        except Exception as err:
+            self.warnings.append(f"system metrics not all recorded: {err}")
+            return []
+
+    def end(self, status: EndStatus) -> None:
+        self.stop_system_metrics(write=True)  # none left where `finish` took the last sample
         self.client.set_terminated(self.run_id, status.value)
         self.finished = True
-
-
-def log_files(
-    client: MlflowClient, run_id: str, documents: dict[str, Any], texts: dict[str, str]
-) -> None:
-    """The run's first files (its config documents as YAML, the environment as text) in one
-    folder and one `log_artifacts`: MLflow looks the run's artifact location up once per call,
-    a noticeable part of a short job's recorder time per file. A document is dumped the way
-    `MlflowClient.log_dict` dumps a `.yaml` file."""
-    # libyaml's emitter (plain data only: the documents are dicts, lists and scalars) writes
-    # what the pure-Python one writes, at a fraction of its time.
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    dumped = {
-        name: yaml.dump(doc, Dumper=dumper, indent=2, default_flow_style=False)
-        for name, doc in documents.items()
-    }
-    with tempfile.TemporaryDirectory(prefix="trainlab-start-") as folder:
-        for artifact_file, text in {**texts, **dumped}.items():
-            path = Path(folder, artifact_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        client.log_artifacts(run_id, folder)

@@ -38,8 +38,9 @@ from trainlab.config.flat import flatten
 from trainlab.engines.base import ResumePoint
 from trainlab.errors import ConfigError, one_line
 from trainlab.paths import resolve_user_path, task_overrides, tracking_uri, unwritable_reason
-from trainlab.tracking.connection import RecorderConnection, RecorderError, private_recorder
+from trainlab.tracking.connection import RecorderConnection, RecorderError
 from trainlab.tracking.messages import EndStatus, FetchRequest, Reply, ResumeQuery, ResumeState
+from trainlab.tracking.recorders import private_recorder
 from trainlab.tracking.store_checks import absolute_uri, check_store, sqlite_path
 
 CHECKPOINT_ARTIFACT = f"{ARTIFACT_DIR}/{LAST}"

@@ -46,8 +46,8 @@ from trainlab.sweeps.identity import (
 from trainlab.sweeps.open_parent import start_sweep
 from trainlab.sweeps.state import STOP_FILE, Sweep, sweep_jobs
 from trainlab.sweeps.trials import StudyLink
-from trainlab.tracking.connection import shared_recorder
 from trainlab.tracking.messages import Reply, SweepEnd, SweepOutcome
+from trainlab.tracking.recorders import shared_recorder
 
 # What forked workers (`hydra/launcher=parallel`) should find imported: a job needs them.
 FORKED_WORKERS_INHERIT = ("torch", "lightning")

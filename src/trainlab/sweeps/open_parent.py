@@ -13,9 +13,9 @@ from trainlab.config.flat import flatten
 from trainlab.paths import default_artifact_root, tracking_uri
 from trainlab.sweeps.identity import use_sweep_dir
 from trainlab.sweeps.state import Sweep, sweep_jobs, swept_keys
-from trainlab.tracking.connection import private_recorder, warm_for
 from trainlab.tracking.liveness import process_tags
 from trainlab.tracking.messages import Reply, SweepSpec, SweepStarted
+from trainlab.tracking.recorders import private_recorder, warm_for
 from trainlab.tracking.source import git_commit
 from trainlab.tracking.store_checks import absolute_uri, check_store, sqlite_path
 

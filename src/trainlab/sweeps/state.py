@@ -25,8 +25,9 @@ from trainlab.config.checks import override_key
 from trainlab.errors import ConfigError
 from trainlab.paths import in_multirun
 from trainlab.sweeps.trials import StudyLink
-from trainlab.tracking.connection import TrackingTarget, private_recorder, shared_recorder
+from trainlab.tracking.connection import TrackingTarget
 from trainlab.tracking.messages import Address, Reply
+from trainlab.tracking.recorders import private_recorder, shared_recorder
 from trainlab.tracking.tags import JOB_TAG, OVERRIDES_TAG, PARENT_TAG
 
 SWEEP_FILE = "mlflow_sweep.yaml"

@@ -165,6 +165,8 @@ class InfoRequest(Message):
 class Sync(Message):
     """Answered once everything sent before it is handled (a Commit included)."""
 
+    fit_ended: bool = False  # the run's fit is over: only its ending is still to come
+
 
 @dataclass(frozen=True)
 class Shutdown(Message):
@@ -205,7 +207,7 @@ class Commit(Message):
     is in the store it becomes `last` (renamed, atomic) and the run's artifacts."""
 
     step: int  # its global step: the rows of steps < step belong to it
-    staged: str  # <folder>/last.ckpt.partial, written and fsynced by the trainer
+    staged: str  # <folder>/last.ckpt.partial, written by the trainer (fsynced by the recorder)
     last: str  # <folder>/last.ckpt
     best_rank: int | None = None  # the rank (1 = best) it takes among the best k, if any
     best_count: int = 0  # k

@@ -1,6 +1,5 @@
 """One MLflow run as the trainer sees it: rows handed over to a recorder process, never waiting
-on the store (tracking/connection.py explains why a separate process; tracking/messages.py lists
-what it sends).
+on the store (tracking/connection.py says why a process of its own; messages.py what it sends).
 
 A recorder that stops (killed by the OOM killer or a user, a crash) is replaced: `reopen` starts
 a new recorder, which re-opens the run as its own trainer's (RUNNING, not stale) and skips every
@@ -17,7 +16,7 @@ import dataclasses
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,7 @@ from trainlab.engines.base import ResumePoint
 from trainlab.errors import RecorderStopped
 from trainlab.paths import output_dir
 from trainlab.resume.resume_run import committed_checkpoint
-from trainlab.tracking.connection import (
-    RecorderConnection,
-    RecorderLost,
-    replace_recorder,
-)
+from trainlab.tracking.connection import RecorderConnection, RecorderLost
 from trainlab.tracking.messages import (
     Artifact,
     Commit,
@@ -49,6 +44,7 @@ from trainlab.tracking.messages import (
     Sync,
     Tags,
 )
+from trainlab.tracking.recorders import replace_recorder
 
 MAX_PENDING_METRICS = 1000  # rows are also handed over when this many wait (one log_batch)
 
@@ -101,6 +97,11 @@ class TrackedRun:
             self._info = self._handed(self.recorder.answer, self._info_asked or self.ask_info())
         return self._info
 
+    def check_opened(self) -> None:
+        """The run's id once the recorder has answered (a poll), or its refusal raised here."""
+        if self._handed(self.recorder.answered, self._info_asked or self.ask_info()):
+            self.info()
+
     def ask_info(self) -> int:
         """Ask for the run's id now, to read the answer later without waiting for the rows
         handed over in between (a job of a sweep goes on while its run is written)."""
@@ -125,6 +126,8 @@ class TrackedRun:
     def add(self, keys: Sequence[str], values: Any, step: int) -> None:
         if self.lost is not None:
             return  # the fit rolls back and computes it again
+        if self._info is None and self._info_asked is not None:  # a refusal stops the fit here
+            self.check_opened()
         row = (step, int(time.time() * 1000), values)
         bucket = self._pending.get(tuple(keys))
         if bucket is None:
@@ -167,13 +170,17 @@ class TrackedRun:
     def sync(self) -> None:  # returns once everything sent so far is handled (a commit too)
         self._send(Sync(), Reply.HANDLED)
 
-    def fit_ended(self) -> None:
-        """Where the job waits for the store (a single run), its fit returns once its last
-        checkpoint is durable: a recorder that stops until then is replaced while the fit can
-        still roll back. A sweep's job (QUEUED) goes on to the next while its recorder writes:
-        its ending is only queued too, and the sweep's end waits for the store."""
-        if self.wait is Reply.HANDLED:
-            self.sync()
+    def fit_ended(self, meanwhile: Callable[[], Any]) -> Any:
+        """`meanwhile()` (the job's work on the trained module), then, where the job waits for
+        the store (a single run), the wait until the fit's last checkpoint is durable: a
+        recorder that stops until then is replaced while the fit can still roll back. A
+        sweep's job (QUEUED) goes on while its recorder writes (the sweep's end waits)."""
+        waits = self.wait is Reply.HANDLED
+        asked = self._handed(self.recorder.ask, Sync(fit_ended=True), self.token) if waits else None
+        done = meanwhile()
+        if asked is not None:
+            self._handed(self.recorder.answer, asked)
+        return done
 
     def checkpoint(self) -> Path | None:
         """The run's checkpoint this process committed, if one is on disk (the recorder renames
