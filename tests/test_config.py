@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from hydra.utils import get_object
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from trainlab.config.checks import check_config
-from trainlab.config.schema import SCHEMAS, TrainConfig, as_plain_dict
+from trainlab.config.checkpoint import job_key
+from trainlab.config.checks import check_config, config_from_record
+from trainlab.config.schema import SCHEMAS, TrainConfig, as_plain_dict, job_identity
 from trainlab.errors import ConfigError
 from trainlab.paths import CONFIG_DIR, EXPERIMENTS_DIR
 
@@ -100,3 +102,18 @@ def test_unknown_key_and_wrong_type_fail_while_composing(composed):
     assert "Value 'many' of type 'str' could not be converted to Integer" in str(
         err.value.__cause__
     )
+
+
+def test_a_renamed_default_of_a_recorded_run_reads_as_today_with_its_job_key(composed):
+    """A run recorded before `callbacks.trial` moved to trainlab.callbacks names the old path:
+    read again (resume, rerun, fork) it is today's default, so its job key stays the one it was
+    recorded with, and the old path still builds the same callback."""
+    fresh = check_config(composed("optimizer=adam"))
+    recorded = as_plain_dict(fresh)
+    old = "trainlab.sweeps.trial_reports.TrialReports.for_run"
+    recorded["callbacks"]["trial"]["_target_"] = old
+    again = check_config(config_from_record(recorded))
+    assert again.callbacks["trial"]["_target_"] == "trainlab.callbacks.TrialReports.for_run"
+    key = job_key(job_identity(fresh), None, None)
+    assert job_key(job_identity(again), None, None) == key
+    assert get_object(old) == get_object(again.callbacks["trial"]["_target_"])

@@ -25,7 +25,7 @@ from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.config.training import task_of
 from trainlab.data.dataset import Dataset
 from trainlab.data.sources import load_dataset
-from trainlab.engines.base import FitContext, FitResult, ResumePoint
+from trainlab.engines.base import FitContext, FitResult, ResumePoint, StudyTrial
 from trainlab.engines.ranks import is_tracking_process
 from trainlab.errors import ConfigError
 from trainlab.job_result import JobResult
@@ -47,6 +47,7 @@ from trainlab.outcome import (
 from trainlab.paths import output_dir
 from trainlab.run_life import Ending, run_session
 from trainlab.signals import handle_interrupts
+from trainlab.sweeps.trials import current_trial
 from trainlab.tracking.connection import TrackingTarget
 
 
@@ -75,6 +76,7 @@ def run(
             settings=settings, data=data, module=module, accelerator=accelerator, run=run,
             interrupts=interrupts, checkpoint_dir=checkpoint_folder(resume_from),
             ranking_metric=ranked_by, rows=rows, resume_from=resume_from, after_fit=ended,
+            trial=study_trial(),
         )  # fmt: skip
         result = instantiate(settings.engine, _convert_="all").fit(context)
         interrupts.raise_if_received(result.steps, result.checkpoint)  # the run ends KILLED
@@ -210,6 +212,17 @@ def check_watched(
             f"early_stop.monitor={monitor!r}: this run records no such metric; expected one of "
             f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
         )
+
+
+def study_trial() -> StudyTrial | None:
+    """This job's trial when it is one of an Optuna sweep, opened in its study."""
+    trial_job = current_trial()
+    if trial_job is None:
+        return None
+    # Optuna and SQLAlchemy (slow imports) only for a trial of a search.
+    from trainlab.sweeps.study import TrialHandle
+
+    return TrialHandle(trial_job)
 
 
 def checkpoint_folder(resume_from: ResumePoint | None) -> Path:

@@ -10,6 +10,7 @@ from trainlab.callbacks.guard import DivergedError, DivergenceGuard
 from trainlab.callbacks.logger import RecorderLogger
 from trainlab.callbacks.progress import ConsoleProgress
 from trainlab.callbacks.rows import StepRows
+from trainlab.callbacks.study_reports import TrialReports
 
 __all__ = [
     "CommitCheckpoints",
@@ -20,5 +21,6 @@ __all__ = [
     "EpochTrainLoss",
     "RecorderLogger",
     "StepRows",
+    "TrialReports",
     "early_stopping",
 ]

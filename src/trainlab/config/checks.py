@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
+from trainlab.config.legacy import as_named_today
 from trainlab.config.models import LinearModelConfig
 from trainlab.config.runtime import DeviceConfig, TrainerConfig
 from trainlab.config.schema import TrainConfig, option_name, schema_for
@@ -280,7 +281,7 @@ def override_key(override: str) -> str:
 def config_from_record(resolved: dict[str, Any]) -> DictConfig:
     """A run's recorded config (config/resolved.yaml) as a typed config, whatever the option
     files say today: each group gets the schema it was built from."""
-    typed = OmegaConf.structured(TrainConfig)
+    typed, resolved = OmegaConf.structured(TrainConfig), as_named_today(resolved)
     for group in RECORDED_GROUPS:
         typed[group] = OmegaConf.structured(schema_for(group, resolved.get(group) or {}))
     return OmegaConf.merge(typed, resolved)

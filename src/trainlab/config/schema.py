@@ -78,7 +78,7 @@ def trainlab_callbacks() -> dict[str, Any]:
         "guard": {"_target_": "trainlab.callbacks.DivergenceGuard.for_run"},
         "early_stop": {"_target_": "trainlab.callbacks.early_stopping"},
         # A trial of an Optuna sweep reports to its study and stops when pruned (none otherwise).
-        "trial": {"_target_": "trainlab.sweeps.trial_reports.TrialReports.for_run"},
+        "trial": {"_target_": "trainlab.callbacks.TrialReports.for_run"},
         "checkpoints": {"_target_": "trainlab.callbacks.CommitCheckpoints.for_run"},
     }
 

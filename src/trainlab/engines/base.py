@@ -62,6 +62,32 @@ class RunHandle(Protocol):
         goes on (its last committed checkpoint; None: from the fit's start), or raises."""
 
 
+class StudyTrial(Protocol):
+    """A trial of an Optuna sweep as its fit sees it (sweeps/study.py's TrialHandle): what its
+    study wants to hear, and the calls that tell it (callbacks/study_reports.py)."""
+
+    number: int
+    replicate: int
+    prunes: bool  # the study has a pruner: its trials report at report points
+    every_n_steps: int | None  # a report every n steps; None: at each epoch's end
+    measures: bool  # the study wants what the job measured (an objective only the job knows)
+
+    def named(self, run_id: str, model: str) -> None: ...
+
+    def report(self, value: float, point: int) -> bool:
+        """Report the objective at a report point; True when the pruner stops the trial."""
+
+    def mark_pruned(self, point: int, step: int) -> None: ...
+
+    def pruned_tags(self, step: int) -> dict[str, Any]:
+        """What a pruned trial's run is tagged with, `step` its last step trained."""
+
+    def pruned(self) -> Any:
+        """Whether (and where) another replicate's report pruned the trial; None if not."""
+
+    def measured(self, values: dict[str, float]) -> None: ...
+
+
 @dataclass(frozen=True)
 class ForkSource:
     """The run a fork starts from (`fork=<run id>[@<step>]`, resume/fork.py)."""
@@ -111,6 +137,7 @@ class FitContext:
     # What the caller computes with the trained module (its final losses), handed the fit's
     # result: done while the recorder commits the fit's last checkpoint (FitResult.after).
     after_fit: Callable[[FitResult], Any] | None = None
+    trial: StudyTrial | None = None  # a trial of an Optuna sweep, opened in its study
 
     @property
     def references(self) -> References:

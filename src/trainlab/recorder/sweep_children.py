@@ -32,7 +32,7 @@ from trainlab.tracking.tags import (
 )
 
 SEED = "seed"
-# What a trial's job measured besides its loss (sweeps/trial_reports.py), by objective name.
+# What a trial's job measured besides its loss (callbacks/study_reports.py), by objective name.
 MEASURED_METRICS = {"fit_seconds": "fit/seconds", "parameters": "model/parameters"}
 
 

@@ -3,7 +3,7 @@
 `hydra/sweeper=optuna` (src/hydra_plugins/trainlab_sweeper) hands its `sweep` here. Each trial
 is `sweep.replicates` jobs (the same values, seeds seed, seed+1 ...); the study (an RDB storage,
 see sweeps/study.py) gets the mean of a trial's replicates, or PRUNED when its first replicate
-was pruned (sweeps/trial_reports.py), or FAIL when a replicate failed.
+was pruned (callbacks/study_reports.py), or FAIL when a replicate failed.
 
 With trainlab's `parallel` launcher the trials are asynchronous: `n_jobs` trials run at once, and
 as soon as any ends (finished, failed, pruned) the study is told and the next trial is asked and

@@ -34,6 +34,7 @@ from trainlab.errors import ConfigError, one_line
 from trainlab.paths import home
 from trainlab.sweeps.trials import TrialJob
 from trainlab.tracking.store_checks import is_server, sqlite_path
+from trainlab.tracking.tags import PRUNED_STEP_TAG, PRUNED_TAG
 
 STUDY_DB_ENV = "TRAINLAB_STUDY_DB_URI"
 # How long a trial waits for another writer of a SQLite study (each report holds it briefly,
@@ -180,6 +181,10 @@ class TrialHandle:
         self.storage, self.study_id, self.trial_id = storage, study_id, trial_id
         self.trial = optuna.trial.Trial(self.study, trial_id)
         self.number = trial_job.trial
+        # What the trial's fit reports (engines/base.py's StudyTrial, callbacks/study_reports.py).
+        self.prunes = link.pruner != "none"
+        self.every_n_steps: int | None = link.pruning.get("every_n_steps")
+        self.measures = link.reports
         self.gates = PruningGates.of(link.pruner, link.pruning)
         # What the trial has reported, a resumed trial's earlier points included (read at the
         # first report: a trial that never reports does not pay for it).
@@ -239,6 +244,9 @@ class TrialHandle:
 
     def mark_pruned(self, point: int, step: int) -> None:
         self.trial.set_user_attr(PRUNED_ATTR, [point, step])
+
+    def pruned_tags(self, step: int) -> dict[str, Any]:
+        return {PRUNED_TAG: "true", PRUNED_STEP_TAG: step}
 
     def named(self, run_id: str, model: str) -> None:
         """The trial's user attributes name this replicate's MLflow run and its model."""

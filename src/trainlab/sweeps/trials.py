@@ -4,7 +4,7 @@ The search (sweeps/search.py) rewrites the file before each batch it launches; a
 to learn whether it is a trial that reports to the study (pruning, or objectives only the job
 can measure), which trial and replicate it is, and where the study lives. A file in the sweep's
 folder, as for the sweep itself (sweeps/state.py): it reaches jobs on other nodes that share the
-folder, whatever the launcher. No Optuna here: every run's callbacks ask `current_trial`.
+folder, whatever the launcher. No Optuna here: the pipeline asks `current_trial` for every run.
 """
 
 from __future__ import annotations
