@@ -75,7 +75,7 @@ def test_a_recorder_that_dies_is_reported(home, client):
 TRAINER = textwrap.dedent(
     """
     import os, sys
-    from trainlab.tracking.connection import start_recorder
+    from trainlab.tracking.recorders import start_recorder
     from trainlab.tracking.run import TrackedRun
     from trainlab.tracking.messages import RunSpec
     recorder = start_recorder(sys.argv[1])
