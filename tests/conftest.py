@@ -126,3 +126,22 @@ def artifacts(trained, tmp_path) -> Iterator:
     for folder, backup in saved:
         shutil.rmtree(folder)
         shutil.copytree(backup, folder)
+
+
+# The files that take minutes (a team service, a sweep killed and continued, outages): run first.
+# pytest-xdist hands whole files (`--dist loadfile`) to the workers in collection order; when the
+# longest come last, the run ends with one worker busy and the other idle.
+LONGEST_FIRST = (
+    "test_outages.py", "test_team.py", "test_server.py", "test_search_continued.py",
+    "test_private_experiments.py", "test_sweep_resume.py", "test_sweep_faults.py",
+    "test_preemption.py", "test_store.py", "test_install.py", "test_any_model.py",
+    "test_model_safety.py", "test_ddp.py", "test_interrupt_resume.py", "test_recorder_faults.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's own order is kept

@@ -210,8 +210,9 @@ def _cmdline(pid: int) -> str:
 def test_signal_inside_an_epoch_resumes_exactly(train_in_process, client, home):
     """SIGTERM between two batches: the checkpoint holds the batcher's order and position, so
     the resumed run trains the rest of that epoch (before, Lightning skipped it)."""
+    # 40 epochs: the signal comes while it trains (the store shows rows a moment after the fit).
     args = (
-        *COMMON, *CASES["mini_batch"][:6], "max_epochs=12", "checkpoint.every_seconds=null",
+        *COMMON, *CASES["mini_batch"][:6], "max_epochs=40", "checkpoint.every_seconds=null",
         "tracking.flush_every_seconds=0.05", "seed=5",
     )  # fmt: skip
     assert train_in_process(*args, "experiment_name=whole")[0] == 0

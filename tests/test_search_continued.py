@@ -29,9 +29,8 @@ def killed_after(client, finished: int):
 
 @pytest.mark.parametrize(
     ("sampler", "checkpoints"),
-    [("tpe", "checkpoint.every_n_steps=50"), ("random", "checkpoint.every_n_steps=50"),
-     ("random", "checkpoint.every_n_steps=null")],
-    ids=["tpe", "random", "random-killed-before-its-first-checkpoint"],
+    [("tpe", "checkpoint.every_n_steps=50"), ("random", "checkpoint.every_n_steps=null")],
+    ids=["tpe", "random-killed-before-its-first-checkpoint"],
 )  # fmt: skip
 def test_a_continued_seeded_search_never_measures_a_point_twice(home, sampler, checkpoints):
     # Without every_n_steps a checkpoint comes once a minute: the cut-short trial has none, and
