@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.profilers import Profiler
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -128,18 +130,36 @@ class _Idle(L.Callback):
 
 
 def lightning_floor(
-    batches, epochs: int, n_features: int, n_targets: int, device: str, callbacks: int = 0
+    batches,
+    epochs: int,
+    n_features: int,
+    n_targets: int,
+    device: str,
+    callbacks: int = 0,
+    profiler: Profiler | None = None,
 ) -> float:
     """Seconds to build Lightning's Trainer (barebones=True) and fit a bare module over `batches`
-    (with `callbacks` do-nothing callbacks: the price of the callback form alone)."""
+    (with `callbacks` do-nothing callbacks: the price of the callback form alone). With a
+    `profiler` (which barebones refuses) the Trainer has everything barebones turns off off."""
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # barebones lists its limits
+    bare: dict[str, Any] = {"barebones": True}
+    if profiler is not None:
+        bare = {
+            "profiler": profiler,
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            "log_every_n_steps": 0,
+        }
     start = time.perf_counter()  # from building the Trainer, as trainlab is timed
     trainer = L.Trainer(
         max_epochs=epochs,
-        barebones=True,
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         callbacks=[_Idle() for _ in range(callbacks)],
+        **bare,
     )
     trainer.fit(_BareModule(n_features, n_targets), batches)
     if device == "cuda":

@@ -9,6 +9,7 @@ import torch
 from benchmarks import baselines
 from benchmarks.measures import LEAN, Trainlab
 from benchmarks.turns import Result, compared, take_turns
+from trainlab.engines.hook_profiler import NoProfiling
 
 
 def p2_framework(lab: Trainlab, steps: int, repeats: int) -> list[Result]:
@@ -23,11 +24,14 @@ def p2_framework(lab: Trainlab, steps: int, repeats: int) -> list[Result]:
             "raw": lambda: baselines.raw_seed_loop(steps),
             "floor": lambda: baselines.lightning_floor(batches, steps, 1, 1, "cpu"),
             "idle": lambda: baselines.lightning_floor(batches, steps, 1, 1, "cpu", count),
+            "lean": lambda: baselines.lightning_floor(
+                batches, steps, 1, 1, "cpu", count, NoProfiling()
+            ),
             "ours": lambda: lab.run(f"max_epochs={steps}", "tracking=none"),
         },
         repeats,
     )
-    raw, floor, idle, ours = (samples[k] for k in ("raw", "floor", "idle", "ours"))
+    raw, floor, idle, lean, ours = (samples[k] for k in ("raw", "floor", "idle", "lean", "ours"))
     return [
         compared(
             "P2", f"seed run untracked vs barebones-Trainer floor, {steps} steps", floor, ours, 1.10
@@ -37,6 +41,14 @@ def p2_framework(lab: Trainlab, steps: int, repeats: int) -> list[Result]:
             f"the floor with {count} do-nothing callbacks (an untracked run's) vs without",
             floor,
             idle,
+            float("inf"),
+        ),
+        compared(
+            "P2-profiler",
+            f"the floor with {count} do-nothing callbacks and trainlab's profiler (NoProfiling) "
+            "vs without",
+            floor,
+            lean,
             float("inf"),
         ),
         compared("P2-floor", "barebones-Trainer floor vs raw seed loop", raw, floor, float("inf")),

@@ -14,12 +14,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 
 from trainlab.callbacks.checkpoint_writer import ranking_metric
 from trainlab.callbacks.fork_start import check_fits
 from trainlab.checkpoints.trust import trusted_globals
 from trainlab.config.checks import check_with_data
+from trainlab.config.construct import construct
 from trainlab.config.runtime import DeviceConfig
 from trainlab.config.schema import TrainConfig, as_plain_dict
 from trainlab.config.training import task_of
@@ -78,7 +78,7 @@ def run(
             ranking_metric=ranked_by, rows=rows, resume_from=resume_from, after_fit=ended,
             trial=study_trial(),
         )  # fmt: skip
-        result = instantiate(settings.engine, _convert_="all").fit(context)
+        result = construct(settings.engine).fit(context)
         interrupts.raise_if_received(result.steps, result.checkpoint)  # the run ends KILLED
         after, losses, predicted = result.after or ended(result)
         info = session.finish(Ending(result.steps, {**losses, **predicted}, module))

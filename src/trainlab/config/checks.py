@@ -9,7 +9,7 @@ everywhere: everything after this module works from `settings`.
 from __future__ import annotations
 
 import math
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from trainlab.config.legacy import as_named_today
 from trainlab.config.models import LinearModelConfig
 from trainlab.config.runtime import DeviceConfig, TrainerConfig
-from trainlab.config.schema import TrainConfig, option_name, schema_for
+from trainlab.config.schema import TrainConfig, as_plain_dict, option_name, schema_for
 from trainlab.config.training import (
     HuberLossConfig,
     L1LossConfig,
@@ -41,13 +41,20 @@ def check_config(cfg: DictConfig) -> TrainConfig:
                 f"{key}: not a key of the config; expected one of {', '.join(sorted(known))} "
                 "(new keys go under tags: +tags.owner=me)"
             )
-    # Before the dataclasses: their range checks would say `optimizer.lr=nan` is not > 0.
-    values = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        settings = OmegaConf.to_object(cfg)
+    except Exception:
+        # Said as what it is, not as the range check of a dataclass that failed first
+        # (`optimizer.lr=nan` is not > 0) or as the file system's error on a long path.
+        values = OmegaConf.to_container(cfg, resolve=True)
+        check_finite_values(values)
+        check_path_lengths(values)
+        raise
+    assert isinstance(settings, TrainConfig)
+    # A nan that passed the range checks (inf > 0), in any value, lists and dicts included.
+    values = as_plain_dict(settings)
     check_finite_values(values)
     check_path_lengths(values)
-    settings = OmegaConf.to_object(cfg)
-    assert isinstance(settings, TrainConfig)
-    check_finite(settings)
     check_engine(settings)
     check_trainer(settings)
     check_distributed(settings)
@@ -57,23 +64,10 @@ def check_config(cfg: DictConfig) -> TrainConfig:
     return settings
 
 
-def check_finite(node: Any, prefix: str = "") -> None:
+def check_finite_values(node: Any, prefix: str = "") -> None:
     """Every number of the config is finite: `optimizer.lr=inf`, `data.noise=inf` or a NaN in
     `data.weights` pass the range checks of __post_init__ (inf > 0) and would train on, or fail
     inside the run, in NumPy's or torch's words. (x_test has its own check, parse_x_test.)"""
-    for field in fields(node):
-        key, value = f"{prefix}{field.name}", getattr(node, field.name)
-        if is_dataclass(value):
-            check_finite(value, f"{key}.")
-        elif key != "x_test" and not key.endswith(".x_test") and not all_finite(value):
-            raise ConfigError(
-                f"{key}={value!r} is not allowed: expected finite numbers (nan and inf are "
-                "non-finite values)"
-            )
-
-
-def check_finite_values(node: Any, prefix: str = "") -> None:
-    """The composed values, before any range check: a nan or inf is said as what it is."""
     items = node.items() if isinstance(node, dict) else []
     for name, value in items:
         key = f"{prefix}{name}"

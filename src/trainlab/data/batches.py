@@ -92,7 +92,9 @@ class TensorDataModule(L.LightningDataModule):
     """The data for the Trainer, set up in each DDP process: its rank's share, on its device.
 
     Lightning calls the *_dataloader hooks in every process once the strategy knows the rank and
-    the device; the whole data set moves to the device once, batches are slices of it.
+    the device; the whole data set moves to the device once, batches are slices of it. A fit in
+    one process knows its device before it starts: the engine then hands the Trainer the
+    loaders themselves (`train_batches`, `val_batches`), see engines/lightning.py.
     """
 
     def __init__(
@@ -108,15 +110,23 @@ class TensorDataModule(L.LightningDataModule):
         self.loader_state = loader_state  # a resumed run's shuffle state, from its checkpoint
 
     def train_dataloader(self) -> TensorBatches:
-        device = self.trainer.strategy.root_device
+        trainer = self.trainer
+        return self.train_batches(
+            trainer.strategy.root_device, trainer.global_rank, trainer.world_size
+        )
+
+    def train_batches(
+        self, device: torch.device, rank: int = 0, world_size: int = 1
+    ) -> TensorBatches:
+        """The training batches of process `rank` of `world_size`, on `device`."""
         batches = TensorBatches(
             self.data.x_train.to(device),
             self.data.y_train.to(device),
             self.batch_size,
             self.shuffle,
             self.seed,
-            rank=self.trainer.global_rank,
-            world_size=self.trainer.world_size,
+            rank=rank,
+            world_size=world_size,
         )
         if self.loader_state is not None:
             batches.load_state_dict(self.loader_state)
@@ -129,10 +139,12 @@ class ValidatedDataModule(TensorDataModule):
     validation machinery, prints nothing about it, and skips its per-step check."""
 
     def val_dataloader(self) -> TensorBatches:
+        return self.val_batches(self.trainer.strategy.root_device)
+
+    def val_batches(self, device: torch.device) -> TensorBatches:
         x_val, y_val = self.data.x_val, self.data.y_val
         assert x_val is not None and y_val is not None, "a validation split"
         # Every rank scores the whole validation set: val/loss is exact on any number of ranks.
-        device = self.trainer.strategy.root_device
         return TensorBatches(x_val.to(device), y_val.to(device), None, False, self.seed)
 
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 
+from trainlab.config.construct import construct
 from trainlab.config.data import CsvDataConfig, CustomDataConfig, DataConfig, ParquetDataConfig
 from trainlab.data.arrays import RawData
 from trainlab.data.custom import DataModuleSource, from_datamodule
@@ -192,7 +193,7 @@ def build(cfg: DataConfig, seed: int, task: str) -> L.LightningDataModule:
     extra: dict[str, Any] = {"seed": seed}
     if issubclass(cls, TableDataModule) or "task" in inspect.signature(cls).parameters:
         extra["task"] = task
-    return instantiate(fields, **extra, _convert_="all")
+    return construct(fields, **extra)
 
 
 def load_dataset(cfg: DataConfig, seed: int, task: str = "regression") -> Dataset:

@@ -37,10 +37,11 @@ from trainlab.callbacks.rows import ROW_METRICS, StepRows
 from trainlab.callbacks.step_loss import EPOCH_LOSS, EpochLoss
 from trainlab.checkpoints.trust import trusted_loading
 from trainlab.config.schema import as_plain_dict
-from trainlab.data.batches import lightning_data
+from trainlab.data.batches import TensorDataModule, ValidatedDataModule, lightning_data
 from trainlab.data.custom import implements
 from trainlab.engines import distributed
 from trainlab.engines.base import Engine, FitContext, FitResult
+from trainlab.engines.hook_profiler import NoProfiling
 from trainlab.errors import RecorderStopped, one_line
 from trainlab.models.lightning_module import TrainlabModule
 
@@ -106,7 +107,9 @@ class LightningEngine(Engine):
         trusted = trusted_config(as_plain_dict(settings), resume)
         with trusted_loading(checkpoint, trusted, described(resume)):
             trainer.fit(
-                context.module, datamodule=data_module, ckpt_path=checkpoint and str(checkpoint)
+                context.module,
+                **fit_data(context, trainer, data_module),
+                ckpt_path=checkpoint and str(checkpoint),
             )
         saver = next((c for c in callbacks if isinstance(c, CommitCheckpoints)), None)
         logged = scalars(trainer.callback_metrics)
@@ -127,6 +130,24 @@ class LightningEngine(Engine):
         if context.run is not None and saver is not None and saver.saved is not None:
             return dataclasses.replace(result, after=context.run.fit_ended(work))
         return dataclasses.replace(result, after=work())
+
+
+def fit_data(
+    context: FitContext, trainer: L.Trainer, data_module: L.LightningDataModule
+) -> dict[str, Any]:
+    """What `trainer.fit` is given for the data: the datamodule, or, for trainlab's own tensors
+    in a single process (whose device the Trainer knows before the fit), its loaders. Given a
+    datamodule, Lightning asks at every step whether it overrides each of the three batch-transfer
+    hooks, a measurable part of a small model's step (docs/performance.md, P2)."""
+    if context.data.datamodule is not None or not isinstance(data_module, TensorDataModule):
+        return {"datamodule": data_module}
+    if trainer.world_size > 1:  # each process sets up its own share (TensorDataModule)
+        return {"datamodule": data_module}
+    device = trainer.strategy.root_device
+    loaders = {"train_dataloaders": data_module.train_batches(device)}
+    if isinstance(data_module, ValidatedDataModule):
+        loaders["val_dataloaders"] = data_module.val_batches(device)
+    return loaders
 
 
 def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -191,6 +212,7 @@ def build_trainer(context: FitContext, callbacks: list[L.Callback]) -> L.Trainer
         max_steps=settings.max_steps,
         callbacks=callbacks,
         logger=logger,
+        profiler=NoProfiling(),  # Lightning's pass-through, cheaper per hook (see its module)
         # Lightning refuses a Checkpoint or ProgressBar callback when these are off, and adds
         # its own when they are on and none is given: they follow the callbacks.
         enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),

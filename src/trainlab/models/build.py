@@ -9,8 +9,9 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_object, instantiate
+from hydra.utils import get_object
 
+from trainlab.config.construct import construct
 from trainlab.config.schema import TrainConfig
 from trainlab.config.training import CLASSIFICATION, BCEWithLogitsLossConfig, task_of
 from trainlab.data.custom import check_pairs
@@ -65,7 +66,7 @@ def build_module(settings: TrainConfig, data: Dataset) -> L.LightningModule:
     try:
         shapes = taken_by(settings.model, shape_arguments(settings, data))
         # Lists and dicts reach the classes as Python lists and dicts (no `_convert_` to write).
-        model = instantiate(settings.model, _convert_="all", **shapes)
+        model = construct(settings.model, **shapes)
     except InstantiationException as err:
         if isinstance(err.__cause__, ConfigError):  # said by the builder, in one line
             raise err.__cause__ from None
@@ -75,9 +76,9 @@ def build_module(settings: TrainConfig, data: Dataset) -> L.LightningModule:
     scheduler = settings.scheduler
     parts = {
         "model": model,
-        "loss": instantiate(settings.loss),
-        "optimizer": instantiate(settings.optimizer),
-        "scheduler": instantiate(scheduler) if scheduler._target_ is not None else None,
+        "loss": construct(settings.loss),
+        "optimizer": construct(settings.optimizer),
+        "scheduler": construct(scheduler) if scheduler._target_ is not None else None,
         "plateau_metric": "val/loss" if has_validation else "train/loss",
     }
     if task_of(settings.loss) == CLASSIFICATION:
@@ -123,7 +124,7 @@ def loss_of(settings: TrainConfig, module: L.LightningModule) -> Callable[..., t
     compute = getattr(module, "compute_loss", None)
     if compute is not None:
         return compute
-    loss = instantiate(settings.loss)
+    loss = construct(settings.loss)
     if isinstance(settings.loss, BCEWithLogitsLossConfig):
         return lambda output, target: loss(output.reshape(-1), target.to(output.dtype))
     return loss
