@@ -203,5 +203,5 @@ def test_every_builder_is_in_a_layer():
         if group == "hydra":  # Hydra instantiates its own callbacks and launcher
             continue
         source = MODULES[builder].read_text()
-        makes = ("instantiate(", "get_class(", "get_method(", "get_object(")
+        makes = ("instantiate(", "construct(", "get_class(", "get_method(", "get_object(")
         assert any(call in source for call in makes), f"{builder} instantiates no {group}"
