@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
+from trainlab.callbacks.logger import EpochEnds
 from trainlab.callbacks.step_loss import StepLoss
 from trainlab.engines.base import RunHandle
 from trainlab.measures.references import OLS_GAP, OPTIMUM_GAP
@@ -37,7 +38,10 @@ VAL_KEY = "val/loss"
 ROW_METRICS = frozenset({LOSS_KEY, LR_KEY, VAL_KEY, OLS_GAP, OPTIMUM_GAP, GRAD_NORM_KEY})
 
 
-class StepRows(L.Callback):
+class StepRows(EpochEnds):
+    """The rows, and (as an EpochEnds) the logger's epoch marks: Lightning calls every hook of
+    every callback at every step, so the run's two per-step watchers are one callback."""
+
     @classmethod
     def for_run(cls, fit: FitContext) -> StepRows | None:
         """The rows of a tracked run (None for an untracked one: there is nowhere to send them)."""

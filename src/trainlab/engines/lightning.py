@@ -90,8 +90,8 @@ class LightningEngine(Engine):
         ]
         if not isinstance(context.module, TrainlabModule):  # its losses come from its steps
             callbacks.append(EpochLoss())
-        if context.run is not None:
-            callbacks.append(EpochEnds())
+        if context.run is not None and not any(isinstance(c, EpochEnds) for c in callbacks):
+            callbacks.append(EpochEnds())  # the rows' callback is one (one callback fewer)
         if resume is not None and resume.fork is not None:  # a new run from another's checkpoint
             callbacks.append(ForkStart(resume))
         trainer = build_trainer(context, callbacks)
