@@ -132,6 +132,13 @@ class LightningEngine(Engine):
         return dataclasses.replace(result, after=work())
 
 
+def logs_per_step(context: FitContext, callbacks: list[L.Callback]) -> bool:
+    """Whether anything in the fit may `self.log` a value per step: a module or a callback that
+    trainlab did not write (a user's LearningRateMonitor reads `log_every_n_steps` too)."""
+    own = isinstance(context.module, TrainlabModule)
+    return not own or any(not type(c).__module__.startswith("trainlab.") for c in callbacks)
+
+
 def fit_data(
     context: FitContext, trainer: L.Trainer, data_module: L.LightningDataModule
 ) -> dict[str, Any]:
@@ -199,8 +206,10 @@ def build_trainer(context: FitContext, callbacks: list[L.Callback]) -> L.Trainer
     # building the Trainer itself.
     make = get_class(settings.trainer._target_)
     knobs = {k: v for k, v in dataclasses.asdict(settings.trainer).items() if k != "_target_"}
-    # Without a logger there is nothing to log to: spare Lightning its per-step bookkeeping.
-    quiet = {} if logger else {"log_every_n_steps": 0}
+    # Without a logger, or with nothing that logs per step (trainlab's own module and
+    # callbacks never do; the rows are recorded apart), spare Lightning its per-step pass over
+    # the logged values: a measurable part of a seed step (docs/performance.md, P1).
+    quiet = {} if logger and logs_per_step(context, callbacks) else {"log_every_n_steps": 0}
     return make(
         **(knobs | quiet),
         accelerator=context.accelerator,
