@@ -1,5 +1,5 @@
-"""The parallel launcher's slots: an Optuna search's trials start as soon as a slot frees (no
-batch waits for its slowest trial), and `hydra.launcher.gpus_per_job=K` gives each job its own
+"""The parallel launcher's slots (and threads over Hydra's submitit launcher): an Optuna
+search's trials start as soon as a slot frees (no batch waits for its slowest trial), and `hydra.launcher.gpus_per_job=K` gives each job its own
 devices (what each job's process sees), at most devices // K at once, or one line on a machine
 without them. Real `trainlab-train -m` processes."""
 
@@ -32,6 +32,27 @@ def test_asynchronous_trials_start_as_soon_as_a_slot_frees(home):
     others = [c for c in children if c is not long]
     assert all(c.info.end_time < long.info.end_time for c in others)
     assert all(c.info.start_time < long.info.end_time for c in others)
+
+
+def test_submitit_trials_are_asynchronous_too(home):
+    # The same search on Hydra's submitit launcher: a thread per slot launches a batch of one.
+    # Each job is a fresh process here (seconds to start), so the long trial is longer.
+    search = (
+        "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=5",
+        "max_epochs=choice(40000,10,11,12)", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=submitit_local", "print_every=0", *LEAN,
+    )  # fmt: skip
+    done = run_cli(*search, home=home, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Asynchronous trials: 2 jobs at once" in done.stdout + done.stderr
+    _, children = children_of(store(home))
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    epochs = [int(c.data.params["max_epochs"]) for c in children]
+    long = children[epochs.index(40000)]
+    others = [c for c in children if c is not long]
+    # Batches of two would start the last two trials after the long one ended.
+    assert all(c.info.start_time < long.info.end_time for c in others)
+    assert sorted(epochs) == [10, 11, 12, 40000]
 
 
 def test_each_job_sees_its_own_devices(home):

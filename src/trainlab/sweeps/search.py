@@ -7,8 +7,10 @@ was pruned (callbacks/study_reports.py), or FAIL when a replicate failed.
 
 With trainlab's `parallel` launcher the trials are asynchronous: `n_jobs` trials run at once, and
 as soon as any ends (finished, failed, pruned) the study is told and the next trial is asked and
-started in the freed slot; no trial waits for a batch's slowest. Other launchers (Hydra's API:
-a batch returns when all its jobs ended) get batches of `n_jobs` trials, said once in the log.
+started in the freed slot; no trial waits for a batch's slowest. Hydra's submitit launchers are
+asynchronous the same way, a thread per slot waiting on a batch of one (sweeps/launch_threads.py).
+Other launchers (Hydra's API: a batch returns when all its jobs ended, and their jobs may run in
+the sweep's own process) get batches of `n_jobs` trials, said once in the log.
 
 The search goes on until `n_trials` trials have been started in all, counting those a continued
 sweep's study already has; a trial the last sweep left unfinished (killed) is launched again
@@ -37,6 +39,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from trainlab.paths import home
+from trainlab.sweeps.launch_threads import thread_slots
 from trainlab.sweeps.plan import plan_search, pruning_warning
 from trainlab.sweeps.results import JOBS_ATTR, write_results
 from trainlab.sweeps.space import grid_choices, overrides_of
@@ -109,8 +112,9 @@ class Search:
             )
         again = [(t.number, dict(t.params), t.user_attrs[JOBS_ATTR]) for t in unfinished]
         new = max(n_trials - ended - len(again), 0)
-        if hasattr(self.launcher, "slots") and self.config.hydra.sweeper.asynchronous:
-            self.run_async(study, again, new)
+        slots = self.slots() if self.config.hydra.sweeper.asynchronous else None
+        if slots is not None:
+            self.run_async(study, again, new, slots)
         else:
             self.run_batches(study, again, new)
         write_results(study, self.plan, self.sweep_dir)
@@ -149,7 +153,7 @@ class Search:
         name = str(self.config.hydra.launcher._target_).rsplit(".", 1)[-1]
         log.info(
             f"{name} launches trials in batches of {self.plan.n_jobs} (asynchronous trials: "
-            "hydra/launcher=parallel, hydra.sweeper.asynchronous=true)"
+            "hydra/launcher=parallel or submitit_*, hydra.sweeper.asynchronous=true)"
         )
         for trial in again:  # the last sweep was killed while these ran
             self.launch(study, [trial])
@@ -168,9 +172,16 @@ class Search:
         for number, _, jobs in batch:
             self.tell(study, number, [by_job[job] for job in jobs])
 
-    def run_async(self, study: optuna.Study, again: list[Trial], new: int) -> None:
+    def slots(self) -> Any:
+        """Slots for asynchronous trials: the parallel launcher's forks, or threads over a
+        submitit launcher's batches of one (sweeps/launch_threads.py); None for the others."""
+        size = self.plan.n_jobs * self.plan.replicates
+        if hasattr(self.launcher, "slots"):
+            return self.launcher.slots(size)
+        return thread_slots(self.launcher, size)
+
+    def run_async(self, study: optuna.Study, again: list[Trial], new: int, slots: Any) -> None:
         """A trial asked and started whenever a slot frees; each told as soon as it ends."""
-        slots = self.launcher.slots(self.plan.n_jobs * self.plan.replicates)  # type: ignore[attr-defined]
         log.info(
             f"Asynchronous trials: {slots.size} jobs at once, the next trial asked as soon as "
             "one ends"
