@@ -41,7 +41,10 @@ def auto_resume(
     # Imported only when a job looks for its run: reading a checkpoint needs torch.
     from trainlab.resume.resume_run import find_run
 
-    cluster_job = target.tags.get(CLUSTER_JOB_TAG) if resume is None else None
+    # A lone cluster job continues only a requeue of itself (its cluster job id); a continued
+    # sweep submits its jobs anew, with new ids, and its job key alone names the job's run.
+    own_requeue = resume is None and not continued_sweep
+    cluster_job = target.tags.get(CLUSTER_JOB_TAG) if own_requeue else None
     query = ResumeQuery(
         uri=target.uri,
         experiment_name=target.experiment_name,
