@@ -67,28 +67,34 @@ def test_grid_sweep_stopped_by_sigint_continues_with_the_same_command(home):
     assert [s for s, _ in history(client, continued.info.run_id)] == list(range(1000))
 
 
-def test_optuna_search_killed_with_its_parallel_launcher_continues_its_study(home):
+# With the parallel launcher the killed sweep's forked workers notice, stop their jobs at a step
+# with a checkpoint (KILLED) and exit; submitit's jobs are processes of their own and train on to
+# their end (FINISHED). Either way the same command continues the study in the same runs.
+@pytest.mark.parametrize(
+    "launcher, orphans", [("parallel", "KILLED"), ("submitit_local", "FINISHED")]
+)
+def test_optuna_search_killed_continues_its_study(home, launcher, orphans):
     search = (
-        "-m", "experiment=optuna_lr", "hydra/launcher=parallel", "hydra.sweeper.n_trials=4",
+        "-m", "experiment=optuna_lr", f"hydra/launcher={launcher}", "hydra.sweeper.n_trials=4",
         "hydra.sweeper.n_jobs=2", *LONG, *LEAN,
     )  # fmt: skip
     first = start_cli(home, *search)
     client = store(home)
-    until("the first batch's two trials training", lambda: caught_training(client, 0, 2))
-    os.kill(first.pid, signal.SIGKILL)  # the sweep's main process, not its workers
+    until("the first two trials training", lambda: caught_training(client, 0, 2), timeout=120)
+    os.kill(first.pid, signal.SIGKILL)  # the sweep's main process, not its jobs
     first.wait(timeout=30)
-    # Its forked workers notice, stop their jobs at a step with a checkpoint, and exit.
     until(
         "the orphaned jobs ended",
         lambda: all(c.info.status != "RUNNING" for c in children_of(client)[1]),
         timeout=120,
     )
     _, before = children_of(client)
-    assert [c.info.status for c in before] == ["KILLED", "KILLED"]
+    assert [c.info.status for c in before] == [orphans, orphans]
 
     again = run_cli(*search, home=home, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "2 cut short to finish" in again.stdout
+    assert "Asynchronous trials: 2 jobs at once" in again.stdout + again.stderr
     (parent,), after = children_of(client)
     assert parent.info.status == "FINISHED"
     assert len(after) == 4 and [c.info.run_id for c in after[:2]] == [c.info.run_id for c in before]
@@ -100,40 +106,5 @@ def test_optuna_search_killed_with_its_parallel_launcher_continues_its_study(hom
     trials = optuna.load_study(study_name=name, storage=storage).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4  # n_trials in all, none twice
     assert [t.user_attrs["trainlab.jobs"] for t in trials] == [[0], [1], [2], [3]]
-    for trial, child in zip(trials, after, strict=True):
-        assert trial.value == pytest.approx(child.data.metrics["final/val_loss"])
-
-
-def test_optuna_search_killed_with_its_submitit_jobs_running_continues_its_study(home):
-    # Asynchronous trials on submitit_local: the killed sweep's jobs are processes of their
-    # own and train on to their end; the same command tells the study what they recorded.
-    search = (
-        "-m", "experiment=optuna_lr", "hydra/launcher=submitit_local", "hydra.sweeper.n_trials=4",
-        "hydra.sweeper.n_jobs=2", *LONG, *LEAN,
-    )  # fmt: skip
-    first = start_cli(home, *search)
-    client = store(home)
-    until("the first two trials training", lambda: caught_training(client, 0, 2), timeout=120)
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait(timeout=30)
-    until(
-        "the orphaned jobs ended",
-        lambda: all(c.info.status != "RUNNING" for c in children_of(client)[1]),
-        timeout=120,
-    )
-    _, before = children_of(client)
-    assert [c.info.status for c in before] == ["FINISHED", "FINISHED"]
-
-    again = run_cli(*search, home=home, timeout=300)
-    assert again.returncode == 0, again.stderr
-    assert "Asynchronous trials: 2 jobs at once" in again.stdout + again.stderr
-    (parent,), after = children_of(client)
-    assert parent.info.status == "FINISHED"
-    assert len(after) == 4 and [c.info.run_id for c in after[:2]] == [c.info.run_id for c in before]
-    assert all(c.info.status == "FINISHED" for c in after)
-    storage = f"sqlite:///{home / 'optuna.db'}"
-    (name,) = optuna.study.get_all_study_names(storage)
-    trials = optuna.load_study(study_name=name, storage=storage).trials
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 4  # n_trials in all, none twice
     for trial, child in zip(trials, after, strict=True):
         assert trial.value == pytest.approx(child.data.metrics["final/val_loss"])
