@@ -134,7 +134,7 @@ def artifacts(trained, tmp_path) -> Iterator:
 LONGEST_FIRST = (
     "test_outages.py", "test_team.py", "test_server.py", "test_search_continued.py",
     "test_private_experiments.py", "test_sweep_resume.py", "test_sweep_faults.py",
-    "test_preemption.py", "test_store.py", "test_install.py", "test_any_model.py",
+    "test_preemption.py", "test_sweep_slots.py", "test_store.py", "test_install.py", "test_any_model.py",
     "test_model_safety.py", "test_ddp.py", "test_interrupt_resume.py", "test_recorder_faults.py",
 )  # fmt: skip
 
