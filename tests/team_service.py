@@ -71,11 +71,27 @@ def bindable(port: int) -> bool:
     return True
 
 
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (where outgoing connections get theirs)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def random_weed_port() -> int:
+    """A random port whose gRPC twin (port + 10000) is also below the ephemeral range: a port in
+    it can be taken by any outgoing connection (the other test worker's) between the check here
+    and the server's bind, which once failed a whole object store's start."""
+    top = ephemeral_low() - GRPC_OFFSET - 4  # room for four consecutive ports
+    return random.randint(10000, top) if top > 10100 else random.randint(20000, 45000)
+
+
 def weed_ports() -> Ports:
     """Four free ports whose gRPC twins (port + 10000) are free too."""
     chosen: list[int] = []
     while len(chosen) < 4:
-        port = random.randint(20000, 45000)
+        port = random_weed_port()
         if port not in chosen and bindable(port) and bindable(port + GRPC_OFFSET):
             chosen.append(port)
     return Ports(*chosen)

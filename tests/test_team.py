@@ -6,7 +6,6 @@ sign in with MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (tests/team_ser
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import PREDICT, TRAIN, free_port, history, run_cli
-from tests.team_service import bindable, fresh_database
+from tests.team_service import bindable, fresh_database, random_weed_port
 from trainlab.team.object_store import GRPC_OFFSET
 
 pytestmark = pytest.mark.slow
@@ -218,7 +217,7 @@ def test_a_server_restart_in_the_middle_of_a_run_loses_nothing(team, home, monke
 
 def test_make_team_starts_reports_and_stops_the_whole_service(tmp_path):
     """`make team` / `team-status` / `team-stop` (trainlab.team.service), over a fresh database."""
-    s3 = next(p for p in iter(lambda: random.randint(20000, 45000), None)
+    s3 = next(p for p in iter(random_weed_port, None)
               if all(bindable(q) and bindable(q + GRPC_OFFSET) for q in range(p, p + 4)))  # fmt: skip
     port = free_port()
     with fresh_database() as database:
