@@ -54,6 +54,17 @@ def uninterrupted(tmp_path_factory, empty_store) -> dict[str, list[tuple[int, fl
     return {key: history(client, run.info.run_id, key) for key in (*KEYS, "final/train_loss")}
 
 
+def same_history(actual: list, expected: list, key: str) -> bool:
+    """Step for step the same values; `ols/loss`, computed once from the data by LAPACK (0 for
+    the seed's exact line), within 1e-12: its last bits follow the memory it is given
+    (0.0 in one process, 6.4e-31 in another), not anything the run recorded."""
+    if key != "ols/loss":
+        return actual == expected
+    return [s for s, _ in actual] == [s for s, _ in expected] and all(
+        v == pytest.approx(w, abs=1e-12) for (_, v), (_, w) in zip(actual, expected, strict=True)
+    )
+
+
 def query(database: Path, sql: str) -> list[tuple]:
     """The run's rows of the store, read with sqlite3 (the watcher needs nothing of MLflow)."""
     try:
@@ -147,7 +158,7 @@ def test_a_killed_recorder_is_replaced_and_the_run_equals_an_uninterrupted_one(
     (run,) = all_runs(client)
     assert run.info.status == "FINISHED" and "trainlab.failure" not in run.data.tags
     for key, expected in uninterrupted.items():  # every step once, the very same values
-        assert history(client, run.info.run_id, key) == expected, key
+        assert same_history(history(client, run.info.run_id, key), expected, key), key
     assert int(run.data.tags["trainlab.recorder_pid"]) not in killer.killed
 
 
@@ -175,4 +186,4 @@ def test_a_replacement_that_dies_too_ends_the_run_killed_and_resume_finishes_it(
     resumed = client.get_run(run_id)
     assert resumed.info.status == "FINISHED" and "trainlab.failure" not in resumed.data.tags
     for key, expected in uninterrupted.items():
-        assert history(client, run_id, key) == expected, key
+        assert same_history(history(client, run_id, key), expected, key), key
