@@ -79,21 +79,31 @@ def ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
+# Its own generator: a test's training seeds Python's `random` (seed_everything), which made
+# the "random" ports of a later object store the same in every run of the same test order.
+PORTS = random.Random()
+
+
 def random_weed_port() -> int:
     """A random port whose gRPC twin (port + 10000) is also below the ephemeral range: a port in
     it can be taken by any outgoing connection (the other test worker's) between the check here
-    and the server's bind, which once failed a whole object store's start."""
+    and the server's bind."""
     top = ephemeral_low() - GRPC_OFFSET - 4  # room for four consecutive ports
-    return random.randint(10000, top) if top > 10100 else random.randint(20000, 45000)
+    return PORTS.randint(10000, top) if top > 10100 else PORTS.randint(20000, 45000)
 
 
 def weed_ports() -> Ports:
-    """Four free ports whose gRPC twins (port + 10000) are free too."""
+    """Four free ports whose gRPC twins (port + 10000) are free too, the eight all different:
+    one port that was another's twin failed a whole object store's start (its volume's gRPC
+    port `already in use`, by its own master)."""
     chosen: list[int] = []
+    taken: set[int] = set()
     while len(chosen) < 4:
         port = random_weed_port()
-        if port not in chosen and bindable(port) and bindable(port + GRPC_OFFSET):
+        pair = {port, port + GRPC_OFFSET}
+        if not pair & taken and bindable(port) and bindable(port + GRPC_OFFSET):
             chosen.append(port)
+            taken |= pair
     return Ports(*chosen)
 
 
