@@ -40,10 +40,13 @@ def run_cli(
     )
 
 
-def start_cli(home: Path, *args: str) -> subprocess.Popen:
-    """Start `trainlab-train ARGS` in the background (to signal or kill it), store under `home`."""
+def start_cli(home: Path, *args: str, unbuffered: bool = False) -> subprocess.Popen:
+    """Start `trainlab-train ARGS` in the background (to signal or kill it), store under `home`;
+    `unbuffered`: its printed lines reach the pipe as they are printed (to follow its steps)."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["TRAINLAB_HOME"] = str(home)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
     return subprocess.Popen(
         [TRAIN, *args], cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
