@@ -115,10 +115,10 @@ class RecorderServer:
             self.inbox.put((peer, envelope))
 
     def watch_owner(self) -> None:
-        """Wake the writer loop the moment the owner exits, instead of at its next poll (0.2 s
-        later: most of what a short run's process seemed to cost through a pipe). Linux's pidfd
-        becomes readable once the owner has exited and its children (this process) have a new
-        parent; elsewhere, or for an owner already gone, the loop's poll notices."""
+        """Wake the writer loop the moment the owner exits, instead of at its next poll: whatever
+        reads the trainer's output to its end waits for this process too (docs/performance.md).
+        Linux's pidfd becomes readable once the owner has exited and its children (this process)
+        have a new parent; elsewhere, or for an owner already gone, the loop's poll notices."""
         try:
             owner = os.pidfd_open(self.launch.owner_pid)
         except (AttributeError, OSError):
